@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything imapvm needs on Debian 12, idempotently and quickly when all is present:
+# Debian packages through apt-get (only those missing) and a virtualenv in .venv with the package.
+# Usage: scripts/bootstrap.sh [server|test]   ("test" adds the IMAP servers and SIP peers the tests run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROFILE=${1:-server}
+
+# Debian packages. The server needs Python, the prompts and espeak-ng (for prompts the set lacks);
+# the tests also need the real IMAP servers and SIP peers they start.
+PKGS=(python3 python3-venv python3-pip ca-certificates asterisk-core-sounds-en-wav espeak-ng sox)
+if [ "$PROFILE" = test ]; then
+  PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools)
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Cyrus: the cyrus-imapd package conflicts with dovecot-imapd (both provide imap-server), so the
+# tests take its imapd binary out of the .deb instead of installing it (test-infra.md section 2).
+if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/cyrus/usr/lib/cyrus/bin/imapd" ]; then
+  echo "bootstrap: unpacking Cyrus imapd from cyrus-imapd.deb" >&2
+  mkdir -p "$ROOT/.cache/cyrus-deb" "$ROOT/.cache/cyrus"; chmod 777 "$ROOT/.cache/cyrus-deb"
+  (cd "$ROOT/.cache/cyrus-deb" && rm -f cyrus-imapd_*.deb && apt-get download -qq cyrus-imapd >/dev/null)
+  dpkg-deb -x "$ROOT"/.cache/cyrus-deb/cyrus-imapd_*.deb "$ROOT/.cache/cyrus"
+fi
+
+# Python: a venv with the package (editable) and, for tests, the test extra. Reinstalled only
+# when pyproject.toml changes.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+STAMP=.venv/.imapvm-$PROFILE-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$STAMP" ]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  if [ "$PROFILE" = test ]; then
+    .venv/bin/python -m pip install -q -e ".[test]"
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  rm -f .venv/.imapvm-"$PROFILE"-*
+  touch "$STAMP"
+fi

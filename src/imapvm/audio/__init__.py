@@ -1,0 +1,1 @@
+"""imapvm.audio (see DESIGN.md, Layers)."""

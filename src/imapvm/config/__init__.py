@@ -1,0 +1,1 @@
+"""imapvm.config (see DESIGN.md, Layers)."""

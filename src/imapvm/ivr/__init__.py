@@ -1,0 +1,1 @@
+"""imapvm.ivr (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""imapvm.message (see DESIGN.md, Layers)."""

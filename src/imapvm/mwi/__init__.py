@@ -1,0 +1,1 @@
+"""imapvm.mwi (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""imapvm.storage (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""imapvm.telephony (see DESIGN.md, Layers)."""

@@ -1,0 +1,302 @@
+"""Throwaway Dovecot servers for tests and benches (recipe: shared/reference/test-infra.md §1).
+
+Each server lives in its own short temp directory (unix socket paths are limited to 108 bytes),
+runs in the foreground as a child process, and is stopped with SIGTERM. Three variants:
+
+- ``slash``: hierarchy separator ``/``;
+- ``dot``: hierarchy separator ``.``;
+- ``restricted``: separator ``/`` but advertising only what an old server (UW-IMAP 2005)
+  offers. Dovecot still *executes* UIDPLUS, MOVE, NOTIFY, ... when a client sends them, so this
+  variant logs every finished command and `assert_only_offered` checks that a client used nothing
+  it was not offered.
+
+All variants have passwd-file users, a master user (``vmadmin``/``masterpw``), the quota plugin
+with a small limit, ``mailbox_list_index = yes`` (so NOTIFY is offered) and METADATA.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.net import free_port, wait_for_greeting
+
+MASTER_USER = "vmadmin"
+MASTER_PASSWORD = "masterpw"
+QUOTA_KB = 300
+
+# What UW-IMAP 2005 advertises, give or take: no UIDPLUS, MOVE, NOTIFY, QUOTA, CONDSTORE,
+# QRESYNC, ESEARCH (nor anything that implies them).
+RESTRICTED_CAPABILITY = (
+    "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID IDLE NAMESPACE UNSELECT CHILDREN "
+    "SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT MULTIAPPEND"
+)
+
+# Commands and arguments that need an extension, and the capability that offers it.
+_EXTENSION_COMMANDS: dict[str, str] = {
+    "MOVE": "MOVE",
+    "UID MOVE": "MOVE",
+    "UID EXPUNGE": "UIDPLUS",
+    "NOTIFY": "NOTIFY",
+    "GETQUOTAROOT": "QUOTA",
+    "GETQUOTA": "QUOTA",
+    "SETQUOTA": "QUOTA",
+    "ENABLE": "ENABLE",
+    "GETMETADATA": "METADATA",
+    "SETMETADATA": "METADATA",
+    "ESEARCH": "ESEARCH",
+    "UNSELECT": "UNSELECT",
+    "NAMESPACE": "NAMESPACE",
+    "IDLE": "IDLE",
+    "ID": "ID",
+    "COMPRESS": "COMPRESS=DEFLATE",
+    "STARTTLS": "STARTTLS",
+}
+# Arguments that need an extension: (commands they apply to, pattern, capability).
+_SEARCHES = ("SEARCH", "UID SEARCH", "SORT", "UID SORT")
+_EXTENSION_ARGUMENTS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
+    (_SEARCHES, re.compile(r"\bRETURN\s*\(", re.I), "ESEARCH"),
+    (_SEARCHES, re.compile(r"\bMODSEQ\b", re.I), "CONDSTORE"),
+    (("LIST",), re.compile(r"\bRETURN\s*\(.*\bSTATUS\b", re.I), "LIST-STATUS"),
+    (("SELECT", "EXAMINE"), re.compile(r"\(\s*CONDSTORE\s*\)", re.I), "CONDSTORE"),
+    (("SELECT", "EXAMINE"), re.compile(r"\bQRESYNC\b", re.I), "QRESYNC"),
+    (("FETCH", "UID FETCH", "STORE", "UID STORE"),
+     re.compile(r"\b(CHANGEDSINCE|UNCHANGEDSINCE|MODSEQ)\b", re.I), "CONDSTORE"),
+    (("UID FETCH",), re.compile(r"\bVANISHED\b", re.I), "QRESYNC"),
+    (("STATUS",), re.compile(r"\bHIGHESTMODSEQ\b", re.I), "CONDSTORE"),
+    (("STATUS",), re.compile(r"\bSIZE\b", re.I), "STATUS=SIZE"),
+    (("STATUS",), re.compile(r"\bDELETED\b", re.I), "IMAP4rev2"),
+]
+
+
+_FINISHED = re.compile(r"Debug: Command finished: (.*)$")
+
+
+def unoffered_commands(commands: list[str], capability: str) -> list[str]:
+    """The commands (as logged) that need a capability `capability` does not list."""
+    offered = set(capability.upper().split())
+    bad = []
+    for cmd in commands:
+        words = cmd.split()
+        if not words:
+            continue
+        name = " ".join(words[:2]).upper() if words[0].upper() == "UID" else words[0].upper()
+        need = _EXTENSION_COMMANDS.get(name)
+        if need and need.upper() not in offered:
+            bad.append(f"{cmd!r} needs {need}")
+        for names, pattern, cap in _EXTENSION_ARGUMENTS:
+            if name in names and pattern.search(cmd) and cap.upper() not in offered:
+                bad.append(f"{cmd!r} needs {cap}")
+    return bad
+
+
+@dataclass
+class DovecotServer:
+    variant: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    directory: Path = field(default_factory=Path)
+    process: subprocess.Popen[bytes] | None = None
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def separator(self) -> str:
+        return "." if self.variant == "dot" else "/"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "dovecot.log"
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> DovecotServer:
+        if shutil.which("dovecot") is None:
+            raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd)")
+        self.directory = Path(tempfile.mkdtemp(prefix="dv", dir="/tmp"))
+        self.directory.chmod(0o755)  # login processes run as dovenull and must reach base_dir
+        (self.directory / "mail").mkdir()
+        (self.directory / "run").mkdir()
+        os.chown(self.directory / "mail", _nobody_uid(), _nobody_gid())
+        self.port = self.port or free_port(self.host)
+        (self.directory / "masters").write_text(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n")
+        self._write_users()
+        (self.directory / "dovecot.conf").write_text(self._config())
+        self.process = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "stderr.log", "wb"),  # noqa: SIM115 - owned by the child
+        )
+        try:
+            wait_for_greeting(self.host, self.port, timeout)
+        except TimeoutError as exc:
+            self.stop()
+            detail = f"dovecot ({self.variant}) did not start: {exc}\n{self._logs()}"
+            raise RuntimeError(detail) from exc
+        return self
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.directory and self.directory != Path() and self.directory.exists():
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Stop the server but keep its mail, so `resume` brings the same mailboxes back."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+    def resume(self, timeout: float = 20.0) -> None:
+        self.process = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "stderr.log", "ab"),  # noqa: SIM115
+        )
+        wait_for_greeting(self.host, self.port, timeout)
+
+    # -- users ------------------------------------------------------------------------------
+    def add_user(self, name: str, password: str) -> None:
+        """Create a user; passwd-file is re-read on change, so no restart is needed."""
+        self.users[name] = password
+        self._write_users()
+
+    def _write_users(self) -> None:
+        uid, gid = _nobody_uid(), _nobody_gid()
+        lines = [
+            f"{name}:{{PLAIN}}{pw}:{uid}:{gid}::{self.directory}/mail/{name}\n"
+            for name, pw in self.users.items()
+        ]
+        tmp = self.directory / "users.tmp"
+        tmp.write_text("".join(lines))
+        tmp.replace(self.directory / "users")
+        # passwd-file notices changes by mtime; make sure two writes in one second still differ.
+        now = time.time()
+        os.utime(self.directory / "users", (now, now + len(self.users) * 1e-3))
+
+    # -- the command log of the restricted variant ------------------------------------------
+    def commands(self, since: int = 0) -> list[str]:
+        """Every finished IMAP command after login, as `NAME args` (restricted variant only).
+
+        `since` is a value returned by `command_mark()`: only commands logged after it count.
+        """
+        if self.variant != "restricted":
+            raise RuntimeError("only the restricted variant logs commands")
+        lines = self.log_path.read_text(errors="replace").splitlines()[since:]
+        return [m.group(1).strip() for line in lines if (m := _FINISHED.search(line))]
+
+    def command_mark(self) -> int:
+        """A position in the command log, for `commands(since=...)`."""
+        return len(self.log_path.read_text(errors="replace").splitlines())
+
+    def assert_only_offered(self, since: int = 0) -> None:
+        """Fail if any client used a command or argument that the restricted CAPABILITY lacks."""
+        bad = unoffered_commands(self.commands(since), RESTRICTED_CAPABILITY)
+        assert not bad, "client used what the server did not offer:\n" + "\n".join(bad)
+
+    def _logs(self) -> str:
+        parts = []
+        for name in ("stderr.log", "dovecot.log"):
+            p = self.directory / name
+            if p.exists():
+                parts.append(f"--- {name}\n{p.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts)
+
+    def _config(self) -> str:
+        d = self.directory
+        extra = ""
+        if self.variant == "restricted":
+            extra = (
+                f"imap_capability = {RESTRICTED_CAPABILITY}\n"
+                "log_debug = event=imap_command_finished\n"
+            )
+        return f"""# throwaway test dovecot ({self.variant}); everything lives under {d}
+base_dir = {d}/run
+state_dir = {d}/run/state
+instance_name = imapvm-test-{self.port}
+log_path = {d}/dovecot.log
+protocols = imap
+listen = {self.host}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_master_user_separator = *
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+mail_plugins = quota
+mailbox_list_index = yes
+mail_attribute_dict = file:%h/dovecot-attributes
+imap_metadata = yes
+{extra}namespace inbox {{
+  inbox = yes
+  separator = {self.separator}
+  prefix =
+}}
+passdb {{
+  driver = passwd-file
+  args = {d}/masters
+  master = yes
+  result_success = continue
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%n {d}/users
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+protocol imap {{
+  mail_plugins = $mail_plugins imap_quota
+  mail_max_userip_connections = 50
+}}
+plugin {{
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_rule = *:storage={QUOTA_KB}K
+  quota_grace = 0
+}}
+"""
+
+
+def _nobody_uid() -> int:
+    import pwd
+
+    return pwd.getpwnam("nobody").pw_uid
+
+
+def _nobody_gid() -> int:
+    import pwd
+
+    return pwd.getpwnam("nobody").pw_gid

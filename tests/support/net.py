@@ -1,0 +1,30 @@
+"""Small network helpers shared by the server fixtures."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port the OS says is free right now (there is a race, but a short one on loopback)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_greeting(host: str, port: int, timeout: float, expect: bytes = b"* OK") -> bytes:
+    """Connect until the server greets; returns the greeting line. Raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1.0) as s:
+                line = s.makefile("rb").readline()
+                if line.startswith(expect):
+                    return line
+                last = RuntimeError(f"unexpected greeting {line!r}")
+        except OSError as exc:
+            last = exc
+        time.sleep(0.02)
+    raise TimeoutError(f"no IMAP greeting on {host}:{port} within {timeout}s: {last}")
