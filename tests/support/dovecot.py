@@ -76,6 +76,11 @@ _EXTENSION_ARGUMENTS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
 ]
 
 
+def pool_password(name: str) -> str:
+    """The password every user has without being created (see the static passdb below)."""
+    return f"{name}-pw"
+
+
 _FINISHED = re.compile(r"Debug: Command finished: (.*)$")
 
 
@@ -134,10 +139,10 @@ class DovecotServer:
             stderr=open(self.directory / "stderr.log", "wb"),  # noqa: SIM115 - owned by the child
         )
         try:
-            wait_for_greeting(self.host, self.port, timeout)
+            wait_for_greeting(self.host, self.port, timeout, alive=self.process.poll)
         except TimeoutError as exc:
-            self.stop()
             detail = f"dovecot ({self.variant}) did not start: {exc}\n{self._logs()}"
+            self.stop()
             raise RuntimeError(detail) from exc
         return self
 
@@ -171,22 +176,44 @@ class DovecotServer:
 
     # -- users ------------------------------------------------------------------------------
     def add_user(self, name: str, password: str) -> None:
-        """Create a user; passwd-file is re-read on change, so no restart is needed."""
+        """Create a user.
+
+        A password of the form `<name>-pw` needs no change at all (the static pool passdb has
+        every such user). Any other goes into the passwd-file, which Dovecot re-reads at most once
+        a second, so this then waits until the new user can log in.
+        """
         self.users[name] = password
+        if password == pool_password(name):
+            return
         self._write_users()
+        deadline = time.monotonic() + 5
+        while not self._can_login(name, password):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dovecot did not pick up new user {name}")
+            time.sleep(0.2)
+
+    def _can_login(self, name: str, password: str) -> bool:
+        import imaplib
+
+        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        try:
+            conn.login(name, password)
+            return True
+        except imaplib.IMAP4.error:
+            return False
+        finally:
+            conn.shutdown()
 
     def _write_users(self) -> None:
         uid, gid = _nobody_uid(), _nobody_gid()
         lines = [
             f"{name}:{{PLAIN}}{pw}:{uid}:{gid}::{self.directory}/mail/{name}\n"
             for name, pw in self.users.items()
+            if pw != pool_password(name)
         ]
         tmp = self.directory / "users.tmp"
         tmp.write_text("".join(lines))
         tmp.replace(self.directory / "users")
-        # passwd-file notices changes by mtime; make sure two writes in one second still differ.
-        now = time.time()
-        os.utime(self.directory / "users", (now, now + len(self.users) * 1e-3))
 
     # -- the command log of the restricted variant ------------------------------------------
     def commands(self, since: int = 0) -> list[str]:
@@ -234,6 +261,7 @@ listen = {self.host}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 auth_master_user_separator = *
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
@@ -256,9 +284,19 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%n {d}/users
 }}
+# Pool users (any name, password `<name>-pw`) exist without any file change: passwd-file is
+# re-read at most once a second, so users created on the fly by fast tests come from here.
+passdb {{
+  driver = static
+  args = password=%n-pw
+}}
 userdb {{
   driver = passwd-file
   args = username_format=%n {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={_nobody_uid()} gid={_nobody_gid()} home={d}/mail/%n
 }}
 service imap-login {{
   inet_listener imap {{

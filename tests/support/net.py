@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -13,11 +14,20 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_greeting(host: str, port: int, timeout: float, expect: bytes = b"* OK") -> bytes:
-    """Connect until the server greets; returns the greeting line. Raises TimeoutError."""
+def wait_for_greeting(
+    host: str,
+    port: int,
+    timeout: float,
+    expect: bytes = b"* OK",
+    alive: Callable[[], int | None] | None = None,
+) -> bytes:
+    """Connect until the server greets; returns the greeting line. Raises TimeoutError, at once
+    if `alive` (a Popen.poll) says the server process has exited."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if alive is not None and (rc := alive()) is not None:
+            raise TimeoutError(f"server process exited with status {rc}")
         try:
             with socket.create_connection((host, port), timeout=1.0) as s:
                 line = s.makefile("rb").readline()
