@@ -1,0 +1,441 @@
+"""One asyncio IMAP connection: TLS, login, commands, IDLE.
+
+A thin I/O layer over `protocol.py`. A reader task frames and parses everything the server sends;
+tagged completions resolve the waiting command, untagged responses go both to the running command
+and to `on_untagged` (so a watcher sees EXISTS / EXPUNGE / FETCH / STATUS pushes whatever it is
+doing). Commands on one connection run one at a time; concurrency comes from having several
+connections (see `pool.py`), so a slow fetch never delays a deposit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import itertools
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from imapvm.storage.imap.protocol import (
+    Literal,
+    ProtocolError,
+    Response,
+    ResponseFramer,
+    encode_command,
+    parse_response,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TlsMode(enum.Enum):
+    """How a connection is secured (voicemail.conf `imapflags` maps onto this)."""
+
+    NONE = "none"  # plain text (notls, or no flag on a trusted network)
+    STARTTLS_IF_OFFERED = "starttls-if-offered"
+    STARTTLS = "starttls"  # refuse to log in unless STARTTLS succeeds
+    IMPLICIT = "implicit"  # TLS from the first byte (imaps, `ssl`)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; the defaults are Asterisk's imap*timeout defaults."""
+
+    open: float = 60.0
+    read: float = 60.0
+    write: float = 60.0
+    close: float = 60.0
+
+
+class ImapError(Exception):
+    """A command ended NO or BAD. `code` is the response code (e.g. OVERQUOTA, TRYCREATE)."""
+
+    def __init__(self, command: str, status: str, text: str, code: str = "") -> None:
+        super().__init__(f"{command}: {status} {f'[{code}] ' if code else ''}{text}")
+        self.command = command
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+class ConnectionLost(Exception):
+    """The connection is gone (closed, timed out, or the server said BYE)."""
+
+
+class AuthenticationFailed(Exception):
+    """The server refused the credentials. The message never contains the password."""
+
+
+@dataclass
+class Result:
+    """The outcome of a command that completed OK."""
+
+    status: str
+    code: str
+    code_args: list[object]
+    text: str
+    untagged: list[Response] = field(default_factory=list)
+
+    def named(self, name: str) -> list[Response]:
+        return [r for r in self.untagged if r.name == name]
+
+
+@dataclass
+class _Pending:
+    name: str
+    future: asyncio.Future[Response]
+    untagged: list[Response] = field(default_factory=list)
+
+
+_tags = itertools.count(1)
+
+
+class ImapConnection:
+    """An IMAP client connection. Create with `await ImapConnection.open(...)`."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        host: str,
+        timeouts: Timeouts,
+        label: str,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.host = host
+        self.timeouts = timeouts
+        self.label = label
+        self.capabilities: frozenset[str] = frozenset()
+        self.on_untagged: Callable[[Response], None] | None = None
+        self.selected: str | None = None
+        self._framer = ResponseFramer()
+        self._pending: _Pending | None = None
+        self._continuation: asyncio.Future[Response] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+        self._close_reason: str = ""
+        self._greeting: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{label}")
+
+    # -- opening --------------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        tls: TlsMode = TlsMode.NONE,
+        ssl_context: ssl.SSLContext | None = None,
+        timeouts: Timeouts | None = None,
+        label: str = "",
+    ) -> ImapConnection:
+        timeouts = timeouts or Timeouts()
+        ctx = ssl_context or ssl.create_default_context()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=ctx if tls is TlsMode.IMPLICIT else None,
+                    server_hostname=host if tls is TlsMode.IMPLICIT else None,
+                ),
+                timeouts.open,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timeout'}") from exc
+        conn = cls(reader, writer, host=host, timeouts=timeouts, label=label or f"{host}:{port}")
+        try:
+            greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
+            if greeting.status == "BYE":
+                raise ConnectionLost(f"server refused the connection: {greeting.text}")
+            await conn.refresh_capabilities(greeting)
+            if tls in (TlsMode.STARTTLS, TlsMode.STARTTLS_IF_OFFERED):
+                if "STARTTLS" in conn.capabilities:
+                    await conn._starttls(ctx)
+                elif tls is TlsMode.STARTTLS:
+                    raise ConnectionLost(f"{host}:{port} does not offer STARTTLS (imapflags=tls)")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def refresh_capabilities(self, status: Response | None = None) -> None:
+        if status is not None and status.code == "CAPABILITY":
+            self._set_capabilities(status.code_args)
+            return
+        res = await self.execute("CAPABILITY")
+        for r in res.named("CAPABILITY"):
+            self._set_capabilities(r.values)
+
+    def _set_capabilities(self, values: Sequence[object]) -> None:
+        self.capabilities = frozenset(
+            v.decode("ascii", "replace").upper() for v in values if isinstance(v, bytes)
+        )
+
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
+
+    async def _starttls(self, ctx: ssl.SSLContext) -> None:
+        await self.execute("STARTTLS")
+        # The reader task must not read while the TLS handshake takes over the transport.
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader_task
+        await self._writer.start_tls(ctx, server_hostname=self.host)
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{self.label}")
+        await self.refresh_capabilities()
+
+    # -- authentication -------------------------------------------------------------------
+    async def login(self, user: str, password: str) -> None:
+        """LOGIN (only if the server does not forbid it)."""
+        if self.has("LOGINDISABLED"):
+            raise AuthenticationFailed(f"{self.label}: LOGIN is disabled on this connection")
+        try:
+            res = await self.execute("LOGIN", user, password, log_args=False)
+        except ImapError as exc:
+            detail = f"{self.label}: login as {user!r} refused: {exc.text}"
+            raise AuthenticationFailed(detail) from None
+        await self._after_login(res)
+
+    async def authenticate_plain(self, authzid: str, authcid: str, password: str) -> None:
+        """SASL PLAIN with an authorization id: how a master user logs in as a mailbox owner on
+        both Dovecot and Cyrus (RFC 4616). Uses SASL-IR when offered, else a continuation."""
+        blob = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode())
+        try:
+            if self.has("SASL-IR"):
+                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False)
+            else:
+                res = await self.execute("AUTHENTICATE", "PLAIN", log_args=False,
+                                         continuation=blob)
+        except ImapError as exc:
+            raise AuthenticationFailed(
+                f"{self.label}: master login of {authcid!r} as {authzid!r} refused: {exc.text}"
+            ) from None
+        await self._after_login(res)
+
+    async def _after_login(self, res: Result) -> None:
+        if res.code == "CAPABILITY":
+            self._set_capabilities(res.code_args)  # type: ignore[arg-type]
+        else:
+            await self.refresh_capabilities()
+
+    # -- commands -------------------------------------------------------------------------
+    async def execute(
+        self,
+        name: str,
+        *args: bytes | str | int,
+        log_args: bool = True,
+        continuation: bytes | None = None,
+        limit: float | None = None,
+    ) -> Result:
+        """Run one command; raises ImapError on NO/BAD, ConnectionLost if the link dies.
+
+        `continuation` is a line sent when the server asks for one (AUTHENTICATE).
+        """
+        async with self._lock:
+            return await self._execute_locked(name, args, log_args, continuation, limit)
+
+    async def _execute_locked(
+        self,
+        name: str,
+        args: Sequence[bytes | str | int],
+        log_args: bool,
+        continuation: bytes | None,
+        limit: float | None,
+    ) -> Result:
+        if self._closed.is_set():
+            raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
+        tag = b"V%d" % next(_tags)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(name=name, future=loop.create_future())
+        self._pending = pending
+        chunks = encode_command(tag, name, args, literal_plus=self.has("LITERAL+"))
+        log.debug("%s > %s %s", self.label, name, _show(args) if log_args else "<hidden>")
+        wait_s = limit if limit is not None else self.timeouts.read
+        try:
+            for i, chunk in enumerate(chunks):
+                expect_continuation = i < len(chunks) - 1 or continuation is not None
+                if expect_continuation:  # before writing: the answer may come during drain()
+                    self._continuation = loop.create_future()
+                await self._write(chunk)
+                if expect_continuation:
+                    cont = await self._wait_continuation(pending, wait_s)
+                    if cont is None:  # the server finished the command instead of continuing
+                        break
+                    if i == len(chunks) - 1 and continuation is not None:
+                        await self._write(continuation + b"\r\n")
+            done = await self._wait(pending.future, wait_s)
+        finally:
+            self._pending = None
+        if done.status != "OK":
+            raise ImapError(name, done.status, done.text, done.code)
+        return Result(done.status, done.code, list(done.code_args), done.text, pending.untagged)
+
+    async def _wait_continuation(self, pending: _Pending, wait_s: float) -> Response | None:
+        if self._continuation is None:
+            self._continuation = asyncio.get_running_loop().create_future()
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            finished, _ = await asyncio.wait(
+                {self._continuation, pending.future, closed},
+                timeout=wait_s, return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            closed.cancel()
+            cont, self._continuation = self._continuation, None
+        if cont in finished:
+            return cont.result()
+        if pending.future in finished:
+            return None
+        if self._closed.is_set():
+            raise ConnectionLost(f"{self.label}: {self._close_reason}")
+        await self._abort("timed out waiting for continuation")
+        raise ConnectionLost(f"{self.label}: timed out waiting for continuation")
+
+    async def _wait(self, fut: asyncio.Future[Response], wait_s: float) -> Response:
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            finished, _ = await asyncio.wait({fut, closed}, timeout=wait_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        if fut in finished:
+            return fut.result()
+        if self._closed.is_set():
+            raise ConnectionLost(f"{self.label}: {self._close_reason}")
+        await self._abort(f"no answer within {wait_s:g}s")
+        raise ConnectionLost(f"{self.label}: no answer within {wait_s:g}s")
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self.timeouts.write)
+        except (OSError, TimeoutError) as exc:
+            await self._abort(f"write failed: {exc or 'timeout'}")
+            raise ConnectionLost(f"{self.label}: write failed") from exc
+
+    # -- IDLE -----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def idle(self) -> AsyncIterator[asyncio.Queue[Response]]:
+        """`async with conn.idle() as pushes:` — untagged responses arrive on the queue until
+        the block exits, which sends DONE and waits for the command to complete."""
+        async with self._lock:
+            if self._closed.is_set():
+                raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
+            queue: asyncio.Queue[Response] = asyncio.Queue()
+            tag = b"V%d" % next(_tags)
+            pending = _Pending(name="IDLE", future=asyncio.get_running_loop().create_future())
+            self._pending = pending
+            previous = self.on_untagged
+
+            def push(r: Response) -> None:
+                queue.put_nowait(r)
+                if previous is not None:
+                    previous(r)
+
+            self.on_untagged = push
+            try:
+                self._continuation = asyncio.get_running_loop().create_future()
+                await self._write(tag + b" IDLE\r\n")
+                cont = await self._wait_continuation(pending, self.timeouts.read)
+                if cont is None:
+                    done = pending.future.result()
+                    raise ImapError("IDLE", done.status, done.text, done.code)
+                try:
+                    yield queue
+                finally:
+                    if not self._closed.is_set():
+                        await self._write(b"DONE\r\n")
+                        await self._wait(pending.future, self.timeouts.read)
+            finally:
+                self.on_untagged = previous
+                self._pending = None
+
+    # -- reading --------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        reason = "connection closed by server"
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                for raw in self._framer.feed(data):
+                    self._dispatch(parse_response(raw))
+        except asyncio.CancelledError:
+            raise
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            log.warning("%s: %s", self.label, reason)
+        except (OSError, ssl.SSLError) as exc:
+            reason = f"connection error: {exc}"
+        self._mark_closed(reason)
+
+    def _dispatch(self, r: Response) -> None:
+        if not self._greeting.done():
+            self._greeting.set_result(r)
+            return
+        if r.kind == "continuation":
+            if self._continuation is not None and not self._continuation.done():
+                self._continuation.set_result(r)
+            return
+        if r.kind == "tagged":
+            if self._pending is not None and not self._pending.future.done():
+                self._pending.future.set_result(r)
+            return
+        if r.status == "BYE":
+            self._close_reason = f"server said BYE: {r.text}"
+        if self._pending is not None:
+            self._pending.untagged.append(r)
+        if self.on_untagged is not None:
+            try:
+                self.on_untagged(r)
+            except Exception:  # a consumer's bug must not kill the connection
+                log.exception("%s: untagged handler failed", self.label)
+
+    def _mark_closed(self, reason: str) -> None:
+        if not self._closed.is_set():
+            self._close_reason = self._close_reason or reason
+            self._closed.set()
+            if not self._greeting.done():
+                self._greeting.set_exception(ConnectionLost(f"{self.label}: {reason}"))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        return self._close_reason
+
+    async def _abort(self, reason: str) -> None:
+        self._mark_closed(reason)
+        self._writer.close()
+        self._reader_task.cancel()
+
+    async def close(self) -> None:
+        """LOGOUT politely (bounded by the close timeout), then drop the socket."""
+        if not self._closed.is_set():
+            with contextlib.suppress(ImapError, ConnectionLost, TimeoutError, OSError):
+                await asyncio.wait_for(self.execute("LOGOUT"), self.timeouts.close)
+        self._mark_closed("closed by client")
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader_task
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+
+def _show(args: Sequence[bytes | str | int]) -> str:
+    parts = []
+    for a in args:
+        if isinstance(a, Literal):
+            parts.append(f"{{{len(a)} bytes}}")
+        elif isinstance(a, bytes):
+            parts.append(a.decode("utf-8", "replace"))
+        else:
+            parts.append(str(a))
+    return " ".join(parts)
