@@ -1,0 +1,236 @@
+"""The Store protocol: what the voice menus, the MWI engine and the CLI ask of a message store.
+
+Two back ends implement it: IMAP (`storage.imap`) and Asterisk's file spool (`storage.spool`).
+Everything is addressed by `MessageRef` (for IMAP: folder + UIDVALIDITY + UID, never a sequence
+number), so another client expunging or moving mail can never make a call act on the wrong
+message: a stale reference raises `MessageGone` instead.
+
+Messages travel as complete RFC 5322 emails (the format Asterisk stores in IMAP): a deposit is an
+email, the outbox holds emails, and the spool back end converts at its edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class Folder(enum.IntEnum):
+    """Asterisk's folder numbers (reference §3.2). INBOX, Old and Urgent are views of one IMAP
+    folder (`imapfolder`), told apart by flags; the others are real folders."""
+
+    INBOX = 0
+    OLD = 1
+    WORK = 2
+    FAMILY = 3
+    FRIENDS = 4
+    CUST1 = 5
+    CUST2 = 6
+    CUST3 = 7
+    CUST4 = 8
+    CUST5 = 9
+    URGENT = 11
+
+    @property
+    def title(self) -> str:
+        """The name Asterisk uses for the folder (and in prompts: vm-<title>)."""
+        return _TITLES[self]
+
+    @property
+    def in_main_folder(self) -> bool:
+        return self in (Folder.INBOX, Folder.OLD, Folder.URGENT)
+
+    @classmethod
+    def from_name(cls, name: str) -> Folder:
+        """Case-insensitive, as Asterisk's folder_int; digits accepted."""
+        if name.strip().isdigit():
+            return cls(int(name))
+        for f in cls:
+            if f.title.lower() == name.strip().lower():
+                return f
+        raise ValueError(f"unknown voicemail folder {name!r} "
+                         f"(one of {', '.join(f.title for f in cls)})")
+
+
+_TITLES = {
+    Folder.INBOX: "INBOX", Folder.OLD: "Old", Folder.WORK: "Work", Folder.FAMILY: "Family",
+    Folder.FRIENDS: "Friends", Folder.CUST1: "Cust1", Folder.CUST2: "Cust2",
+    Folder.CUST3: "Cust3", Folder.CUST4: "Cust4", Folder.CUST5: "Cust5", Folder.URGENT: "Urgent",
+}
+
+
+@dataclass(frozen=True, order=True)
+class MailboxRef:
+    """A voicemail box: `mailbox@context`."""
+
+    mailbox: str
+    context: str = "default"
+
+    def __str__(self) -> str:
+        return f"{self.mailbox}@{self.context}"
+
+    @classmethod
+    def parse(cls, text: str, default_context: str = "default") -> MailboxRef:
+        box, _, ctx = text.strip().partition("@")
+        if not box:
+            raise ValueError(f"empty mailbox in {text!r}")
+        return cls(box, ctx or default_context)
+
+
+@dataclass(frozen=True, order=True)
+class MessageRef:
+    """A stable message identity: `location` is the IMAP folder (or spool folder), `validity`
+    the UIDVALIDITY (0 for the spool) and `uid` the UID (the spool's message number)."""
+
+    location: str
+    validity: int
+    uid: int
+
+    def __str__(self) -> str:
+        return f"{self.location}:{self.validity}:{self.uid}"
+
+    @classmethod
+    def parse(cls, text: str) -> MessageRef:
+        loc, validity, uid = text.rsplit(":", 2)
+        return cls(loc, int(validity), int(uid))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Voicemail counts of one mailbox. `new` excludes urgent, as Asterisk's inboxcount2."""
+
+    new: int = 0
+    old: int = 0
+    urgent: int = 0
+    folders: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def mwi_new(self) -> int:
+        """What the lamp shows as new: Asterisk publishes new + urgent."""
+        return self.new + self.urgent
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A voicemail as listed: its reference, state flags and the X-Asterisk-VM-* metadata."""
+
+    ref: MessageRef
+    folder: Folder
+    seen: bool
+    urgent: bool
+    deleted: bool
+    size: int
+    headers: dict[str, str]  # lower-cased header name -> value, voicemail headers only
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    @property
+    def caller_id(self) -> tuple[str, str]:
+        return (self.header("x-asterisk-vm-caller-id-name"),
+                self.header("x-asterisk-vm-caller-id-num"))
+
+    @property
+    def duration(self) -> int:
+        value = self.header("x-asterisk-vm-duration", "0")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def orig_time(self) -> int:
+        value = self.header("x-asterisk-vm-orig-time", "0")
+        return int(value) if value.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class QuotaInfo:
+    """Storage in KiB and message counts; None where the server sets no such limit."""
+
+    storage_used: int | None = None
+    storage_limit: int | None = None
+    messages: int = 0
+    maxmsg: int | None = None
+
+    def full(self, incoming_kib: int = 0) -> bool:
+        if self.maxmsg is not None and self.messages >= self.maxmsg:
+            return True
+        if self.storage_limit is not None and self.storage_used is not None:
+            return self.storage_used + incoming_kib > self.storage_limit
+        return False
+
+    def nearly_full(self, threshold: float) -> bool:
+        """True when any limit is used at `threshold` (0..1) or more."""
+        ratios = []
+        if self.maxmsg:
+            ratios.append(self.messages / self.maxmsg)
+        if self.storage_limit and self.storage_used is not None:
+            ratios.append(self.storage_used / self.storage_limit)
+        return any(r >= threshold for r in ratios)
+
+
+class StoreError(Exception):
+    """Base of the storage errors the menus and the CLI handle."""
+
+
+class MailboxFull(StoreError):
+    """A deposit would exceed the quota or maxmsg: the caller hears vm-mailboxfull."""
+
+
+class MessageGone(StoreError):
+    """The referenced message no longer exists (expunged or moved by another client, or the
+    folder's UIDVALIDITY changed)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (IMAP server down, login refused)."""
+
+
+class GreetingKind(enum.Enum):
+    UNAVAIL = "unavail"
+    BUSY = "busy"
+    NAME = "greet"
+    TEMP = "temp"
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The storage operations; every method is safe to call concurrently."""
+
+    async def counts(self, box: MailboxRef) -> Counts: ...
+
+    async def list(self, box: MailboxRef, folder: Folder) -> list[StoredMessage]:
+        """Voicemails of `folder`, oldest first (Asterisk's order), excluding \\Deleted ones."""
+        ...
+
+    async def fetch(self, box: MailboxRef, ref: MessageRef) -> bytes:
+        """The whole stored email, without marking it read."""
+        ...
+
+    async def mark_heard(self, box: MailboxRef, ref: MessageRef) -> None: ...
+
+    async def mark_unheard(self, box: MailboxRef, ref: MessageRef) -> None: ...
+
+    async def save_to_folder(self, box: MailboxRef, ref: MessageRef, folder: Folder) -> MessageRef:
+        """A real move; returns the message's new reference."""
+        ...
+
+    async def delete(self, box: MailboxRef, refs: Sequence[MessageRef]) -> None:
+        """Delete exactly these voicemails; never expunge any other message."""
+        ...
+
+    async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> MessageRef:
+        """Store a new voicemail (raises MailboxFull)."""
+        ...
+
+    async def quota(self, box: MailboxRef) -> QuotaInfo: ...
+
+    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> bytes | None:
+        """The greeting's stored email, or None."""
+        ...
+
+    async def put_greeting(self, box: MailboxRef, kind: GreetingKind, email: bytes) -> None: ...
+
+    async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None: ...
+
+    async def aclose(self) -> None: ...

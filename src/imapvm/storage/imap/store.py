@@ -1,0 +1,428 @@
+"""The IMAP back end of the Store protocol.
+
+Promises kept here (DESIGN.md, principles 1-3):
+- Voicemail is recognised by an *exact* match of X-Asterisk-VM-Extension (or imapvmshareid) and
+  X-Asterisk-VM-Context. IMAP's HEADER search matches substrings, so its hits are only candidates,
+  filtered by the header values (cached per UIDVALIDITY: headers never change).
+- Everything is addressed by UID + UIDVALIDITY; a stale reference raises MessageGone.
+- Reading never marks anything read (BODY.PEEK); `mark_heard` sets \\Seen explicitly.
+- Deleting never expunges any other message (see `expunge.py` for the strategy per server).
+- Counting costs a constant number of round trips whatever the folder size: one SEARCH for the
+  candidates, one FETCH of their flags (plus headers of candidates never seen before).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from imapvm.storage.base import (
+    Counts,
+    Folder,
+    GreetingKind,
+    MailboxFull,
+    MailboxRef,
+    MessageGone,
+    MessageRef,
+    QuotaInfo,
+    StoredMessage,
+    StoreError,
+)
+from imapvm.storage.imap import expunge
+from imapvm.storage.imap.account import Account, ImapSettings
+from imapvm.storage.imap.connection import ImapConnection, ImapError
+from imapvm.storage.imap.protocol import Literal, Raw
+from imapvm.storage.imap.responses import (
+    by_uid,
+    compress_set,
+    fetch_items,
+    quota,
+    search_uids,
+)
+
+log = logging.getLogger(__name__)
+
+EXT = "X-Asterisk-VM-Extension"
+CTX = "X-Asterisk-VM-Context"
+TYPE = "X-Asterisk-VM-Message-Type"
+_KEY_FIELDS = f"({EXT} {CTX} {TYPE} Message-ID)"
+_GREETING_TYPES = {k.value for k in GreetingKind}
+_header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+@dataclass(frozen=True)
+class _Key:
+    """The identifying headers of one message (cached by folder, UIDVALIDITY and UID)."""
+
+    ext: str
+    ctx: str
+    mtype: str
+    message_id: str
+
+
+def _headers(data: bytes) -> dict[str, str]:
+    """Header block -> {lower-case name: unfolded value} (first occurrence wins)."""
+    msg = _header_parser.parsebytes(data)
+    out: dict[str, str] = {}
+    for name, value in msg.items():
+        key = name.lower()
+        if key not in out:
+            out[key] = re.sub(r"\r?\n[ \t]+", " ", str(value)).strip()
+    return out
+
+
+class ImapStore:
+    """Store over IMAP. `settings_for` maps a mailbox to its IMAP settings (from config)."""
+
+    def __init__(self, settings_for: Callable[[MailboxRef], ImapSettings]) -> None:
+        self._settings_for = settings_for
+        self._accounts: dict[tuple[object, ...], Account] = {}
+        self._keys: dict[tuple[str, str, int], dict[int, _Key]] = {}
+
+    # -- plumbing -------------------------------------------------------------------------
+    def account(self, box: MailboxRef) -> tuple[Account, ImapSettings]:
+        s = self._settings_for(box)
+        acct = self._accounts.get(s.identity)
+        if acct is None:
+            acct = self._accounts[s.identity] = Account(s)
+        return acct, s
+
+    async def aclose(self) -> None:
+        for acct in self._accounts.values():
+            await acct.aclose()
+        self._accounts.clear()
+
+    async def _select(self, conn: ImapConnection, name: str) -> int:
+        """SELECT `name` unless it already is; returns its UIDVALIDITY."""
+        state = getattr(conn, "vm_selected", None)
+        if state is not None and state[0] == name:
+            return int(state[1])
+        res = await conn.execute("SELECT", name)
+        validity = 0
+        for r in res.untagged:
+            if r.code == "UIDVALIDITY" and r.code_args and isinstance(r.code_args[0], bytes):
+                validity = int(r.code_args[0])
+        conn.vm_selected = (name, validity)  # type: ignore[attr-defined]
+        return validity
+
+    async def _select_ref(self, conn: ImapConnection, ref: MessageRef) -> None:
+        validity = await self._select(conn, ref.location)
+        if validity != ref.validity:
+            raise MessageGone(f"{ref}: folder was recreated (UIDVALIDITY {validity})")
+
+    async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
+                              name: str, *, greetings: GreetingKind | None = None) -> list[int]:
+        """UIDs of this box's undeleted voicemails (or greetings of `greetings`) in the
+        selected folder `name`, exactly matched."""
+        validity = await self._select(conn, name)
+        tag = s.vm_tag
+        res = await conn.execute(
+            "UID", "SEARCH", "UNDELETED", "HEADER", EXT, tag, "HEADER", CTX, s.context,
+        )
+        candidates = search_uids(res.untagged)
+        cache = self._keys.setdefault((acct.label, name, validity), {})
+        missing = [u for u in candidates if u not in cache]
+        if missing:
+            res = await conn.execute(
+                "UID", "FETCH", Raw(compress_set(missing).encode()),
+                Raw(f"(UID BODY.PEEK[HEADER.FIELDS {_KEY_FIELDS}])".encode()),
+            )
+            for uid, item in by_uid(fetch_items(res.untagged)).items():
+                h = _headers(item.section("BODY[HEADER") or b"")
+                cache[uid] = _Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
+                                  h.get(TYPE.lower(), ""), h.get("message-id", ""))
+        want_greeting = greetings.value if greetings else None
+        out = []
+        for uid in candidates:
+            key = cache.get(uid)
+            if key is None or key.ext != tag or key.ctx != s.context:
+                continue
+            mtype = key.mtype.lower()
+            if mtype == want_greeting if want_greeting else mtype not in _GREETING_TYPES:
+                out.append(uid)
+        return sorted(out)
+
+    async def _flags(self, conn: ImapConnection, uids: list[int]) -> dict[int, frozenset[str]]:
+        if not uids:
+            return {}
+        res = await conn.execute("UID", "FETCH", Raw(compress_set(uids).encode()),
+                                 Raw(b"(UID FLAGS)"))
+        return {u: i.flags or frozenset() for u, i in by_uid(fetch_items(res.untagged)).items()}
+
+    # -- counting and listing -------------------------------------------------------------
+    async def counts(self, box: MailboxRef) -> Counts:
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> Counts:
+            name = acct.folder_name(Folder.INBOX)
+            await acct.ensure_folder(conn, name)
+            uids = await self._voicemail_uids(conn, acct, s, name)
+            flags = await self._flags(conn, uids)
+            new = old = urgent = 0
+            for f in flags.values():
+                if "\\Deleted" in f:
+                    continue
+                if "\\Seen" in f:
+                    old += 1
+                elif "\\Flagged" in f:
+                    urgent += 1
+                else:
+                    new += 1
+            return Counts(new=new, old=old, urgent=urgent,
+                          folders={"INBOX": new, "Old": old, "Urgent": urgent})
+
+        return await acct.run(op)
+
+    async def list(self, box: MailboxRef, folder: Folder) -> list[StoredMessage]:
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> list[StoredMessage]:
+            name = acct.folder_name(folder)
+            await acct.ensure_folder(conn, name)
+            validity = await self._select(conn, name)
+            uids = await self._voicemail_uids(conn, acct, s, name)
+            if not uids:
+                return []
+            res = await conn.execute(
+                "UID", "FETCH", Raw(compress_set(uids).encode()),
+                Raw(b"(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])"),
+            )
+            out = []
+            for uid, item in sorted(by_uid(fetch_items(res.untagged)).items()):
+                flags = item.flags or frozenset()
+                seen, flagged = "\\Seen" in flags, "\\Flagged" in flags
+                if "\\Deleted" in flags or not _in_view(folder, seen, flagged):
+                    continue
+                headers = _headers(item.section("BODY[HEADER") or b"")
+                out.append(StoredMessage(
+                    ref=MessageRef(name, validity, uid), folder=folder, seen=seen,
+                    urgent=flagged and not seen, deleted=False, size=item.size or 0,
+                    headers=headers,
+                ))
+            return out
+
+        return await acct.run(op)
+
+    async def fetch(self, box: MailboxRef, ref: MessageRef) -> bytes:
+        acct, _ = self.account(box)
+
+        async def op(conn: ImapConnection) -> bytes:
+            await self._select_ref(conn, ref)
+            res = await conn.execute("UID", "FETCH", ref.uid, Raw(b"(UID BODY.PEEK[])"))
+            item = by_uid(fetch_items(res.untagged)).get(ref.uid)
+            data = item.section("BODY[]") if item else None
+            if data is None:
+                raise MessageGone(f"{ref}: no such message (expunged or moved)")
+            return data
+
+        return await acct.run(op)
+
+    # -- flags ----------------------------------------------------------------------------
+    async def _store(self, box: MailboxRef, ref: MessageRef, op_flags: str, flags: str) -> None:
+        acct, _ = self.account(box)
+
+        async def op(conn: ImapConnection) -> None:
+            await self._select_ref(conn, ref)
+            res = await conn.execute("UID", "STORE", ref.uid, op_flags, Raw(flags.encode()))
+            # Non-silent STORE answers with the message's FETCH; none means it is gone.
+            if ref.uid not in by_uid(fetch_items(res.untagged)):
+                raise MessageGone(f"{ref}: no such message (expunged or moved)")
+
+        await acct.run(op)
+
+    async def mark_heard(self, box: MailboxRef, ref: MessageRef) -> None:
+        await self._store(box, ref, "+FLAGS", "(\\Seen)")
+
+    async def mark_unheard(self, box: MailboxRef, ref: MessageRef) -> None:
+        await self._store(box, ref, "-FLAGS", "(\\Seen)")
+
+    async def undelete(self, box: MailboxRef, ref: MessageRef) -> None:
+        """Clear \\Deleted (useful only where a deletion was left unexpunged)."""
+        await self._store(box, ref, "-FLAGS", "(\\Deleted)")
+
+    # -- delete and move ------------------------------------------------------------------
+    async def delete(self, box: MailboxRef, refs: Sequence[MessageRef]) -> None:
+        acct, s = self.account(box)
+        by_location: dict[tuple[str, int], list[int]] = {}
+        for ref in refs:
+            by_location.setdefault((ref.location, ref.validity), []).append(ref.uid)
+
+        async def op(conn: ImapConnection) -> None:
+            for (location, validity), uids in by_location.items():
+                await self._select_ref(conn, MessageRef(location, validity, 0))
+                await expunge.delete_exactly(conn, acct, uids, expunge=s.expunge_on_hangup)
+
+        await acct.run(op)
+
+    async def save_to_folder(self, box: MailboxRef, ref: MessageRef, folder: Folder) -> MessageRef:
+        acct, _ = self.account(box)
+        target = acct.folder_name(folder)
+        if target == ref.location:  # Old <-> INBOX is a flag change, as in Asterisk
+            if folder is Folder.OLD:
+                await self.mark_heard(box, ref)
+            elif folder is Folder.INBOX:
+                await self._store(box, ref, "-FLAGS", "(\\Seen)")
+            return ref
+
+        async def op(conn: ImapConnection) -> MessageRef:
+            await acct.ensure_folder(conn, target)
+            await self._select_ref(conn, ref)
+            res = await conn.execute("UID", "FETCH", ref.uid,
+                                     Raw(b"(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"))
+            item = by_uid(fetch_items(res.untagged)).get(ref.uid)
+            if item is None:
+                raise MessageGone(f"{ref}: no such message (expunged or moved)")
+            message_id = _headers(item.section("BODY[HEADER") or b"").get("message-id", "")
+            new = await expunge.move_exactly(conn, acct, ref.uid, target)
+            if new is None:  # no UIDPLUS: find it again by Message-ID
+                if not message_id:
+                    raise StoreError(f"{ref}: moved to {target}, but cannot tell its new UID")
+                new = await self.find_by_message_id(conn, target, message_id)
+            if folder is Folder.OLD:
+                await self._select(conn, target)
+                await conn.execute("UID", "STORE", new.uid, "+FLAGS.SILENT", Raw(b"(\\Seen)"))
+            return new
+
+        # Not retried: a move is not idempotent once the copy is made.
+        return await acct.run(op, retries=0)
+
+    # -- deposits -------------------------------------------------------------------------
+    async def quota(self, box: MailboxRef) -> QuotaInfo:
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> QuotaInfo:
+            name = acct.folder_name(Folder.INBOX)
+            await acct.ensure_folder(conn, name)
+            uids = await self._voicemail_uids(conn, acct, s, name)
+            used = limit = None
+            if conn.has("QUOTA"):
+                try:
+                    q = quota((await conn.execute("GETQUOTAROOT", name)).untagged)
+                    used, limit = q.storage_used, q.storage_limit
+                except ImapError as exc:
+                    log.info("%s: GETQUOTAROOT refused: %s", acct.label, exc)
+            return QuotaInfo(storage_used=used, storage_limit=limit, messages=len(uids),
+                             maxmsg=s.maxmsg or None)
+
+        return await acct.run(op)
+
+    async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> MessageRef:
+        """APPEND a new voicemail. Raises MailboxFull before trying when over maxmsg or quota.
+
+        Not retried here: a deposit that may or may not have landed is the outbox's business
+        (it searches by Message-ID before trying again, so nothing lands twice)."""
+        acct, s = self.account(box)
+        q = await self.quota(box)
+        if q.full(incoming_kib=(len(email) + 1023) // 1024):
+            raise MailboxFull(f"{box}: mailbox full ({q.messages} of {s.maxmsg} messages, "
+                              f"{q.storage_used} of {q.storage_limit} KiB)")
+        name = acct.folder_name(Folder.INBOX)
+        return await self._append(acct, name, email, "(\\Flagged)" if urgent else "()")
+
+    async def _append(self, acct: Account, name: str, email: bytes, flags: str) -> MessageRef:
+        async def op(conn: ImapConnection) -> MessageRef:
+            await acct.ensure_folder(conn, name)
+            try:
+                res = await conn.execute("APPEND", name, Raw(flags.encode()), Literal(email))
+            except ImapError as exc:
+                if "OVERQUOTA" in exc.code.upper() or "quota" in exc.text.lower():
+                    raise MailboxFull(f"{acct.label}: {exc.text}") from None
+                raise
+            if res.code == "APPENDUID" and len(res.code_args) >= 2:
+                v, u = res.code_args[0], res.code_args[1]
+                if isinstance(v, bytes) and isinstance(u, bytes):
+                    return MessageRef(name, int(v), int(u))
+            return await self.find_by_message_id(conn, name, _message_id(email))
+
+        return await acct.run(op, retries=0)
+
+    async def find_by_message_id(self, conn: ImapConnection, name: str,
+                                 message_id: str) -> MessageRef:
+        """Where APPENDUID is missing (no UIDPLUS), find the message again by its Message-ID."""
+        validity = await self._select(conn, name)
+        await conn.execute("NOOP")  # make the server report the new message
+        res = await conn.execute("UID", "SEARCH", "HEADER", "Message-ID", message_id)
+        uids = search_uids(res.untagged)
+        if not uids:
+            raise StoreError(f"appended message {message_id} not found in {name}")
+        return MessageRef(name, validity, max(uids))
+
+    async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
+        """The voicemail with this Message-ID in the box's main folder, if any (for the outbox:
+        after a lost connection, a deposit may already have landed)."""
+        acct, _ = self.account(box)
+
+        async def op(conn: ImapConnection) -> MessageRef | None:
+            name = acct.folder_name(Folder.INBOX)
+            await acct.ensure_folder(conn, name)
+            validity = await self._select(conn, name)
+            await conn.execute("NOOP")
+            res = await conn.execute("UID", "SEARCH", "HEADER", "Message-ID", message_id)
+            uids = search_uids(res.untagged)
+            return MessageRef(name, validity, max(uids)) if uids else None
+
+        return await acct.run(op)
+
+    # -- greetings ------------------------------------------------------------------------
+    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> bytes | None:
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> bytes | None:
+            name = acct.greetings_folder_name()
+            await acct.ensure_folder(conn, name)
+            uids = await self._voicemail_uids(conn, acct, s, name, greetings=kind)
+            if not uids:
+                return None
+            res = await conn.execute("UID", "FETCH", max(uids), Raw(b"(UID BODY.PEEK[])"))
+            item = by_uid(fetch_items(res.untagged)).get(max(uids))
+            return item.section("BODY[]") if item else None
+
+        return await acct.run(op)
+
+    async def put_greeting(self, box: MailboxRef, kind: GreetingKind, email: bytes) -> None:
+        """APPEND the new greeting first, then delete the old ones: never a moment without."""
+        acct, s = self.account(box)
+        name = acct.greetings_folder_name()
+        new = await self._append(acct, name, email, "(\\Seen)")
+
+        async def op(conn: ImapConnection) -> None:
+            uids = await self._voicemail_uids(conn, acct, s, name, greetings=kind)
+            old = [u for u in uids if u != new.uid]
+            if old:
+                await expunge.delete_exactly(conn, acct, old, expunge=True)
+
+        await acct.run(op)
+
+    async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None:
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> None:
+            name = acct.greetings_folder_name()
+            await acct.ensure_folder(conn, name)
+            uids = await self._voicemail_uids(conn, acct, s, name, greetings=kind)
+            if uids:
+                await expunge.delete_exactly(conn, acct, uids, expunge=True)
+
+        await acct.run(op)
+
+
+def _in_view(folder: Folder, seen: bool, flagged: bool) -> bool:
+    if folder is Folder.INBOX:
+        return not seen and not flagged
+    if folder is Folder.OLD:
+        return seen
+    if folder is Folder.URGENT:
+        return flagged and not seen
+    return True
+
+
+def _message_id(email: bytes) -> str:
+    h = _headers(email.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    mid = h.get("message-id", "")
+    if not mid:
+        raise StoreError("a deposit must carry a Message-ID")
+    return mid
