@@ -79,6 +79,7 @@ class MailClient:
         return int(m.group(1)) if m else None
 
     def uids(self, criteria: str = "ALL") -> list[int]:
+        self.conn.noop()  # let the server report other sessions' expunges first
         data = self._ok(*self.conn.uid("SEARCH", criteria), "UID SEARCH")
         return [int(x) for x in data[0].split()]
 
