@@ -12,13 +12,12 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.net import free_port, wait_for_greeting
+from tests.support.net import free_port, stop_process_group, wait_for_greeting
 
 REPO = Path(__file__).resolve().parents[2]
 IMAPD = REPO / ".cache/cyrus/usr/lib/cyrus/bin/imapd"
@@ -58,7 +57,7 @@ class CyrusServer:
         self.process = subprocess.Popen(
             [str(MASTER), "-C", str(d / "imapd.conf"), "-M", str(d / "cyrus.conf"),
              "-p", str(d / "run/master.pid"), "-D", "-L", str(d / "master.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=open(d / "stderr.log", "wb"),  # noqa: SIM115 - owned by the child
         )
         try:
@@ -74,13 +73,7 @@ class CyrusServer:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process_group(proc)
         if self.directory != Path() and self.directory.exists():
             shutil.rmtree(self.directory, ignore_errors=True)
 

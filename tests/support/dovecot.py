@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.net import free_port, wait_for_greeting
+from tests.support.net import free_port, stop_process_group, wait_for_greeting
 
 MASTER_USER = "vmadmin"
 MASTER_PASSWORD = "masterpw"
@@ -134,7 +133,7 @@ class DovecotServer:
         (self.directory / "dovecot.conf").write_text(self._config())
         self.process = subprocess.Popen(
             ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=open(self.directory / "stderr.log", "wb"),  # noqa: SIM115 - owned by the child
         )
@@ -148,27 +147,19 @@ class DovecotServer:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process_group(proc)
         if self.directory and self.directory != Path() and self.directory.exists():
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def pause(self) -> None:
         """Stop the server but keep its mail, so `resume` brings the same mailboxes back."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
+        stop_process_group(proc)
 
     def resume(self, timeout: float = 20.0) -> None:
         self.process = subprocess.Popen(
             ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=open(self.directory / "stderr.log", "ab"),  # noqa: SIM115
         )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -38,3 +42,18 @@ def wait_for_greeting(
             last = exc
         time.sleep(0.02)
     raise TimeoutError(f"no IMAP greeting on {host}:{port} within {timeout}s: {last}")
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop a server started with start_new_session=True, and every process it left behind
+    (Dovecot's imap/log/stats children outlive their master otherwise)."""
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)

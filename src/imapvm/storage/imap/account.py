@@ -19,7 +19,7 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from imapvm.storage.base import Folder, StoreUnavailable
+from imapvm.storage.base import Folder, StoreError, StoreUnavailable
 from imapvm.storage.imap import utf7
 from imapvm.storage.imap.connection import (
     AuthenticationFailed,
@@ -189,6 +189,8 @@ class Account:
             except StoreUnavailable:
                 if attempt >= retries:
                     raise
+            except ImapError as exc:  # the server refused: not worth retrying
+                raise StoreError(f"{self.label}: {exc}") from exc
             attempt += 1
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
 

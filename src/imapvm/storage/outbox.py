@@ -1,0 +1,245 @@
+"""The durable outbox: a deposit is safe once it is on local disk, before IMAP has it.
+
+A caller hears "goodbye" only after `submit()` returns, and `submit()` returns only after the
+complete email and its metadata are written and fsynced (file and directory). A worker then hands
+each item to the store and removes it only after the store confirms (APPENDUID or an equivalent).
+
+Never twice: before a retry of an item that may already have reached the server (the connection
+died after APPEND was sent, or the process restarted mid-deposit), the worker asks the store
+whether a message with that Message-ID is already there.
+
+Layout under the outbox directory:
+    pending/<id>.eml, pending/<id>.json   waiting for the store
+    rejected/<id>.eml, rejected/<id>.json  refused for good (e.g. mailbox full); kept, never lost
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class DepositTarget(Protocol):
+    async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False
+                      ) -> MessageRef: ...
+
+    async def contains_message_id(self, box: MailboxRef, message_id: str
+                                  ) -> MessageRef | None: ...
+
+
+@dataclass
+class OutboxItem:
+    id: str
+    mailbox: str
+    context: str
+    urgent: bool
+    message_id: str
+    created: float
+    attempts: int = 0
+    last_error: str = ""
+
+    @property
+    def box(self) -> MailboxRef:
+        return MailboxRef(self.mailbox, self.context)
+
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.I | re.M)
+
+
+def message_id_of(email: bytes) -> str:
+    head = email.split(b"\r\n\r\n", 1)[0]
+    m = _MESSAGE_ID.search(head)
+    if not m:
+        raise ValueError("a deposit must carry a Message-ID header")
+    return m.group(1).decode("ascii", "replace").strip()
+
+
+class Outbox:
+    def __init__(self, directory: Path, target: DepositTarget, *,
+                 max_backoff: float = 30.0) -> None:
+        self.directory = Path(directory)
+        self.pending_dir = self.directory / "pending"
+        self.rejected_dir = self.directory / "rejected"
+        self.target = target
+        self.max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._delivered: dict[str, asyncio.Future[MessageRef]] = {}
+        self._stopping = False
+        self.pending_dir.mkdir(parents=True, exist_ok=True)
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- submitting -----------------------------------------------------------------------
+    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
+        """Write the deposit durably; returns its outbox id. Raises ValueError (no Message-ID)
+        or OSError (disk) before anything is acknowledged."""
+        item = OutboxItem(id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
+                          mailbox=box.mailbox, context=box.context, urgent=urgent,
+                          message_id=message_id_of(email), created=time.time())
+        await asyncio.to_thread(self._write_new, item, email)
+        self._delivered[item.id] = asyncio.get_running_loop().create_future()
+        self._idle.clear()
+        self._wake.set()
+        return item.id
+
+    def _write_new(self, item: OutboxItem, email: bytes) -> None:
+        _write_durably(self.pending_dir / f"{item.id}.eml", email)
+        _write_durably(self.pending_dir / f"{item.id}.json", _dump(item))  # last: marks complete
+        _fsync_dir(self.pending_dir)
+
+    async def delivered(self, item_id: str) -> MessageRef:
+        """Wait until the item is in the store (for tests and for callers that want the ref)."""
+        fut = self._delivered.setdefault(item_id, asyncio.get_running_loop().create_future())
+        return await asyncio.shield(fut)
+
+    def pending(self) -> list[OutboxItem]:
+        items = []
+        for meta in sorted(self.pending_dir.glob("*.json")):
+            try:
+                items.append(OutboxItem(**json.loads(meta.read_text())))
+            except (OSError, ValueError, TypeError) as exc:
+                log.error("outbox: unreadable item %s (%s); left in place", meta, exc)
+        return items
+
+    def depth(self) -> int:
+        return len(list(self.pending_dir.glob("*.json")))
+
+    # -- the worker -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Deliver pending items until cancelled; retries with backoff while the store fails."""
+        backoff = 0.2
+        while not self._stopping:
+            items = await asyncio.to_thread(self.pending)
+            if not items:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            failed = False
+            for item in items:
+                if self._stopping:
+                    break
+                if not await self._deliver(item):
+                    failed = True
+                    break
+            if failed:
+                delay = min(self.max_backoff, backoff) * (0.5 + random.random())
+                backoff = min(self.max_backoff, backoff * 2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.clear()
+            else:
+                backoff = 0.2
+
+    async def _deliver(self, item: OutboxItem) -> bool:
+        """True when the item is done (delivered, found already delivered, or rejected)."""
+        email_path = self.pending_dir / f"{item.id}.eml"
+        try:
+            email = await asyncio.to_thread(email_path.read_bytes)
+        except OSError as exc:
+            log.error("outbox: %s: cannot read %s: %s", item.id, email_path, exc)
+            return False
+        try:
+            ref = None
+            if item.attempts > 0:  # it may have landed although we never heard back
+                ref = await self.target.contains_message_id(item.box, item.message_id)
+            if ref is None:
+                item.attempts += 1
+                await asyncio.to_thread(self._save_meta, item)
+                ref = await self.target.deposit(item.box, email, urgent=item.urgent)
+        except MailboxFull as exc:
+            log.error("outbox: %s for %s refused: %s; kept in %s", item.id, item.box, exc,
+                      self.rejected_dir)
+            item.last_error = str(exc)
+            await asyncio.to_thread(self._move_to_rejected, item)
+            self._resolve(item.id, exc=exc)
+            return True
+        except Exception as exc:  # the worker must survive anything; the item stays pending
+            item.last_error = str(exc)
+            if isinstance(exc, (StoreError, OSError)):
+                log.warning("outbox: %s for %s not delivered yet: %s", item.id, item.box, exc)
+            else:
+                log.exception("outbox: %s for %s: unexpected error", item.id, item.box)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._save_meta, item)
+            return False
+        await asyncio.to_thread(self._remove, item)
+        log.info("outbox: %s delivered to %s as %s", item.id, item.box, ref)
+        self._resolve(item.id, ref=ref)
+        return True
+
+    def _resolve(self, item_id: str, ref: MessageRef | None = None,
+                 exc: Exception | None = None) -> None:
+        fut = self._delivered.pop(item_id, None)
+        if fut is not None and not fut.done():
+            if exc is not None:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: nobody may be waiting
+            else:
+                fut.set_result(ref)  # type: ignore[arg-type]
+
+    def _save_meta(self, item: OutboxItem) -> None:
+        _write_durably(self.pending_dir / f"{item.id}.json", _dump(item))
+
+    def _remove(self, item: OutboxItem) -> None:
+        (self.pending_dir / f"{item.id}.json").unlink(missing_ok=True)
+        (self.pending_dir / f"{item.id}.eml").unlink(missing_ok=True)
+        _fsync_dir(self.pending_dir)
+
+    def _move_to_rejected(self, item: OutboxItem) -> None:
+        os.replace(self.pending_dir / f"{item.id}.eml", self.rejected_dir / f"{item.id}.eml")
+        _write_durably(self.rejected_dir / f"{item.id}.json", _dump(item))
+        (self.pending_dir / f"{item.id}.json").unlink(missing_ok=True)
+        _fsync_dir(self.rejected_dir)
+        _fsync_dir(self.pending_dir)
+
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
+        """Wait until nothing is pending (True) or `timeout` passes (False)."""
+        if self.depth() == 0:
+            return True
+        self._idle.clear()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+
+def _dump(item: OutboxItem) -> bytes:
+    return json.dumps(asdict(item), sort_keys=True).encode()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
