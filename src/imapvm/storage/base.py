@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from imapvm.storage.audio_parts import AudioPart, VoicemailAudio
+
 
 class Folder(enum.IntEnum):
     """Asterisk's folder numbers (reference §3.2). INBOX, Old and Urgent are views of one IMAP
@@ -204,7 +206,12 @@ class Store(Protocol):
         ...
 
     async def fetch(self, box: MailboxRef, ref: MessageRef) -> bytes:
-        """The whole stored email, without marking it read."""
+        """The whole stored email, without marking it read (spool: rebuilt from its files)."""
+        ...
+
+    async def fetch_audio(self, box: MailboxRef, ref: MessageRef,
+                          prefer: tuple[str, ...] = ("wav", "wav49", "gsm")) -> VoicemailAudio:
+        """The recording (and a forward intro), without marking it read."""
         ...
 
     async def mark_heard(self, box: MailboxRef, ref: MessageRef) -> None: ...
@@ -225,11 +232,14 @@ class Store(Protocol):
 
     async def quota(self, box: MailboxRef) -> QuotaInfo: ...
 
-    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> bytes | None:
-        """The greeting's stored email, or None."""
+    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> AudioPart | None:
+        """The recorded greeting, or None."""
         ...
 
-    async def put_greeting(self, box: MailboxRef, kind: GreetingKind, email: bytes) -> None: ...
+    async def put_greeting(self, box: MailboxRef, kind: GreetingKind, email: bytes) -> None:
+        """Replace the greeting with the one in `email` (a greeting message, as Asterisk
+        stores them with imapgreetings=yes)."""
+        ...
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None: ...
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from imapvm.storage.audio_parts import extract_audio
 from imapvm.storage.base import (
     Folder,
     GreetingKind,
@@ -66,6 +67,10 @@ async def test_deposit_counts_list_and_listing_never_marks_read(
     assert listed[0].caller_id == ("Test Caller", "5550001")
     assert listed[0].duration == 7
     assert await store.fetch(BOX, ref) == email
+    audio = await store.fetch_audio(BOX, ref)
+    assert audio.message == extract_audio(email).message
+    assert audio.message.fmt == "wav"
+    assert audio.intro is None
     await client.select("INBOX")
     assert await client.uids() == [ref.uid]
     assert "\\Seen" not in await client.flags(ref.uid)  # neither list nor fetch marked it read
@@ -257,16 +262,19 @@ async def test_greetings_round_trip_and_never_counted(store: ImapStore) -> None:
     other_box = voicemail("1235", message_type="unavail")
     await store.put_greeting(BOX, GreetingKind.UNAVAIL, first)
     await store.put_greeting(MailboxRef("1235", "default"), GreetingKind.UNAVAIL, other_box)
-    assert await store.get_greeting(BOX, GreetingKind.UNAVAIL) == first
+    got = await store.get_greeting(BOX, GreetingKind.UNAVAIL)
+    assert got is not None
+    assert got == extract_audio(first).message
+    assert got.filename == "unavail.wav"
     await store.put_greeting(BOX, GreetingKind.UNAVAIL, second)
-    assert await store.get_greeting(BOX, GreetingKind.UNAVAIL) == second
+    assert await store.get_greeting(BOX, GreetingKind.UNAVAIL) == extract_audio(second).message
     assert await store.get_greeting(BOX, GreetingKind.BUSY) is None
     counts = await store.counts(BOX)
     assert (counts.new, counts.old) == (0, 0)  # Asterisk counts greetings as voicemail (§6 #22)
     await store.delete_greeting(BOX, GreetingKind.UNAVAIL)
     assert await store.get_greeting(BOX, GreetingKind.UNAVAIL) is None
     assert await store.get_greeting(MailboxRef("1235", "default"),
-                                    GreetingKind.UNAVAIL) == other_box
+                                    GreetingKind.UNAVAIL) == extract_audio(other_box).message
 
 
 async def test_concurrent_expunge_by_another_client_never_hits_the_wrong_message(

@@ -13,6 +13,7 @@ Promises kept here (DESIGN.md, principles 1-3):
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import logging
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
 from imapvm.storage.base import (
     Counts,
     Folder,
@@ -82,6 +84,7 @@ class ImapStore:
         self._settings_for = settings_for
         self._accounts: dict[tuple[object, ...], Account] = {}
         self._keys: dict[tuple[str, str, int], dict[int, _Key]] = {}
+        self._greetings: dict[tuple[str, str, int, int], AudioPart] = {}
 
     # -- plumbing -------------------------------------------------------------------------
     def account(self, box: MailboxRef) -> tuple[Account, ImapSettings]:
@@ -220,6 +223,11 @@ class ImapStore:
             return data
 
         return await acct.run(op)
+
+    async def fetch_audio(self, box: MailboxRef, ref: MessageRef,
+                          prefer: tuple[str, ...] = ("wav", "wav49", "gsm")) -> VoicemailAudio:
+        raw = await self.fetch(box, ref)
+        return await asyncio.to_thread(extract_audio, raw, prefer)
 
     # -- flags ----------------------------------------------------------------------------
     async def _store(self, box: MailboxRef, ref: MessageRef, op_flags: str, flags: str) -> None:
@@ -368,18 +376,29 @@ class ImapStore:
         return await acct.run(op)
 
     # -- greetings ------------------------------------------------------------------------
-    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> bytes | None:
+    async def get_greeting(self, box: MailboxRef, kind: GreetingKind) -> AudioPart | None:
+        """The newest greeting of that kind. Cached by UID: a callers' greeting costs one SEARCH
+        (plus a FETCH only when it changed), not a scan of the folder (Asterisk §6 #1)."""
         acct, s = self.account(box)
 
-        async def op(conn: ImapConnection) -> bytes | None:
+        async def op(conn: ImapConnection) -> AudioPart | None:
             name = acct.greetings_folder_name()
             await acct.ensure_folder(conn, name)
+            validity = await self._select(conn, name)
             uids = await self._voicemail_uids(conn, acct, s, name, greetings=kind)
             if not uids:
                 return None
+            key = (acct.label, name, validity, max(uids))
+            if key in self._greetings:
+                return self._greetings[key]
             res = await conn.execute("UID", "FETCH", max(uids), Raw(b"(UID BODY.PEEK[])"))
             item = by_uid(fetch_items(res.untagged)).get(max(uids))
-            return item.section("BODY[]") if item else None
+            raw = item.section("BODY[]") if item else None
+            if raw is None:
+                return None
+            part = (await asyncio.to_thread(extract_audio, raw)).message
+            self._greetings[key] = part
+            return part
 
         return await acct.run(op)
 
