@@ -89,12 +89,17 @@ class MessageRef:
     location: str
     validity: int
     uid: int
+    key: str = field(default="", compare=False)  # spool: the msg_id, which survives renumbering
 
     def __str__(self) -> str:
-        return f"{self.location}:{self.validity}:{self.uid}"
+        base = f"{self.location}:{self.validity}:{self.uid}"
+        return f"{base}:{self.key}" if self.key else base
 
     @classmethod
     def parse(cls, text: str) -> MessageRef:
+        parts = text.split(":")
+        if len(parts) >= 4 and parts[-3].isdigit() and parts[-2].isdigit():
+            return cls(":".join(parts[:-3]), int(parts[-3]), int(parts[-2]), parts[-1])
         loc, validity, uid = text.rsplit(":", 2)
         return cls(loc, int(validity), int(uid))
 
