@@ -109,6 +109,7 @@ class DovecotServer:
     directory: Path = field(default_factory=Path)
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
+    quota_kb: int = QUOTA_KB
 
     @property
     def separator(self) -> str:
@@ -313,7 +314,7 @@ protocol imap {{
 plugin {{
   quota = count:User quota
   quota_vsizes = yes
-  quota_rule = *:storage={QUOTA_KB}K
+  quota_rule = *:storage={self.quota_kb}K
   quota_grace = 0
 }}
 """

@@ -206,8 +206,10 @@ class Store(Protocol):
 
     async def counts(self, box: MailboxRef) -> Counts: ...
 
-    async def list(self, box: MailboxRef, folder: Folder) -> list[StoredMessage]:
-        """Voicemails of `folder`, oldest first (Asterisk's order), excluding \\Deleted ones."""
+    async def list(self, box: MailboxRef, folder: Folder,
+                   limit: int | None = None) -> list[StoredMessage]:
+        """Voicemails of `folder`, oldest first (Asterisk's order), excluding \\Deleted ones;
+        only the first `limit` when given."""
         ...
 
     async def fetch(self, box: MailboxRef, ref: MessageRef) -> bytes:

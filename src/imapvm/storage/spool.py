@@ -189,10 +189,12 @@ class SpoolStore:
                           folders={f.title: c for f, c in n.items()})
         return await asyncio.to_thread(work)
 
-    async def list(self, box: MailboxRef, folder: Folder) -> list[StoredMessage]:
+    async def list(self, box: MailboxRef, folder: Folder,
+                   limit: int | None = None) -> list[StoredMessage]:
         def work() -> list[StoredMessage]:
             d = self.folder_dir(box, folder)
-            return [self._message(box, folder, n) for n in self._numbers(d)]
+            numbers = self._numbers(d)[:limit] if limit is not None else self._numbers(d)
+            return [self._message(box, folder, n) for n in numbers]
         return await asyncio.to_thread(work)
 
     def _audio_files(self, box: MailboxRef, folder: Folder, n: int) -> list[Path]:

@@ -283,6 +283,7 @@ async def test_concurrent_expunge_by_another_client_never_hits_the_wrong_message
     refs = [await store.deposit(BOX, voicemail("1234")) for _ in range(3)]
     listed = await store.list(BOX, Folder.INBOX)
     assert [m.ref for m in listed] == refs
+    assert [m.ref for m in await store.list(BOX, Folder.INBOX, limit=2)] == refs[:2]
     await client.select("INBOX")
     await client.delete([refs[0].uid])  # another client expunges the first one mid-session
     with pytest.raises(MessageGone):

@@ -180,7 +180,10 @@ class ImapStore:
 
         return await acct.run(op)
 
-    async def list(self, box: MailboxRef, folder: Folder) -> list[StoredMessage]:
+    async def list(self, box: MailboxRef, folder: Folder,
+                   limit: int | None = None) -> list[StoredMessage]:
+        """Oldest first; with `limit`, only the first `limit` messages of the view (a phone
+        session needs the first message at once, not the headers of a whole folder)."""
         acct, s = self.account(box)
 
         async def op(conn: ImapConnection) -> list[StoredMessage]:
@@ -188,6 +191,12 @@ class ImapStore:
             await acct.ensure_folder(conn, name)
             validity = await self._select(conn, name)
             uids = await self._voicemail_uids(conn, acct, s, name)
+            if limit is not None and uids and folder.in_main_folder:
+                flags = await self._flags(conn, uids)
+                uids = [u for u in uids if u in flags and "\\Deleted" not in flags[u]
+                        and _in_view(folder, "\\Seen" in flags[u], "\\Flagged" in flags[u])]
+            if limit is not None:
+                uids = uids[:limit]
             if not uids:
                 return []
             res = await conn.execute(
