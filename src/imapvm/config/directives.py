@@ -173,6 +173,8 @@ class Directive:
     note: str = ""
     """Set when imapvm reads the directive but does not act on it; shown as information."""
     secret: bool = False
+    imap_only_note: bool = False
+    """The note applies only when IMAP storage is in use."""
 
     @property
     def field(self) -> str:
@@ -227,7 +229,14 @@ _TABLE: list[Directive] = [
     Directive("maxlogins", parse_int, 3, G),
     Directive("minpassword", parse_int, 0, G),
     Directive("skipms", parse_int, 3000, G),
-    Directive("backupdeleted", parse_backupdeleted, 0, B, note=f"backupdeleted {_IMAP_NOOP}"),
+    Directive(
+        "backupdeleted",
+        parse_backupdeleted,
+        0,
+        B,
+        note=f"backupdeleted {_IMAP_NOOP}",
+        imap_only_note=True,
+    ),
     # Session behaviour
     Directive("saycid", parse_bool, False, B),
     Directive("cidinternalcontexts", parse_csv, (), G),
@@ -240,7 +249,9 @@ _TABLE: list[Directive] = [
     Directive("messagewrap", parse_bool, False, B),
     Directive("operator", parse_bool, False, B),
     Directive("envelope", parse_bool, True, B),
-    Directive("moveheard", parse_bool, True, B, note=f"moveheard {_IMAP_NOOP}"),
+    Directive(
+        "moveheard", parse_bool, True, B, note=f"moveheard {_IMAP_NOOP}", imap_only_note=True
+    ),
     Directive("forcename", parse_bool, False, B),
     Directive("forcegreetings", parse_bool, False, B),
     Directive("nextaftercmd", parse_bool, False, B),

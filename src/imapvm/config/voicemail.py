@@ -211,6 +211,7 @@ def _load_general(text: ConfigText, diags: Diagnostics) -> GeneralSettings:
         ):
             continue
         chosen[directive.name] = item
+    imap_configured = "imapserver" in chosen or "authuser" in chosen
     for name, item in chosen.items():
         directive = d.DIRECTIVES[name]
         value = _parse_value(directive, item, diags)
@@ -218,7 +219,7 @@ def _load_general(text: ConfigText, diags: Diagnostics) -> GeneralSettings:
             continue
         values[name] = value
         explicit[name] = item.location
-        if directive.note:
+        if directive.note and (imap_configured or not directive.imap_only_note):
             diags.info(f"'{item.key}' is read but not used: {directive.note}", item.location)
     if values["authuser"] and not values["authpassword"]:
         diags.error(
