@@ -318,10 +318,13 @@ def load_settings(
         overridden.add(dotted)
 
     def where(key: str) -> Location:
-        if key in overridden or re.sub(r"\[\d+\]$", "", key) in overridden:
-            return Location("command line")
         bare = re.sub(r"\[\d+\]$", "", key)
-        return Location(name, lines.get(key, lines.get(bare, 0)))
+        if key in overridden or bare in overridden:
+            return Location("command line")
+        # A missing key is reported at the table that should hold it.
+        while bare and bare not in lines:
+            bare = bare.rpartition(".")[0]
+        return Location(name, lines.get(bare, 0))
 
     settings = _validate(raw, diags, where)
     return ServerSettings(settings.sip, settings.mwi, settings.paths, settings.http, source)
