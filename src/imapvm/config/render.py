@@ -19,6 +19,7 @@ from rich.table import Table
 
 from imapvm.config.diagnostics import Diagnostic, Location, Severity
 from imapvm.config.model import MailboxSettings
+from imapvm.config.settings import Endpoint
 
 if TYPE_CHECKING:
     from imapvm.config.loader import LoadedConfig
@@ -30,7 +31,7 @@ SECRET_KEYS = frozenset({"password", "secret", "authpassword", "imappassword"})
 def jsonable(value: object, mask: bool = True) -> object:
     """Plain JSON types for any configuration object; secret fields become `***`."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if isinstance(value, Location):
+        if isinstance(value, Location | Endpoint):
             return str(value)
         return {
             f.name: _masked(f.name, getattr(value, f.name), mask)
