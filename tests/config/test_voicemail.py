@@ -330,3 +330,24 @@ def test_lookup_is_case_insensitive_and_unknown_raises(tmp_path: Path) -> None:
     assert cfg.find("zzz") is None
     with pytest.raises(KeyError):
         cfg.effective("zzz@default")
+
+
+def test_general_settings_accessors(tmp_path: Path) -> None:
+    cfg, _ = load_conf(
+        tmp_path,
+        "[general]\nvm-login=my-login\nlisten-control-stop-key=9\npollfreq=5\n"
+        "searchcontexts=yes\nmailcmd=/bin/true\n",
+    )
+    general = cfg.general
+    assert general.prompt("vm-login") == "my-login"
+    assert general.prompt("vm-password") == "vm-password"
+    assert general.prompt("vm-prepend-timeout") == "vm-then-pound"
+    assert general.listen_keys == {
+        "forward": "#", "reverse": "*", "pause": "0", "restart": "2", "stop": "9",
+    }  # fmt: skip
+    assert general.number("pollfreq") == 5
+    assert general.flag("searchcontexts")
+    assert general.text("mailcmd") == "/bin/true"
+    assert general.is_set("mailcmd")
+    assert not general.is_set("charset")
+    assert general["charset"] == "ISO-8859-1"

@@ -68,12 +68,14 @@ class Diagnostics:
     """An append-only collector passed explicitly through every loader."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set[Diagnostic] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, severity: Severity, message: str, location: Location | None = None) -> None:
         """Record a problem once: a [general] value checked for every mailbox that inherits it
         must not be reported once per mailbox."""
         diagnostic = Diagnostic(severity, message, location)
-        if diagnostic not in self.items:
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
             self.items.append(diagnostic)
 
     def error(self, message: str, location: Location | None = None) -> None:
@@ -86,7 +88,8 @@ class Diagnostics:
         self.add(Severity.INFO, message, location)
 
     def extend(self, other: Iterable[Diagnostic]) -> None:
-        self.items.extend(other)
+        for diagnostic in other:
+            self.add(diagnostic.severity, diagnostic.message, diagnostic.location)
 
     @property
     def errors(self) -> list[Diagnostic]:

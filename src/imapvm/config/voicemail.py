@@ -47,6 +47,16 @@ class GeneralSettings:
     def is_set(self, name: str) -> bool:
         return name in self.explicit
 
+    def text(self, name: str) -> str:
+        return str(self.values[name])
+
+    def number(self, name: str) -> int:
+        value = self.values[name]
+        return value if isinstance(value, int) else 0
+
+    def flag(self, name: str) -> bool:
+        return bool(self.values[name])
+
     def prompt(self, name: str) -> str:
         """The sound to play for a `vm-*` prompt, honouring its override."""
         return str(self.values.get(name, name))
@@ -69,6 +79,10 @@ class VoicemailConfig:
     contexts: dict[str, dict[str, Mailbox]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     _effective: dict[tuple[str, str], MailboxSettings] = field(default_factory=dict, repr=False)
+    _index: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict, repr=False)
+    """(context, number) in lower case -> the spelling used as keys of `contexts`."""
+    _passwords: dict[str, str] = field(default_factory=dict, repr=False)
+    """imapuser -> the first imappassword given for it (Asterisk's mm_login fallback)."""
 
     def mailboxes(self) -> Iterator[Mailbox]:
         for boxes in self.contexts.values():
@@ -76,7 +90,7 @@ class VoicemailConfig:
 
     def find(self, number: str, context: str = "default") -> Mailbox | None:
         """Look a mailbox up as app_voicemail does: case-insensitive context and number."""
-        key = self._effective_key(number, context)
+        key = self._index.get((context.lower(), number.lower()))
         return None if key is None else self.contexts[key[0]][key[1]]
 
     def effective(self, mailbox: Mailbox | str, context: str | None = None) -> MailboxSettings:
@@ -116,19 +130,15 @@ class VoicemailConfig:
                 return name
         return None
 
-    def _number_key(self, number: str, context: str) -> str | None:
-        ctx = self._context_key(context)
-        if ctx is None:
-            return None
-        for name in self.contexts[ctx]:
-            if name.lower() == number.lower():
-                return name
-        return None
-
     def _effective_key(self, number: str, context: str) -> tuple[str, str] | None:
-        ctx = self._context_key(context)
-        num = self._number_key(number, context)
-        return (ctx, num) if ctx is not None and num is not None else None
+        return self._index.get((context.lower(), number.lower()))
+
+    def _add(self, mailbox: Mailbox) -> None:
+        self.contexts.setdefault(mailbox.context, {})[mailbox.number] = mailbox
+        self._index[(mailbox.context.lower(), mailbox.number.lower())] = (
+            mailbox.context,
+            mailbox.number,
+        )
 
 
 def load_voicemail_conf(path: str | os.PathLike[str], diags: Diagnostics) -> VoicemailConfig:
@@ -334,9 +344,8 @@ def _check_aliases(config: VoicemailConfig, diags: Diagnostics) -> None:
 def _load_context(
     section: Section, config: VoicemailConfig, general: GeneralSettings, diags: Diagnostics
 ) -> None:
-    existing_name = config._context_key(section.name)
-    boxes = config.contexts.setdefault(existing_name or section.name, {})
-    context = existing_name or section.name
+    context = config._context_key(section.name) or section.name
+    config.contexts.setdefault(context, {})
     for item in section.items:
         number = item.key
         lowered = number.lower()
@@ -361,7 +370,7 @@ def _load_context(
                 item.location,
             )
             continue
-        duplicate = next((b for b in boxes.values() if b.number.lower() == lowered), None)
+        duplicate = config.find(number, context)
         if duplicate is not None:
             diags.error(
                 f"mailbox {number} defined twice in context [{context}] "
@@ -369,7 +378,11 @@ def _load_context(
                 item.location,
             )
             continue
-        boxes[number] = _parse_mailbox(context, item, diags)
+        mailbox = _parse_mailbox(context, item, diags)
+        config._add(mailbox)
+        user, password = mailbox.options.get("imapuser"), mailbox.options.get("imappassword")
+        if user and password:
+            config._passwords.setdefault(str(user), str(password))
 
 
 def _parse_mailbox(context: str, item: Item, diags: Diagnostics) -> Mailbox:
@@ -644,11 +657,8 @@ def _imap_account(
     password = str(general["authpassword"]) or str(options.get("imappassword", ""))
     if user and not password:
         # Asterisk's mm_login looks for another mailbox with the same imapuser.
-        for other in config.mailboxes():
-            if other.options.get("imapuser") == user and other.options.get("imappassword"):
-                password = str(other.options["imappassword"])
-                break
-        else:
+        password = config._passwords.get(user, "")
+        if not password:
             diags.error(
                 f"mailbox {mailbox.id}: no IMAP password (imappassword, or authpassword in "
                 "[general])",
