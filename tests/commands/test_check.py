@@ -117,3 +117,26 @@ def test_missing_default_files_are_fine(
     status, out = run(capsys, "--json")
     assert status == 0
     assert json.loads(out)["mailboxes"] == []
+
+
+def test_set_overrides_settings_and_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    conf = str(DATA / "voicemail.conf")
+    toml = str(DATA / "imapvm.toml")
+    status, out = run(
+        capsys, "--config", conf, "--settings", toml, "--json",
+        "--set", 'sip.listen=["127.0.0.1:5999"]', "--set", "paths.outbox=/srv/outbox",
+    )  # fmt: skip
+    assert status == 0
+    document = json.loads(out)
+    assert document["settings"]["sip"]["listen"] == ["127.0.0.1:5999"]
+    assert document["settings"]["paths"]["outbox"] == "/srv/outbox"
+    status, out = run(capsys, "--config", conf, "--settings", toml, "--set", "mwi.ami.port=0")
+    assert status == 1
+    assert "command line: error: mwi.ami.port" in out
+
+
+def test_bad_set_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--set", "no-equals-sign"])
+    assert exit_info.value.code == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -351,3 +351,8 @@ def test_general_settings_accessors(tmp_path: Path) -> None:
     assert general.is_set("mailcmd")
     assert not general.is_set("charset")
     assert general["charset"] == "ISO-8859-1"
+
+
+def test_misspelt_reserved_section_warns(tmp_path: Path) -> None:
+    _, diags = load_conf(tmp_path, "[genral]\nmaxmsg=5\n")
+    assert "did you mean 'general'" in only(diags, Severity.WARNING, "[genral]").message

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, load
 from imapvm.config.render import print_report, report_json
-from imapvm.config.settings import DEFAULT_SETTINGS_PATH
+from imapvm.config.settings import DEFAULT_SETTINGS_PATH, parse_override
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +33,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="IMAPVM_TOML",
         help=f"imapvm.toml to read (default: {DEFAULT_SETTINGS_PATH}, optional)",
     )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        type=_override,
+        help="override an imapvm.toml setting, e.g. --set sip.listen='[\"0.0.0.0:5070\"]' "
+        "or --set paths.outbox=/srv/outbox (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable document")
     parser.add_argument(
         "--full", action="store_true", help="list every effective setting of every mailbox"
@@ -40,8 +49,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
+def _override(text: str) -> tuple[str, object]:
+    try:
+        return parse_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    loaded = load(args.config, args.settings)
+    loaded = load(args.config, args.settings, dict(args.set))
     if args.json:
         json.dump(report_json(loaded), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -330,6 +330,22 @@ def load_settings(
     return ServerSettings(settings.sip, settings.mwi, settings.paths, settings.http, source)
 
 
+def parse_override(text: str) -> tuple[str, object]:
+    """`sip.listen=["0.0.0.0:5070"]` or `paths.outbox=/srv/outbox` -> (dotted key, value).
+
+    The value is read as a TOML value when it is one (lists, numbers, booleans, quoted strings),
+    else taken as a bare string, so paths and addresses need no quoting on a command line.
+    """
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
 def _set_dotted(raw: dict[str, object], dotted: str, value: object) -> None:
     *tables, last = dotted.split(".")
     node = raw

@@ -162,6 +162,11 @@ def build(text: ConfigText, diags: Diagnostics) -> VoicemailConfig:
         if aliases_context and lowered == aliases_context.lower():
             config.aliases.extend(_load_aliases(section, diags))
             continue
+        hint = did_you_mean(lowered, RESERVED_SECTIONS)
+        if hint:
+            diags.warning(
+                f"[{section.name}] is read as a voicemail context{hint}", section.location
+            )
         _load_context(section, config, general, diags)
     if aliases_context and not text.sections_named(aliases_context):
         diags.warning(
