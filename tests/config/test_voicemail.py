@@ -355,4 +355,4 @@ def test_general_settings_accessors(tmp_path: Path) -> None:
 
 def test_misspelt_reserved_section_warns(tmp_path: Path) -> None:
     _, diags = load_conf(tmp_path, "[genral]\nmaxmsg=5\n")
-    assert "did you mean 'general'" in only(diags, Severity.WARNING, "[genral]").message
+    assert "did you mean 'general'" in only(diags, Severity.WARNING, "is read as").message
