@@ -85,7 +85,7 @@ def test_mailbox_without_imap_options_is_visible_with_global_imap(tmp_path: Path
     assert box.imap.user == "master"
     assert box.imap.server == "imap.example.com"
     assert not box.imap.master_login
-    assert only(diags, Severity.INFO, "no imapuser").line == 6
+    assert only(diags, Severity.INFO, "without imapuser (100@default)").line == 3
 
 
 def test_imap_without_imapuser_or_authuser_is_an_error(tmp_path: Path) -> None:
@@ -356,3 +356,18 @@ def test_general_settings_accessors(tmp_path: Path) -> None:
 def test_misspelt_reserved_section_warns(tmp_path: Path) -> None:
     _, diags = load_conf(tmp_path, "[genral]\nmaxmsg=5\n")
     assert "did you mean 'general'" in only(diags, Severity.WARNING, "is read as").message
+
+
+def test_empty_imap_values_min_max_and_email_checks(tmp_path: Path) -> None:
+    _, diags = load_conf(
+        tmp_path,
+        "[general]\nimapserver=\ntz=nowhere\npollfreq=0\n[default]\n"
+        "1 => 1,A,noat,,imapuser=a|imappassword=x|imapfolder=|minsecs=20|maxsecs=10\n"
+        "2 => 2,B,,,imapuser=b|imappassword=x\n",
+    )
+    assert only(diags, Severity.ERROR, "imapserver is empty").line == 2
+    assert only(diags, Severity.ERROR, "imapfolder is empty").line == 6
+    assert only(diags, Severity.ERROR, "tz 'nowhere'").line == 3  # once, not per mailbox
+    assert only(diags, Severity.ERROR, "pollfreq").line == 4
+    assert only(diags, Severity.WARNING, "above maxsecs").line == 6
+    assert only(diags, Severity.WARNING, "'noat' has no '@'").line == 6

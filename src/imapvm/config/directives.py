@@ -61,6 +61,10 @@ def parse_int(raw: str, warn: Warn, minimum: int = 0, maximum: int | None = None
     return value
 
 
+def parse_positive(raw: str, warn: Warn) -> int:
+    return parse_int(raw, warn, 1)
+
+
 def parse_str(raw: str, warn: Warn) -> str:
     return raw
 
@@ -271,7 +275,7 @@ _TABLE: list[Directive] = [
     # Notification
     Directive("externnotify", parse_str, "", G),
     Directive("pollmailboxes", parse_bool, False, G),
-    Directive("pollfreq", parse_int, 30, G),
+    Directive("pollfreq", parse_positive, 30, G),
     Directive("smdienable", parse_bool, False, G, note=_NO_SMDI),
     Directive("smdiport", parse_str, "/dev/ttyS0", G, note=_NO_SMDI),
     # Sections
@@ -288,10 +292,10 @@ _TABLE: list[Directive] = [
     Directive("authuser", parse_str, "", G),
     Directive("authpassword", parse_str, "", G, secret=True),
     Directive("expungeonhangup", parse_bool, True, G),
-    Directive("imapopentimeout", parse_int, 60, G),
-    Directive("imapclosetimeout", parse_int, 60, G),
-    Directive("imapreadtimeout", parse_int, 60, G),
-    Directive("imapwritetimeout", parse_int, 60, G),
+    Directive("imapopentimeout", parse_positive, 60, G),
+    Directive("imapclosetimeout", parse_positive, 60, G),
+    Directive("imapreadtimeout", parse_positive, 60, G),
+    Directive("imapwritetimeout", parse_positive, 60, G),
     Directive("imap_poll_logout", parse_bool, False, G),
     Directive("imapuser", parse_str, "", M),
     Directive("imappassword", parse_str, "", M, aliases=("imapsecret",), secret=True),

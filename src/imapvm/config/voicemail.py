@@ -178,6 +178,18 @@ def build(text: ConfigText, diags: Diagnostics) -> VoicemailConfig:
         settings = _effective(mailbox, config, general, diags)
         config._effective[(mailbox.context, mailbox.number)] = settings
     _check_aliases(config, diags)
+    shared = [
+        m.id
+        for m in config.mailboxes()
+        if "imapuser" not in m.options and config.effective(m).imap is not None
+    ]
+    if shared and general["authuser"]:
+        listed = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+        diags.info(
+            f"{len(shared)} mailbox(es) without imapuser ({listed}) use the authuser account "
+            f"'{general['authuser']}', told apart by the X-Asterisk-VM-Extension header",
+            general.explicit.get("authuser"),
+        )
     return config
 
 
@@ -521,12 +533,23 @@ def _effective(
         zone = config.zones.get(tz)
         if zone is None:
             known = ", ".join(sorted(config.zones)) or "none"
-            origin = where if "tz" in mailbox.options else general.explicit.get("tz")
+            local = "tz" in mailbox.options
             diags.error(
-                f"mailbox {mailbox.id}: tz '{tz}' is not a [zonemessages] zone"
+                (f"mailbox {mailbox.id}: " if local else "")
+                + f"tz '{tz}' is not a [zonemessages] zone"
                 f"{did_you_mean(tz, config.zones)} (defined: {known})",
-                origin,
+                where if local else general.explicit.get("tz"),
             )
+    minsecs, maxsecs = pick_int("minsecs"), pick_int("maxsecs")
+    if 0 < maxsecs < minsecs:
+        diags.warning(
+            f"mailbox {mailbox.id}: minsecs ({minsecs}) is above maxsecs ({maxsecs}); "
+            "every recording would be discarded as too short",
+            where,
+        )
+    for address in mailbox.email.split("|"):
+        if address.strip() and "@" not in address:
+            diags.warning(f"mailbox {mailbox.id}: e-mail '{address.strip()}' has no '@'", where)
 
     storage = _storage_kind(mailbox, general)
     imap = _imap_account(mailbox, config, general, diags) if storage is StorageKind.IMAP else None
@@ -647,12 +670,7 @@ def _imap_account(
     user = str(options.get("imapuser", ""))
     if not user:
         if auth_user:
-            user = auth_user
-            diags.info(
-                f"mailbox {mailbox.id}: no imapuser; uses the authuser account '{auth_user}', "
-                "told apart from other mailboxes by the X-Asterisk-VM-Extension header",
-                where,
-            )
+            user = auth_user  # reported once for all such mailboxes, by build()
         else:
             diags.error(
                 f"mailbox {mailbox.id}: IMAP storage is configured but the mailbox has neither "
@@ -670,9 +688,17 @@ def _imap_account(
                 where,
             )
     folder = str(pick("imapfolder"))
+    server = str(pick("imapserver")).strip()
+    for name, value in (("imapserver", server), ("imapfolder", folder)):
+        if not value:
+            local = name in options
+            diags.error(
+                f"{name} is empty",
+                where if local else general.explicit.get(name),
+            )
     greetings = str(general["greetingfolder"]) or str(general["imapfolder"])
     return ImapAccount(
-        server=str(pick("imapserver")),
+        server=server,
         port=port,
         flags=flags,
         security=security,
