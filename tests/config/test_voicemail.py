@@ -241,6 +241,15 @@ def test_duplicate_mailbox_is_an_error_and_the_first_is_kept(tmp_path: Path) -> 
     assert cfg.effective("1@default").fullname == "First"
 
 
+def test_searchcontexts_finds_a_bare_number_in_any_context(tmp_path: Path) -> None:
+    cfg, _ = load_conf(tmp_path, "[general]\nsearchcontexts=yes\n[a]\n1 => 1\n[b]\n2 => 2\n")
+    assert cfg.effective("2").context == "b"
+    assert cfg.find("1") is not None
+    cfg, _ = load_conf(tmp_path, "[a]\n1 => 1\n[default]\n2 => 2\n")
+    assert cfg.find("1") is None  # without searchcontexts only [default] is searched
+    assert cfg.effective("2").context == "default"
+
+
 def test_searchcontexts_requires_unique_numbers(tmp_path: Path) -> None:
     _, diags = load_conf(tmp_path, "[general]\nsearchcontexts=yes\n[a]\n1 => 1\n[b]\n1 => 1\n")
     assert only(diags, Severity.ERROR, "searchcontexts=yes").line == 6

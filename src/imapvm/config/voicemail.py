@@ -88,24 +88,24 @@ class VoicemailConfig:
         for boxes in self.contexts.values():
             yield from boxes.values()
 
-    def find(self, number: str, context: str = "default") -> Mailbox | None:
-        """Look a mailbox up as app_voicemail does: case-insensitive context and number."""
-        key = self._index.get((context.lower(), number.lower()))
+    def find(self, number: str, context: str | None = None) -> Mailbox | None:
+        """Look a mailbox up as app_voicemail does: case-insensitive context and number; with no
+        context, `default`, or every context when `searchcontexts=yes`."""
+        key = self._effective_key(number, context)
         return None if key is None else self.contexts[key[0]][key[1]]
 
     def effective(self, mailbox: Mailbox | str, context: str | None = None) -> MailboxSettings:
-        """Settings of one mailbox after precedence; `mailbox` is a Mailbox, `"1234@ctx"` or a
-        number with `context`. Raises KeyError for an unknown mailbox."""
+        """Settings of one mailbox after precedence; `mailbox` is a Mailbox, `"1234@ctx"`, or a
+        number with an optional `context` (as `find`). Raises KeyError for an unknown mailbox."""
         if isinstance(mailbox, Mailbox):
             number, context = mailbox.number, mailbox.context
-        elif context is None:
+        elif context is None and "@" in mailbox:
             number, _, context = mailbox.partition("@")
-            context = context or "default"
         else:
             number = mailbox
         key = self._effective_key(number, context)
         if key is None:
-            raise KeyError(f"{number}@{context}")
+            raise KeyError(f"{number}@{context or 'default'}")
         return self._effective[key]
 
     def all_effective(self) -> list[MailboxSettings]:
@@ -130,8 +130,13 @@ class VoicemailConfig:
                 return name
         return None
 
-    def _effective_key(self, number: str, context: str) -> tuple[str, str] | None:
-        return self._index.get((context.lower(), number.lower()))
+    def _effective_key(self, number: str, context: str | None) -> tuple[str, str] | None:
+        if context is None and self.general["searchcontexts"]:
+            # Numbers are unique across contexts when searchcontexts=yes (checked at load).
+            return next(
+                (key for (_, num), key in self._index.items() if num == number.lower()), None
+            )
+        return self._index.get(((context or "default").lower(), number.lower()))
 
     def _add(self, mailbox: Mailbox) -> None:
         self.contexts.setdefault(mailbox.context, {})[mailbox.number] = mailbox
@@ -387,7 +392,7 @@ def _load_context(
                 item.location,
             )
             continue
-        duplicate = config.find(number, context)
+        duplicate = config.find(number, context) if context else None
         if duplicate is not None:
             diags.error(
                 f"mailbox {number} defined twice in context [{context}] "
