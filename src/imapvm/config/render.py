@@ -149,7 +149,9 @@ def _summary(mailboxes: list[MailboxSettings]) -> Table:
         login = ""
         server = tls = folder = ""
         if imap is not None:
-            login = imap.user + (f" via {imap.auth_user}" if imap.auth_user else "")
+            login = (imap.user or "(no user)") + (
+                f" via {imap.auth_user}" if imap.auth_user else ""
+            )
             login += "" if imap.password else " (no password)"
             server = f"{imap.server}:{imap.port}"
             tls = imap.security.describe()
