@@ -175,3 +175,9 @@ def test_overlong_line_warns() -> None:
     diags = Diagnostics()
     parse_text("[s]\nk = " + "x" * 9000 + "\n", diags)
     assert only(diags, Severity.WARNING, "cuts lines").line == 2
+
+
+def test_include_with_nul_byte_is_an_error(tmp_path: Path) -> None:
+    """Found by hypothesis: a NUL in an include name made pathlib raise."""
+    _, diags = parse(tmp_path, "[s]\n#include a\x00b\n#tryinclude x\x00*\n")
+    assert [d.line for d in diags.errors] == [2, 3]

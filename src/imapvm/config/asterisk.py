@@ -132,6 +132,9 @@ def _read_file(path: Path, state: _State, including: Location | None, optional: 
     except OSError as exc:
         state.diags.error(f"cannot read {name}: {exc.strerror or exc}", including or Location(name))
         return
+    except ValueError:  # e.g. a NUL byte in the name
+        state.diags.error(f"invalid file name {name!r}", including or Location(name))
+        return
     text, latin1 = decode(data)
     if latin1:
         state.diags.info("file is not valid UTF-8; read as Latin-1", Location(name))
@@ -284,6 +287,9 @@ def _directive_line(line: str, where: Location, state: _State) -> None:
     optional = word == "tryinclude"
     if not argument:
         state.diags.error(f"#{word} without a file name", where)
+        return
+    if "\0" in argument:
+        state.diags.error(f"#{word}: file name contains a NUL byte", where)
         return
     pattern = os.path.expanduser(argument)
     if not os.path.isabs(pattern):
