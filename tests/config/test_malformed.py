@@ -71,5 +71,8 @@ def test_known_nasty_inputs(tmp_path: Path) -> None:
         b"[zonemessages]\nz=|\n",
         b"[general]\naliasescontext=general\n",
         b"\r\r\r\n[general]\r\nmaxmsg=\r\n",
+        b"[general]\ncharset=utf-8\x00\n",
+        b"[zonemessages]\nz=America/\x00York|x\n[general]\ntz=z\n",
+        b"[general]\nimapflags=ssl\x00/tls\x00\n[default]\n1 => 1,,,,imapuser=\x00\n",
     ]:
         check_located(conf, text)

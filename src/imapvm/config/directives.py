@@ -114,7 +114,7 @@ def parse_formats(raw: str, warn: Warn) -> tuple[str, ...]:
 def parse_charset(raw: str, warn: Warn) -> str:
     try:
         codecs.lookup(raw.strip())
-    except LookupError:
+    except (LookupError, ValueError):
         raise BadValue(f"'{raw}' is not a character set Python knows") from None
     return raw.strip()
 
