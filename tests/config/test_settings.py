@@ -141,3 +141,9 @@ def test_parse_endpoint() -> None:
     assert parse_endpoint("host:0", 1) is None
     assert parse_endpoint("a:b:c", 1) is None
     assert parse_endpoint("", 1) is None
+
+
+def test_odd_url_and_path_values_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    _, diags = load(tmp_path, '[mwi]\nwebhook_url = "http://[::1"\n[paths]\nspool = "a\\u0000b"\n')
+    assert only(diags, Severity.ERROR, "mwi.webhook_url").line == 2
+    assert only(diags, Severity.ERROR, "paths.spool").line == 4

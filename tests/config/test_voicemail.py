@@ -380,3 +380,11 @@ def test_empty_imap_values_min_max_and_email_checks(tmp_path: Path) -> None:
     assert only(diags, Severity.ERROR, "pollfreq").line == 4
     assert only(diags, Severity.WARNING, "above maxsecs").line == 6
     assert only(diags, Severity.WARNING, "'noat' has no '@'").line == 6
+
+
+@pytest.mark.parametrize("value", ["1_0", "١٠", "0x10", "nan", "inf", "1e400"])
+def test_numbers_are_ascii_decimal_only(tmp_path: Path, value: str) -> None:
+    cfg, diags = load_conf(tmp_path, f"[general]\nmaxmsg={value}\nvolgain={value}\n")
+    assert len(diags.errors) == 2
+    assert cfg.general["maxmsg"] == 100
+    assert cfg.general["volgain"] == 0.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import codecs
 import enum
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,10 +52,10 @@ def parse_bool(raw: str, warn: Warn) -> bool:
 
 
 def parse_int(raw: str, warn: Warn, minimum: int = 0, maximum: int | None = None) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadValue(f"'{raw}' is not an integer") from None
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise BadValue(f"'{raw}' is not an integer")
+    value = int(text)
     if value < minimum:
         raise BadValue(f"{value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
@@ -70,10 +72,10 @@ def parse_str(raw: str, warn: Warn) -> str:
 
 
 def parse_float(raw: str, warn: Warn) -> float:
-    try:
-        return float(raw.strip())
-    except ValueError:
-        raise BadValue(f"'{raw}' is not a number") from None
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text) or not math.isfinite(float(text)):
+        raise BadValue(f"'{raw}' is not a number")
+    return float(text)
 
 
 def parse_maxmsg(raw: str, warn: Warn) -> int:

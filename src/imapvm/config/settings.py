@@ -237,8 +237,12 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
     webhook = check.string(mwi, "mwi.webhook_url", "") or None
     if webhook:
-        url = urlparse(webhook)
-        if url.scheme not in {"http", "https"} or not url.netloc:
+        try:
+            url = urlparse(webhook)
+            valid = url.scheme in {"http", "https"} and bool(url.netloc)
+        except ValueError:
+            valid = False
+        if not valid:
             check.error("mwi.webhook_url", f"'{webhook}' is not an http(s) URL")
             webhook = None
     ami: AmiSettings | None = None
@@ -261,8 +265,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     for name in ("spool", "outbox", "sounds"):
         default = str(getattr(defaults.paths, name))
         text = check.string(paths, f"paths.{name}", default)
-        if not text.strip():
-            check.error(f"paths.{name}", "must not be empty")
+        if not text.strip() or "\0" in text:
+            check.error(f"paths.{name}", "must be a non-empty path without NUL bytes")
             text = default
         path_values[name] = Path(os.path.expanduser(text))
     path_settings = PathSettings(**path_values)
