@@ -5,6 +5,10 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
 from imapvm.config.diagnostics import Diagnostics, Severity
 from imapvm.config.settings import Endpoint, ServerSettings, load_settings, parse_endpoint
 
@@ -147,3 +151,32 @@ def test_odd_url_and_path_values_are_errors_not_tracebacks(tmp_path: Path) -> No
     _, diags = load(tmp_path, '[mwi]\nwebhook_url = "http://[::1"\n[paths]\nspool = "a\\u0000b"\n')
     assert only(diags, Severity.ERROR, "mwi.webhook_url").line == 2
     assert only(diags, Severity.ERROR, "paths.spool").line == 4
+
+
+SCALARS = st.one_of(
+    st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=20)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+KEYS = st.sampled_from(
+    [
+        "sip", "sip.listen", "sip.trusted", "mwi", "mwi.sip_notify", "mwi.webhook_url",
+        "mwi.ami", "mwi.ami.host", "mwi.ami.port", "mwi.ami.username", "mwi.ami.secret",
+        "paths", "paths.spool", "paths.outbox", "paths.sounds", "http", "http.listen", "other",
+    ]
+)  # fmt: skip
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=6))
+def test_any_value_anywhere_never_raises(overrides: dict[str, object]) -> None:
+    diags = Diagnostics()
+    result = load_settings(None, diags, overrides)
+    assert isinstance(result, ServerSettings)
+    for diagnostic in diags:
+        assert diagnostic.location is not None
