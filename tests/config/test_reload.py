@@ -73,3 +73,17 @@ def test_zone_changes_are_reported(tmp_path: Path) -> None:
     current = load(vm, toml)
     vm.write_text(BASE + "[zonemessages]\nz=Europe/Berlin|x\n", encoding="utf-8")
     assert reload(current).diff.zones == ("z",)
+
+
+def test_moving_lines_is_not_a_change(tmp_path: Path) -> None:
+    vm, toml = setup(tmp_path)
+    zones = "[zonemessages]\nz=Europe/Paris|x\n"
+    vm.write_text(BASE.replace("[default]", "tz=z\n[default]") + zones, encoding="utf-8")
+    current = load(vm, toml)
+    vm.write_text(
+        "; new comment\n\n" + BASE.replace("[default]", "tz=z\n[default]") + "\n" + zones,
+        encoding="utf-8",
+    )
+    result = reload(current)
+    assert result.applied
+    assert result.diff.empty, result.diff

@@ -67,6 +67,11 @@ class ReloadResult:
     """Problems of the files as read now."""
 
 
+def _is_location(key: str) -> bool:
+    """Where a setting is written is not a change of what it means."""
+    return key == "location" or key.endswith(".location")
+
+
 def diff(old: LoadedConfig, new: LoadedConfig) -> ConfigDiff:
     old_boxes = {s.id: s for s in old.voicemail.all_effective()}
     new_boxes = {s.id: s for s in new.voicemail.all_effective()}
@@ -77,7 +82,7 @@ def diff(old: LoadedConfig, new: LoadedConfig) -> ConfigDiff:
         fields = sorted(
             k
             for k in before.keys() | after.keys()
-            if k != "location" and before.get(k) != after.get(k)
+            if not _is_location(k) and before.get(k) != after.get(k)
         )
         if fields:
             changed.append(MailboxChange(box_id, tuple(fields)))
