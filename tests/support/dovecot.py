@@ -66,8 +66,11 @@ _EXTENSION_ARGUMENTS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
     (("LIST",), re.compile(r"\bRETURN\s*\(.*\bSTATUS\b", re.I), "LIST-STATUS"),
     (("SELECT", "EXAMINE"), re.compile(r"\(\s*CONDSTORE\s*\)", re.I), "CONDSTORE"),
     (("SELECT", "EXAMINE"), re.compile(r"\bQRESYNC\b", re.I), "QRESYNC"),
-    (("FETCH", "UID FETCH", "STORE", "UID STORE"),
-     re.compile(r"\b(CHANGEDSINCE|UNCHANGEDSINCE|MODSEQ)\b", re.I), "CONDSTORE"),
+    (
+        ("FETCH", "UID FETCH", "STORE", "UID STORE"),
+        re.compile(r"\b(CHANGEDSINCE|UNCHANGEDSINCE|MODSEQ)\b", re.I),
+        "CONDSTORE",
+    ),
     (("UID FETCH",), re.compile(r"\bVANISHED\b", re.I), "QRESYNC"),
     (("STATUS",), re.compile(r"\bHIGHESTMODSEQ\b", re.I), "CONDSTORE"),
     (("STATUS",), re.compile(r"\bSIZE\b", re.I), "STATUS=SIZE"),

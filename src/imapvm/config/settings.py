@@ -1,0 +1,380 @@
+"""imapvm.toml: what Asterisk keeps outside voicemail.conf (SIP, MWI sinks, paths, HTTP).
+
+Every key is optional; a missing file means the defaults below. Validation names the offending key
+(`sip.listen[1]`) and, when it can find it, the line, and reports every problem at once. Command-
+line flags override the file by dotted key and go through the very same validation, so a bad flag
+reads like a bad file entry.
+
+```toml
+[sip]
+listen = ["0.0.0.0:5060", "[::]:5060"]
+trusted = ["127.0.0.1/32", "192.0.2.0/24"]
+
+[mwi]
+sip_notify = true
+webhook_url = "https://hooks.example.com/mwi"
+[mwi.ami]
+host = "127.0.0.1"
+port = 5038
+username = "imapvm"
+secret = "s3cret"
+
+[paths]
+spool = "/var/spool/asterisk/voicemail"
+outbox = "/var/spool/imapvm/outbox"
+sounds = "/usr/share/asterisk/sounds/en_US_f_Allison"
+
+[http]
+listen = "127.0.0.1:9180"
+```
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from imapvm.config.diagnostics import Diagnostics, Location, did_you_mean
+
+DEFAULT_SETTINGS_PATH = Path("/etc/imapvm/imapvm.toml")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    listen: tuple[Endpoint, ...] = (Endpoint("0.0.0.0", 5060),)
+    trusted: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    """Peers allowed to send INVITE and SUBSCRIBE: the PBX, never the whole Internet."""
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = ""
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class MwiSettings:
+    sip_notify: bool = True
+    webhook_url: str | None = None
+    ami: AmiSettings | None = None
+    """`externnotify` lives in voicemail.conf, as in Asterisk."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    spool: Path = Path("/var/spool/asterisk/voicemail")
+    outbox: Path = Path("/var/spool/imapvm/outbox")
+    sounds: Path = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: Endpoint | None = Endpoint("127.0.0.1", 9180)
+    """Health and metrics; `listen = ""` switches it off."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    mwi: MwiSettings = field(default_factory=MwiSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    source: str | None = None
+
+
+# --------------------------------------------------------------------------------- validation
+
+_Where = Callable[[str], Location]
+
+
+class _Checker:
+    """Validates one raw table, reporting by dotted key."""
+
+    def __init__(self, diags: Diagnostics, where: _Where) -> None:
+        self.diags = diags
+        self.where = where
+
+    def error(self, key: str, message: str) -> None:
+        self.diags.error(f"{key}: {message}", self.where(key))
+
+    def table(self, raw: Mapping[str, object], key: str, allowed: set[str]) -> dict[str, object]:
+        value = raw.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            self.error(key, f"must be a table, not {_type_name(value)}")
+            return {}
+        for name in value:
+            if name not in allowed:
+                full = f"{key}.{name}"
+                self.diags.warning(
+                    f"{full}: unknown setting ignored" + did_you_mean(name, allowed),
+                    self.where(full),
+                )
+        return value
+
+    def string(self, table: Mapping[str, object], key: str, default: str) -> str:
+        value = table.get(key.rsplit(".", 1)[-1], default)
+        if not isinstance(value, str):
+            self.error(key, f"must be a string, not {_type_name(value)}")
+            return default
+        return value
+
+    def boolean(self, table: Mapping[str, object], key: str, default: bool) -> bool:
+        value = table.get(key.rsplit(".", 1)[-1], default)
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, not {_type_name(value)}")
+            return default
+        return value
+
+    def port(self, table: Mapping[str, object], key: str, default: int) -> int:
+        value = table.get(key.rsplit(".", 1)[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            self.error(key, f"must be a port number from 1 to 65535, not {value!r}")
+            return default
+        return value
+
+    def endpoint(self, value: object, key: str, default_port: int) -> Endpoint | None:
+        if not isinstance(value, str):
+            self.error(key, f'must be a "host:port" string, not {_type_name(value)}')
+            return None
+        parsed = parse_endpoint(value, default_port)
+        if parsed is None:
+            self.error(key, f"'{value}' is not host:port (IPv6 as [addr]:port)")
+        return parsed
+
+    def string_list(self, table: Mapping[str, object], key: str) -> list[object] | None:
+        name = key.rsplit(".", 1)[-1]
+        if name not in table:
+            return None
+        value = table[name]
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            self.error(key, f"must be a list of strings, not {_type_name(value)}")
+            return []
+        return value
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint | None:
+    """`host:port`, `[v6addr]:port`, or a bare host with `default_port`."""
+    text = text.strip()
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?|([0-9A-Fa-f:.]+)", text)
+    if not match:
+        return None
+    host = match.group(1) or match.group(3) or match.group(5)
+    port_text = match.group(2) or match.group(4)
+    if match.group(5):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    port = int(port_text) if port_text else default_port
+    if not host or not 1 <= port <= 65535:
+        return None
+    return Endpoint(host, port)
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
+    check = _Checker(diags, where)
+    for name in raw:
+        if name not in {"sip", "mwi", "paths", "http"}:
+            diags.warning(
+                f"{name}: unknown section ignored"
+                + did_you_mean(name, {"sip", "mwi", "paths", "http"}),
+                where(name),
+            )
+    defaults = ServerSettings()
+
+    sip = check.table(raw, "sip", {"listen", "trusted"})
+    listen: list[Endpoint] = []
+    for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
+        endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
+        if endpoint:
+            listen.append(endpoint)
+    trusted: list[IPNetwork] = []
+    raw_trusted = check.string_list(sip, "sip.trusted")
+    for i, item in enumerate(raw_trusted or []):
+        try:
+            trusted.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            check.error(f"sip.trusted[{i}]", f"'{item}' is not an IP address or network")
+    sip_settings = SipSettings(
+        listen=tuple(listen) if "listen" in sip else defaults.sip.listen,
+        trusted=tuple(trusted) if raw_trusted is not None else defaults.sip.trusted,
+    )
+
+    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
+    webhook = check.string(mwi, "mwi.webhook_url", "") or None
+    if webhook:
+        try:
+            url = urlparse(webhook)
+            valid = url.scheme in {"http", "https"} and bool(url.netloc)
+        except ValueError:
+            valid = False
+        if not valid:
+            check.error("mwi.webhook_url", f"'{webhook}' is not an http(s) URL")
+            webhook = None
+    ami: AmiSettings | None = None
+    if "ami" in mwi:
+        table = check.table(mwi, "mwi.ami", {"host", "port", "username", "secret"})
+        ami = AmiSettings(
+            host=check.string(table, "mwi.ami.host", "127.0.0.1"),
+            port=check.port(table, "mwi.ami.port", 5038),
+            username=check.string(table, "mwi.ami.username", ""),
+            secret=check.string(table, "mwi.ami.secret", ""),
+        )
+        if isinstance(table, dict) and table and not ami.username:
+            check.error("mwi.ami.username", "is required to log in to the AMI")
+    mwi_settings = MwiSettings(
+        sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami
+    )
+
+    paths = check.table(raw, "paths", {"spool", "outbox", "sounds"})
+    path_values = {}
+    for name in ("spool", "outbox", "sounds"):
+        default = str(getattr(defaults.paths, name))
+        text = check.string(paths, f"paths.{name}", default)
+        if not text.strip() or "\0" in text:
+            check.error(f"paths.{name}", "must be a non-empty path without NUL bytes")
+            text = default
+        path_values[name] = Path(os.path.expanduser(text))
+    path_settings = PathSettings(**path_values)
+
+    http = check.table(raw, "http", {"listen"})
+    http_listen: Endpoint | None = defaults.http.listen
+    if "listen" in http:
+        value = http["listen"]
+        http_listen = None if value == "" else check.endpoint(value, "http.listen", 9180)
+    return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen))
+
+
+# ------------------------------------------------------------------------------- file loading
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None,
+    diags: Diagnostics,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    required: bool = True,
+) -> ServerSettings:
+    """Read imapvm.toml (or only the defaults when `path` is None or, with `required=False`,
+    missing), apply dotted-key `overrides` from the command line, and validate."""
+    raw: dict[str, object] = {}
+    lines: dict[str, int] = {}
+    source = None
+    name = str(path) if path is not None else "<defaults>"
+    if path is not None:
+        try:
+            text = Path(path).read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            if required:
+                diags.error(f"settings file not found: {name}", Location(name))
+            text = None
+        except (OSError, UnicodeDecodeError) as exc:
+            diags.error(f"cannot read settings file: {exc}", Location(name))
+            text = None
+        if text is not None:
+            source = name
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                found = re.search(r"line (\d+)", str(exc))
+                diags.error(
+                    f"TOML syntax error: {exc}", Location(name, int(found.group(1)) if found else 0)
+                )
+                raw = {}
+            lines = key_lines(text)
+    overridden: set[str] = set()
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+        overridden.add(dotted)
+
+    def where(key: str) -> Location:
+        bare = re.sub(r"\[\d+\]$", "", key)
+        if key in overridden or bare in overridden:
+            return Location("command line")
+        # A missing key is reported at the table that should hold it.
+        while bare and bare not in lines:
+            bare = bare.rpartition(".")[0]
+        return Location(name, lines.get(bare, 0))
+
+    settings = _validate(raw, diags, where)
+    return ServerSettings(settings.sip, settings.mwi, settings.paths, settings.http, source)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`sip.listen=["0.0.0.0:5070"]` or `paths.outbox=/srv/outbox` -> (dotted key, value).
+
+    The value is read as a TOML value when it is one (lists, numbers, booleans, quoted strings),
+    else taken as a bare string, so paths and addresses need no quoting on a command line.
+    """
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
+def _set_dotted(raw: dict[str, object], dotted: str, value: object) -> None:
+    *tables, last = dotted.split(".")
+    node = raw
+    for part in tables:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[last] = value
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Best-effort line numbers of dotted keys (tomllib reports none for valid files)."""
+    result: dict[str, int] = {}
+    table: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\[?\s*([^\]]+?)\s*\]\]?(\s*#.*)?", stripped)
+        if header:
+            table = [p.strip().strip('"') for p in header.group(1).split(".")]
+            result.setdefault(".".join(table), number)
+            continue
+        key = re.match(r"([A-Za-z0-9_.\-\" ]+?)\s*=", stripped)
+        if key:
+            parts = [p.strip().strip('"') for p in key.group(1).split(".")]
+            result.setdefault(".".join(table + parts), number)
+    return result

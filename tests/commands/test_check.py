@@ -1,0 +1,142 @@
+"""`imapvm check`: exit status, text and JSON output, secrets masked, default paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imapvm.cli import main
+from imapvm.config import loader, settings
+
+DATA = Path(__file__).parent.parent / "config" / "data"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    status = main(["check", *argv])
+    return status, capsys.readouterr().out
+
+
+def test_clean_configuration_exits_zero_and_masks_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out = run(
+        capsys, "--config", str(DATA / "voicemail.conf"), "--settings", str(DATA / "imapvm.toml")
+    )
+    assert status == 0
+    for mailbox in ("1234@default", "4069@default", "111@acme"):
+        assert mailbox in out
+    assert "imap2.example.com:143" in out
+    assert "0 error(s), 0 warning(s)" in out
+    for secret in ("m4st3r-s3cret", "ex4mple", "amis3cret"):
+        assert secret not in out
+
+
+def test_full_listing_masks_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out = run(capsys, "--config", str(DATA / "voicemail.conf"), "--full")
+    assert status == 0
+    assert "imap.password = '***'" in out
+    assert "password = '***'" in out
+    assert "g3tbusy" not in out
+
+
+def test_errors_exit_one_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(
+        "[general]\nimapserver=imap\nmaxmsg=lots\n[default]\n1 => 1,A\n", encoding="utf-8"
+    )
+    status, out = run(capsys, "--config", str(conf))
+    assert status == 1
+    assert f"{conf}:3: error: maxmsg: 'lots' is not an integer" in out
+    assert f"{conf}:5: error: mailbox 1@default: IMAP storage is configured" in out
+
+
+def test_warnings_alone_exit_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\nmaxmgs=3\n[default]\n1 => 1\n", encoding="utf-8")
+    status, out = run(capsys, "--config", str(conf))
+    assert status == 0
+    assert "did you mean 'maxmsg'" in out
+
+
+def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(
+        "[general]\nimapserver=imap\n[default]\n1 => 1,A,,,imapuser=a|imappassword=topsecret\n"
+        "2 => 2,B\n",
+        encoding="utf-8",
+    )
+    status, out = run(capsys, "--config", str(conf), "--json")
+    assert status == 1
+    document = json.loads(out)
+    assert document["storage"] == "imap"
+    assert document["errors"] == 1
+    boxes = {m["mailbox"]: m for m in document["mailboxes"]}
+    assert boxes["1"]["imap"]["password"] == "***"
+    assert boxes["1"]["imap"]["user"] == "a"
+    assert boxes["1"]["password"] == "***"
+    assert document["diagnostics"][0] == {
+        "severity": "error",
+        "file": str(conf),
+        "line": 5,
+        "message": "mailbox 2@default: IMAP storage is configured but the mailbox has neither "
+        "imapuser nor a [general] authuser",
+    }
+    assert "topsecret" not in out
+
+
+def test_missing_explicit_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out = run(capsys, "--config", str(tmp_path / "nope.conf"))
+    assert status == 1
+    assert "file not found" in out
+    status, out = run(
+        capsys,
+        "--config",
+        str(DATA / "voicemail.conf"),
+        "--settings",
+        str(tmp_path / "nope.toml"),
+    )
+    assert status == 1
+    assert "settings file not found" in out
+
+
+def test_missing_default_files_are_fine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "DEFAULT_VOICEMAIL_PATH", tmp_path / "voicemail.conf")
+    monkeypatch.setattr(loader, "DEFAULT_SETTINGS_PATH", tmp_path / "imapvm.toml")
+    monkeypatch.setattr(settings, "DEFAULT_SETTINGS_PATH", tmp_path / "imapvm.toml")
+    status, out = run(capsys)
+    assert status == 0
+    assert "no mailboxes configured" in out
+    status, out = run(capsys, "--json")
+    assert status == 0
+    assert json.loads(out)["mailboxes"] == []
+
+
+def test_set_overrides_settings_and_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    conf = str(DATA / "voicemail.conf")
+    toml = str(DATA / "imapvm.toml")
+    status, out = run(
+        capsys, "--config", conf, "--settings", toml, "--json",
+        "--set", 'sip.listen=["127.0.0.1:5999"]', "--set", "paths.outbox=/srv/outbox",
+    )  # fmt: skip
+    assert status == 0
+    document = json.loads(out)
+    assert document["settings"]["sip"]["listen"] == ["127.0.0.1:5999"]
+    assert document["settings"]["paths"]["outbox"] == "/srv/outbox"
+    status, out = run(capsys, "--config", conf, "--settings", toml, "--set", "mwi.ami.port=0")
+    assert status == 1
+    assert "command line: error: mwi.ami.port" in out
+
+
+def test_bad_set_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--set", "no-equals-sign"])
+    assert exit_info.value.code == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
