@@ -19,6 +19,7 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from imapvm.config.imapflags import TlsMode
 from imapvm.storage.base import Folder, StoreError, StoreUnavailable
 from imapvm.storage.imap import utf7
 from imapvm.storage.imap.connection import (
@@ -27,7 +28,6 @@ from imapvm.storage.imap.connection import (
     ImapConnection,
     ImapError,
     Timeouts,
-    TlsMode,
 )
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
@@ -48,8 +48,9 @@ class ImapSettings:
     password: str | None = field(default=None, repr=False)
     authuser: str | None = None
     authpassword: str | None = field(default=None, repr=False)
-    tls: TlsMode = TlsMode.NONE
+    tls: TlsMode = TlsMode.STARTTLS_IF_OFFERED
     verify_certificate: bool = True
+    secure_auth: bool = False  # c-client /secure: never send a password in clear
     folder: str = "INBOX"
     parent_folder: str = ""
     greetings_folder: str | None = None
@@ -120,6 +121,9 @@ class Account:
 
     async def _login(self, conn: ImapConnection) -> None:
         s = self.settings
+        if s.secure_auth and not conn.encrypted:
+            raise StoreUnavailable(f"{self.label}: imapflags=secure forbids sending the password "
+                                   "over an unencrypted connection")
         try:
             if s.authuser:
                 if conn.has("AUTH=PLAIN"):

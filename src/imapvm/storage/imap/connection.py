@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import itertools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from imapvm.config.imapflags import TlsMode
 from imapvm.storage.imap.protocol import (
     Literal,
     ProtocolError,
@@ -29,15 +29,6 @@ from imapvm.storage.imap.protocol import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class TlsMode(enum.Enum):
-    """How a connection is secured (voicemail.conf `imapflags` maps onto this)."""
-
-    NONE = "none"  # plain text (notls, or no flag on a trusted network)
-    STARTTLS_IF_OFFERED = "starttls-if-offered"
-    STARTTLS = "starttls"  # refuse to log in unless STARTTLS succeeds
-    IMPLICIT = "implicit"  # TLS from the first byte (imaps, `ssl`)
 
 
 @dataclass(frozen=True)
@@ -114,6 +105,7 @@ class ImapConnection:
         self.capabilities: frozenset[str] = frozenset()
         self.on_untagged: Callable[[Response], None] | None = None
         self.selected: str | None = None
+        self.encrypted = False
         self._framer = ResponseFramer()
         self._pending: list[_Pending] = []  # in flight, oldest first (pipelining)
         self._continuation: asyncio.Future[Response] | None = None
@@ -148,15 +140,16 @@ class ImapConnection:
         except (OSError, TimeoutError) as exc:
             raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timeout'}") from exc
         conn = cls(reader, writer, host=host, timeouts=timeouts, label=label or f"{host}:{port}")
+        conn.encrypted = tls is TlsMode.IMPLICIT
         try:
             greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
             if greeting.status == "BYE":
                 raise ConnectionLost(f"server refused the connection: {greeting.text}")
             await conn.refresh_capabilities(greeting)
-            if tls in (TlsMode.STARTTLS, TlsMode.STARTTLS_IF_OFFERED):
+            if tls in (TlsMode.STARTTLS_REQUIRED, TlsMode.STARTTLS_IF_OFFERED):
                 if "STARTTLS" in conn.capabilities:
                     await conn._starttls(ctx)
-                elif tls is TlsMode.STARTTLS:
+                elif tls is TlsMode.STARTTLS_REQUIRED:
                     raise ConnectionLost(f"{host}:{port} does not offer STARTTLS (imapflags=tls)")
         except BaseException:
             await conn.close()
@@ -187,6 +180,7 @@ class ImapConnection:
             await self._reader_task
         await self._writer.start_tls(ctx, server_hostname=self.host)
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{self.label}")
+        self.encrypted = True
         await self.refresh_capabilities()
 
     # -- authentication -------------------------------------------------------------------

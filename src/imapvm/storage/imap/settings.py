@@ -1,0 +1,37 @@
+"""From the configuration's effective mailbox settings to the IMAP back end's settings."""
+
+from __future__ import annotations
+
+from imapvm.config.model import MailboxSettings
+from imapvm.storage.imap.account import ImapSettings
+from imapvm.storage.imap.connection import Timeouts
+
+
+def imap_settings(ms: MailboxSettings, pool_size: int = 3) -> ImapSettings:
+    """Raises ValueError for a mailbox that is not stored in IMAP."""
+    acct = ms.imap
+    if acct is None:
+        raise ValueError(f"mailbox {ms.mailbox}@{ms.context} is not stored in IMAP")
+    master = acct.auth_user is not None
+    return ImapSettings(
+        host=acct.server,
+        port=acct.port,
+        user=acct.user,
+        password=None if master else acct.password,
+        authuser=acct.auth_user,
+        authpassword=acct.password if master else None,
+        tls=acct.security.mode,
+        verify_certificate=acct.security.verify_certificate,
+        secure_auth=acct.security.secure_auth,
+        folder=acct.folder,
+        parent_folder=acct.parent_folder,
+        greetings_folder=acct.greetings_folder or None,
+        imap_greetings=acct.greetings_in_imap,
+        expunge_on_hangup=acct.expunge_on_hangup,
+        timeouts=Timeouts(open=acct.open_timeout, read=acct.read_timeout,
+                          write=acct.write_timeout, close=acct.close_timeout),
+        vm_tag=acct.extension_tag,
+        context=ms.context,
+        maxmsg=ms.maxmsg,
+        pool_size=pool_size,
+    )
