@@ -274,9 +274,10 @@ class ImapConnection:
     ) -> list[Result | ImapError]:
         """Send several commands at once and wait for all: one round trip instead of many.
 
-        Only for commands without synchronising literals. Untagged data is attributed to the
-        oldest command still running, which is exact for SEARCH/FETCH/STATUS because a server
-        sends a command's data before its completion. Each result is a Result or the ImapError
+        Only for commands without synchronising literals, and only where each response can be
+        attributed: Dovecot runs independent pipelined commands in parallel, so their untagged
+        data may interleave. ESEARCH responses name their command (TAG correlator); other data
+        is given to the oldest command still running. Each result is a Result or the ImapError
         of a command that ended NO/BAD; a lost connection raises ConnectionLost."""
         async with self._lock:
             if self._closed.is_set():
@@ -426,15 +427,30 @@ class ImapConnection:
             return
         if r.status == "BYE":
             self._close_reason = f"server said BYE: {r.text}"
-        for p in self._pending:
-            if not p.future.done():
-                p.untagged.append(r)
-                break
+        owner = self._owner(r)
+        if owner is not None:
+            owner.untagged.append(r)
         if self.on_untagged is not None:
             try:
                 self.on_untagged(r)
             except Exception:  # a consumer's bug must not kill the connection
                 log.exception("%s: untagged handler failed", self.label)
+
+    def _owner(self, r: Response) -> _Pending | None:
+        """Which running command an untagged response belongs to: the one its ESEARCH TAG
+        correlator names, else the oldest still running. (Servers may run pipelined commands
+        in parallel, so `pipeline()` is only used where responses carry a correlator or the
+        commands' data cannot be confused.)"""
+        if r.name == "ESEARCH" and r.values and isinstance(r.values[0], list):
+            corr = r.values[0]
+            if len(corr) >= 2 and isinstance(corr[0], bytes) and corr[0].upper() == b"TAG":
+                for p in self._pending:
+                    if p.tag == corr[1]:
+                        return p
+        for p in self._pending:
+            if not p.future.done():
+                return p
+        return None
 
     def _mark_closed(self, reason: str) -> None:
         if not self._closed.is_set():

@@ -19,7 +19,7 @@ import email.policy
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
 from imapvm.storage.base import (
@@ -36,7 +36,7 @@ from imapvm.storage.base import (
 )
 from imapvm.storage.imap import expunge
 from imapvm.storage.imap.account import Account, ImapSettings
-from imapvm.storage.imap.connection import ImapConnection, ImapError
+from imapvm.storage.imap.connection import ImapConnection, ImapError, Result
 from imapvm.storage.imap.protocol import Literal, Raw
 from imapvm.storage.imap.responses import (
     by_uid,
@@ -54,6 +54,24 @@ TYPE = "X-Asterisk-VM-Message-Type"
 _KEY_FIELDS = f"({EXT} {CTX} {TYPE} Message-ID)"
 _GREETING_TYPES = {k.value for k in GreetingKind}
 _header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+@dataclass
+class _FolderCache:
+    """What is known of one folder (per UIDVALIDITY): headers never change, so a UID once
+    identified stays identified."""
+
+    keys: dict[int, _Key] = field(default_factory=dict)
+    checked: dict[tuple[str, str], int] = field(default_factory=dict)  # (tag, ctx) -> top UID
+    matches: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    validity: int
+    uids: list[int]  # exactly this box's undeleted messages of the wanted kind, oldest first
+    seen: set[int]
+    flagged: set[int]
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ class ImapStore:
     def __init__(self, settings_for: Callable[[MailboxRef], ImapSettings]) -> None:
         self._settings_for = settings_for
         self._accounts: dict[tuple[object, ...], Account] = {}
-        self._keys: dict[tuple[str, str, int], dict[int, _Key]] = {}
+        self._folders: dict[tuple[str, str, int], _FolderCache] = {}
         self._greetings: dict[tuple[str, str, int, int], AudioPart] = {}
 
     # -- plumbing -------------------------------------------------------------------------
@@ -117,18 +135,46 @@ class ImapStore:
         if validity != ref.validity:
             raise MessageGone(f"{ref}: folder was recreated (UIDVALIDITY {validity})")
 
-    async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
-                              name: str, *, greetings: GreetingKind | None = None) -> list[int]:
-        """UIDs of this box's undeleted voicemails (or greetings of `greetings`) in the
-        selected folder `name`, exactly matched."""
+    async def _scan(self, conn: ImapConnection, acct: Account, s: ImapSettings, name: str,
+                    *, greetings: GreetingKind | None = None) -> _Scan:
+        """This box's undeleted voicemails (or greetings of one kind) in folder `name`, exactly
+        matched, with their \\Seen and \\Flagged state.
+
+        Two round trips in the steady state, whatever the folder size: a NOOP, then pipelined
+        (where ESEARCH tags the answers) the undeleted,
+        seen and unseen-flagged UID sets (flag searches the server answers from its index), and
+        a HEADER search restricted to UIDs above the highest one already examined (headers never
+        change, so what was matched once stays matched). Only new candidates cost a FETCH of
+        their identifying headers."""
         validity = await self._select(conn, name)
-        tag = s.vm_tag
-        res = await conn.execute(
-            "UID", "SEARCH", "UNDELETED", "HEADER", EXT, tag, "HEADER", CTX, s.context,
-        )
-        candidates = search_uids(res.untagged)
-        cache = self._keys.setdefault((acct.label, name, validity), {})
-        missing = [u for u in candidates if u not in cache]
+        cache = self._folders.setdefault((acct.label, name, validity), _FolderCache())
+        who = (s.vm_tag, s.context)
+        upto = cache.checked.get(who, 0)
+        esearch = conn.has("ESEARCH")
+        ret = ("RETURN", Raw(b"(ALL)")) if esearch else ()
+        # Sync the session's view with other clients' changes first. Not in the pipeline:
+        # Dovecot would run the searches in parallel with it, on the stale view.
+        await conn.execute("NOOP")
+        commands: list[tuple[str, tuple[bytes | str | int, ...]]] = [
+            ("UID", ("SEARCH", *ret, "UNDELETED")),
+            ("UID", ("SEARCH", *ret, "UNDELETED", "SEEN")),
+            ("UID", ("SEARCH", *ret, "UNDELETED", "UNSEEN", "FLAGGED")),
+            # after the flag searches: whatever arrives in between is searched again next time
+            ("UID", ("SEARCH", *ret, "UID", Raw(f"{upto + 1}:*".encode()),
+                     "HEADER", EXT, s.vm_tag, "HEADER", CTX, s.context)),
+        ]
+        results: list[Result | ImapError]
+        if esearch:  # ESEARCH responses carry their command's tag: safe to pipeline
+            results = await conn.pipeline(commands)
+        else:  # plain SEARCH responses could interleave: one at a time
+            results = [await conn.execute(name, *args) for name, args in commands]
+        sets: list[set[int]] = []
+        for r in results:
+            if isinstance(r, ImapError):
+                raise r
+            sets.append(set(search_uids(r.untagged)))
+        present, seen, flagged, candidates = sets
+        missing = sorted(u for u in candidates if u not in cache.keys)
         if missing:
             res = await conn.execute(
                 "UID", "FETCH", Raw(compress_set(missing).encode()),
@@ -136,25 +182,27 @@ class ImapStore:
             )
             for uid, item in by_uid(fetch_items(res.untagged)).items():
                 h = _headers(item.section("BODY[HEADER") or b"")
-                cache[uid] = _Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
-                                  h.get(TYPE.lower(), ""), h.get("message-id", ""))
-        want_greeting = greetings.value if greetings else None
-        out = []
+                cache.keys[uid] = _Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
+                                       h.get(TYPE.lower(), ""), h.get("message-id", ""))
+        matches = cache.matches.setdefault(who, set())
         for uid in candidates:
-            key = cache.get(uid)
-            if key is None or key.ext != tag or key.ctx != s.context:
-                continue
-            mtype = key.mtype.lower()
-            if mtype == want_greeting if want_greeting else mtype not in _GREETING_TYPES:
-                out.append(uid)
-        return sorted(out)
+            key = cache.keys.get(uid)
+            if key is not None and key.ext == s.vm_tag and key.ctx == s.context:
+                matches.add(uid)
+        matches &= present | candidates  # forget expunged messages
+        if present:
+            cache.checked[who] = max(upto, max(present))
+        want = greetings.value if greetings else None
+        uids = []
+        for uid in sorted(matches & present):
+            mtype = cache.keys[uid].mtype.lower()
+            if mtype == want if want else mtype not in _GREETING_TYPES:
+                uids.append(uid)
+        return _Scan(validity, uids, seen, flagged)
 
-    async def _flags(self, conn: ImapConnection, uids: list[int]) -> dict[int, frozenset[str]]:
-        if not uids:
-            return {}
-        res = await conn.execute("UID", "FETCH", Raw(compress_set(uids).encode()),
-                                 Raw(b"(UID FLAGS)"))
-        return {u: i.flags or frozenset() for u, i in by_uid(fetch_items(res.untagged)).items()}
+    async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
+                              name: str, *, greetings: GreetingKind | None = None) -> list[int]:
+        return (await self._scan(conn, acct, s, name, greetings=greetings)).uids
 
     # -- counting and listing -------------------------------------------------------------
     async def counts(self, box: MailboxRef) -> Counts:
@@ -163,15 +211,12 @@ class ImapStore:
         async def op(conn: ImapConnection) -> Counts:
             name = acct.folder_name(Folder.INBOX)
             await acct.ensure_folder(conn, name)
-            uids = await self._voicemail_uids(conn, acct, s, name)
-            flags = await self._flags(conn, uids)
+            scan = await self._scan(conn, acct, s, name)
             new = old = urgent = 0
-            for f in flags.values():
-                if "\\Deleted" in f:
-                    continue
-                if "\\Seen" in f:
+            for uid in scan.uids:
+                if uid in scan.seen:
                     old += 1
-                elif "\\Flagged" in f:
+                elif uid in scan.flagged:
                     urgent += 1
                 else:
                     new += 1
@@ -189,12 +234,9 @@ class ImapStore:
         async def op(conn: ImapConnection) -> list[StoredMessage]:
             name = acct.folder_name(folder)
             await acct.ensure_folder(conn, name)
-            validity = await self._select(conn, name)
-            uids = await self._voicemail_uids(conn, acct, s, name)
-            if limit is not None and uids and folder.in_main_folder:
-                flags = await self._flags(conn, uids)
-                uids = [u for u in uids if u in flags and "\\Deleted" not in flags[u]
-                        and _in_view(folder, "\\Seen" in flags[u], "\\Flagged" in flags[u])]
+            scan = await self._scan(conn, acct, s, name)
+            validity = scan.validity
+            uids = [u for u in scan.uids if _in_view(folder, u in scan.seen, u in scan.flagged)]
             if limit is not None:
                 uids = uids[:limit]
             if not uids:
