@@ -1,0 +1,267 @@
+"""Audio file formats: bytes in a named format ⇄ :class:`~imapvm.audio.core.Audio`.
+
+Format names are Asterisk's, because they travel inside stored messages (``msg0000.wav``,
+``msg0000.WAV``) and Asterisk derives the codec from that suffix:
+
+========  =====================================  ====================  ===========================
+name      content                                MIME type (Asterisk)  codec
+========  =====================================  ====================  ===========================
+``wav``   RIFF WAV, PCM 16-bit, 8 kHz mono       ``audio/x-wav``       libsndfile
+``WAV``   RIFF WAV, GSM 06.10 ("wav49"), 8 kHz   ``audio/x-WAV``       libsndfile (= libgsm bits)
+``gsm``   raw GSM 06.10, 33-byte frames          ``audio/x-gsm``       libsndfile (= libgsm bits)
+``ulaw``  raw G.711 µ-law                        ``audio/x-ulaw``      ``audioop`` (ITU tables)
+``alaw``  raw G.711 A-law                        ``audio/x-alaw``      ``audioop`` (ITU tables)
+``sln``   raw signed linear 16-bit LE, 8 kHz     ``audio/x-sln``       numpy
+``mp3``   MPEG layer III (mail clients only)     ``audio/mpeg``        libsndfile (LAME)
+``ogg``   Ogg Vorbis (Asterisk's ``ogg``)        ``application/ogg``   libsndfile
+``opus``  Ogg Opus (mail clients only)           ``audio/ogg``         libsndfile
+========  =====================================  ====================  ===========================
+
+``wav49`` is accepted as a synonym of ``WAV`` and Asterisk's file-extension aliases (``ul``,
+``mu``, ``al``, ``raw``, ``wav16``...) are accepted for decoding. Names are case-sensitive only
+where Asterisk's are: ``wav`` and ``WAV`` are different formats.
+
+Why these libraries: soundfile bundles libsndfile, whose GSM 06.10 is byte-identical with libgsm,
+sox and toast (``reference/test-infra.md`` §4); µ-law/A-law files use ``audioop`` (stdlib on 3.11,
+``audioop-lts`` from 3.13) because libsndfile's G.711 *encoder* rounds differently from the ITU
+reference and the SIP side is bit-exact with the ITU tables.
+
+Exact durations: raw GSM carries no length, so a decoded ``.gsm`` is the encoded length rounded up
+to 160 samples (20 ms); ``WAV`` records the true length in its ``fact`` chunk and we trim to it.
+
+Every function is pure and thread-safe; encode/decode of minutes of audio takes milliseconds to
+tens of milliseconds, so async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import soundfile as sf
+
+from imapvm.audio.convert import to_telephony
+from imapvm.audio.core import MAX_AUDIO_BYTES, TELEPHONY_RATE, Audio
+from imapvm.audio.errors import (
+    AudioFormatError,
+    AudioTooLarge,
+    SampleRateError,
+    UnsupportedFormat,
+)
+
+with warnings.catch_warnings():
+    # Deprecated in 3.11-3.12 but still the ITU-exact G.711 in the stdlib; audioop-lts from 3.13.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+Kind = Literal["soundfile", "raw_gsm", "ulaw", "alaw", "sln"]
+
+GSM_FRAME_BYTES = 33
+GSM_FRAME_SAMPLES = 160
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """One storable format: its Asterisk name, MIME type and how we code it."""
+
+    name: str
+    mime_type: str
+    kind: Kind
+    sf_format: str | None = None
+    sf_subtype: str | None = None
+    #: False for formats Asterisk cannot play out of the box (kept out of MIME part 2).
+    asterisk_playable: bool = True
+
+    @property
+    def extension(self) -> str:
+        """File-name suffix, which is the format name itself (Asterisk's convention)."""
+        return self.name
+
+
+FORMATS: dict[str, AudioFormat] = {
+    f.name: f
+    for f in (
+        AudioFormat("wav", "audio/x-wav", "soundfile", "WAV", "PCM_16"),
+        AudioFormat("WAV", "audio/x-WAV", "soundfile", "WAV", "GSM610"),
+        AudioFormat("gsm", "audio/x-gsm", "raw_gsm"),
+        AudioFormat("ulaw", "audio/x-ulaw", "ulaw"),
+        AudioFormat("alaw", "audio/x-alaw", "alaw"),
+        AudioFormat("sln", "audio/x-sln", "sln"),
+        AudioFormat("mp3", "audio/mpeg", "soundfile", "MP3", "MPEG_LAYER_III", False),
+        AudioFormat("ogg", "application/ogg", "soundfile", "OGG", "VORBIS"),
+        AudioFormat("opus", "audio/ogg", "soundfile", "OGG", "OPUS", False),
+    )
+}
+
+#: Alternative names (Asterisk file extensions and config spellings) → canonical name.
+ALIASES: dict[str, str] = {
+    "wav49": "WAV",
+    "wav16": "wav",  # a 16 kHz WAV: decoded and resampled like any WAV
+    "ul": "ulaw",
+    "ulw": "ulaw",
+    "mu": "ulaw",
+    "pcm": "ulaw",
+    "al": "alaw",
+    "alw": "alaw",
+    "raw": "sln",
+    "slin": "sln",
+}
+
+
+def lookup(name: str) -> AudioFormat:
+    """The :class:`AudioFormat` for a format name or alias; :class:`UnsupportedFormat` if none."""
+    if name in FORMATS:
+        return FORMATS[name]
+    canonical = ALIASES.get(name) or ALIASES.get(name.lower())
+    if canonical is None and name.lower() in FORMATS and name.lower() != "wav":
+        canonical = name.lower()
+    if canonical is None:
+        raise UnsupportedFormat(f"unknown audio format {name!r}; known: {', '.join(FORMATS)}")
+    return FORMATS[canonical]
+
+
+def _check_size(data: bytes | bytearray | memoryview) -> None:
+    if len(data) > MAX_AUDIO_BYTES:
+        raise AudioTooLarge(f"{len(data)} bytes of audio exceed the {MAX_AUDIO_BYTES} byte limit")
+
+
+def _need_8k(audio: Audio, fmt: AudioFormat) -> None:
+    if audio.rate != TELEPHONY_RATE:
+        raise SampleRateError(
+            f"{fmt.name} is stored at {TELEPHONY_RATE} Hz but the audio is {audio.rate} Hz; "
+            "call imapvm.audio.convert.resample() first"
+        )
+
+
+def encode(audio: Audio, fmt: str | AudioFormat) -> bytes:
+    """Encode 8 kHz ``audio`` as the bytes of a ``fmt`` file."""
+    f = fmt if isinstance(fmt, AudioFormat) else lookup(fmt)
+    _need_8k(audio, f)
+    pcm = audio.samples
+    if f.kind == "sln":
+        return pcm.astype("<i2").tobytes()
+    if f.kind == "ulaw":
+        return audioop.lin2ulaw(pcm.astype("<i2").tobytes(), 2)
+    if f.kind == "alaw":
+        return audioop.lin2alaw(pcm.astype("<i2").tobytes(), 2)
+    buf = io.BytesIO()
+    if f.kind == "raw_gsm":
+        sf.write(buf, pcm, TELEPHONY_RATE, format="RAW", subtype="GSM610")
+    else:
+        try:
+            sf.write(buf, pcm, TELEPHONY_RATE, format=f.sf_format, subtype=f.sf_subtype)
+        except (sf.LibsndfileError, TypeError, ValueError) as exc:  # pragma: no cover - build dep
+            raise UnsupportedFormat(f"this libsndfile cannot encode {f.name}: {exc}") from exc
+    return buf.getvalue()
+
+
+def decode(data: bytes, fmt: str | AudioFormat, *, resample: bool = True) -> Audio:
+    """Decode the bytes of a ``fmt`` file to 8 kHz mono :class:`Audio`.
+
+    Container formats at another rate or with several channels are converted (``resample=True``,
+    the default, for uploads) or refused with :class:`SampleRateError` (``resample=False``, for
+    callers that must not silently accept a mislabelled file). Damaged input raises
+    :class:`AudioFormatError`; input over 128 MiB raises :class:`AudioTooLarge`.
+    """
+    f = fmt if isinstance(fmt, AudioFormat) else lookup(fmt)
+    _check_size(data)
+    if f.kind == "sln":
+        if len(data) % 2:
+            raise AudioFormatError(f"signed-linear data has an odd length ({len(data)} bytes)")
+        return Audio(np.frombuffer(data, dtype="<i2").astype(np.int16), TELEPHONY_RATE)
+    if f.kind in ("ulaw", "alaw"):
+        conv = audioop.ulaw2lin if f.kind == "ulaw" else audioop.alaw2lin
+        pcm = np.frombuffer(conv(bytes(data), 2), dtype="<i2").astype(np.int16)
+        return Audio(pcm, TELEPHONY_RATE)
+    if f.kind == "raw_gsm":
+        return _decode_raw_gsm(data)
+    return _decode_container(data, f, resample=resample)
+
+
+def _decode_raw_gsm(data: bytes) -> Audio:
+    if len(data) % GSM_FRAME_BYTES:
+        raise AudioFormatError(
+            f"raw GSM is a sequence of {GSM_FRAME_BYTES}-byte frames; {len(data)} bytes leaves a "
+            f"truncated frame of {len(data) % GSM_FRAME_BYTES} bytes"
+        )
+    if not data:
+        return Audio(np.zeros(0, dtype=np.int16))
+    try:
+        pcm, _ = sf.read(
+            io.BytesIO(data), dtype="int16", format="RAW", subtype="GSM610",
+            samplerate=TELEPHONY_RATE, channels=1,
+        )
+    except sf.LibsndfileError as exc:
+        raise AudioFormatError(f"cannot decode raw GSM: {exc}") from exc
+    return Audio(np.ascontiguousarray(pcm, dtype=np.int16))
+
+
+def _decode_container(data: bytes, f: AudioFormat, *, resample: bool) -> Audio:
+    if f.sf_format == "WAV":
+        _check_riff(data)
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as snd:
+            rate = snd.samplerate
+            pcm: Any = snd.read(frames=snd.frames, dtype="int16", always_2d=True)
+            subtype = snd.subtype
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioFormatError(f"not a valid {f.name} file: {exc}") from exc
+    if subtype == "GSM610" and f.sf_format == "WAV":
+        true_len = _wav_fact_length(data)
+        if true_len is not None and true_len <= pcm.shape[0]:
+            pcm = pcm[:true_len]
+    if not resample and (rate != TELEPHONY_RATE or pcm.shape[1] != 1):
+        raise SampleRateError(
+            f"{f.name} file is {rate} Hz with {pcm.shape[1]} channel(s); expected 8000 Hz mono"
+        )
+    return to_telephony(pcm, rate)
+
+
+def _check_riff(data: bytes) -> None:
+    """Reject obviously broken WAV headers with a message that says what is wrong."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX", b"RF64") or data[8:12] != b"WAVE":
+        raise AudioFormatError("not a WAV file: missing RIFF/WAVE header")
+    if b"fmt " not in data[12:4096]:
+        raise AudioFormatError("WAV file has no 'fmt ' chunk")
+
+
+def _wav_fact_length(data: bytes) -> int | None:
+    """Sample count from a WAV ``fact`` chunk (present in GSM WAVs), or None."""
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if cid == b"fact" and size >= 4 and pos + 12 <= len(data):
+            return int(struct.unpack_from("<I", data, pos + 8)[0])
+        if cid == b"data":
+            return None
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def can_encode(fmt: str) -> bool:
+    """Whether this installation's libsndfile encodes ``fmt`` (MP3/Opus depend on the build)."""
+    try:
+        encode(Audio.silence(0.1), fmt)
+    except (UnsupportedFormat, sf.LibsndfileError):
+        return False
+    return True
+
+
+def read_file(path: str | Path, fmt: str | None = None, *, resample: bool = True) -> Audio:
+    """Read an audio file; the format defaults to the file-name suffix (``msg0000.WAV`` → WAV)."""
+    p = Path(path)
+    size = p.stat().st_size
+    if size > MAX_AUDIO_BYTES:
+        raise AudioTooLarge(f"{p} is {size} bytes, above the {MAX_AUDIO_BYTES} byte limit")
+    return decode(p.read_bytes(), fmt or p.suffix.lstrip("."), resample=resample)
+
+
+def write_file(path: str | Path, audio: Audio, fmt: str | None = None) -> None:
+    """Write ``audio`` to ``path``; the format defaults to the file-name suffix."""
+    p = Path(path)
+    p.write_bytes(encode(audio, fmt or p.suffix.lstrip(".")))
