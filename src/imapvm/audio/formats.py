@@ -207,8 +207,11 @@ def _decode_container(data: bytes, f: AudioFormat, *, resample: bool) -> Audio:
     try:
         with sf.SoundFile(io.BytesIO(data)) as snd:
             rate = snd.samplerate
-            pcm: Any = snd.read(frames=snd.frames, dtype="int16", always_2d=True)
             subtype = snd.subtype
+            # libsndfile does not scale float files read as int16 (they would read as zeros),
+            # so float data is read as float and scaled by to_telephony.
+            dtype = "float64" if subtype in ("FLOAT", "DOUBLE") else "int16"
+            pcm: Any = snd.read(frames=snd.frames, dtype=dtype, always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioFormatError(f"not a valid {f.name} file: {exc}") from exc
     if subtype == "GSM610" and f.sf_format == "WAV":
