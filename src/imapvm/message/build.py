@@ -115,14 +115,10 @@ def _audio_parts(
     seconds = audio.whole_seconds
     main_fmt = lookup(settings.preferred_format)
     main = AudioPart(f"{stem}.{main_fmt.extension}", main_fmt, encode(audio, main_fmt), seconds)
-    extras: list[AudioPart] = []
-    seen = {main_fmt.name}
-    for name in ("gsm", *settings.client_formats):
-        fmt = lookup(name)
-        if fmt.name in seen:
-            continue
-        seen.add(fmt.name)
-        extras.append(AudioPart(f"{stem}.{fmt.extension}", fmt, encode(audio, fmt), seconds))
+    extras = [
+        AudioPart(f"{stem}.{fmt.extension}", fmt, encode(audio, fmt), seconds)
+        for fmt in map(lookup, settings.extra_formats)
+    ]
     return main, extras
 
 

@@ -80,12 +80,26 @@ class EmailSettings:
         return (self.imapuser,) if self.imapuser else ()
 
     @property
-    def preferred_format(self) -> str:
-        """The format of MIME part 2: ``attachfmt``, else the first ``format`` entry.
+    def requested_format(self) -> str:
+        """``attachfmt``, else the first ``format`` entry (canonical name)."""
+        return lookup(self.attachfmt or (self.formats[0] if self.formats else "wav")).name
 
-        Formats Asterisk cannot play (mp3, opus) are never put where Asterisk looks; they fall
-        back to ``gsm`` and are still offered to mail clients through ``client_formats``.
+    @property
+    def preferred_format(self) -> str:
+        """The format of MIME part 2, the one Asterisk plays: :attr:`requested_format`.
+
+        Formats Asterisk cannot play (mp3, opus) are never put where Asterisk looks; part 2 then
+        falls back to ``gsm`` and the requested format goes to :attr:`extra_formats`.
         """
-        name = self.attachfmt or (self.formats[0] if self.formats else "wav")
-        fmt = lookup(name)
+        fmt = lookup(self.requested_format)
         return fmt.name if fmt.asterisk_playable else "gsm"
+
+    @property
+    def extra_formats(self) -> tuple[str, ...]:
+        """Formats attached for mail clients only (nested in part 1), without duplicates."""
+        out: list[str] = []
+        for name in ("gsm", self.requested_format, *self.client_formats):
+            canonical = lookup(name).name
+            if canonical != self.preferred_format and canonical not in out:
+                out.append(canonical)
+        return tuple(out)
