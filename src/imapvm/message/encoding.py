@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from email.header import decode_header, make_header
 
+from imapvm.message.meta import strip_controls
+
 CRLF = "\r\n"
 
 _MIME_SPECIALS = frozenset('()<>@,:;/"[]?.=')
@@ -72,8 +74,8 @@ def fold(name: str, words: Iterable[str], tail: str = "") -> str:
 
 
 def one_line(text: str) -> str:
-    """Replace CR and LF by spaces: a template can never inject a header line."""
-    return re.sub(r"[\r\n]+", " ", text)
+    """CR/LF become spaces (a template can never inject a header line); other controls go."""
+    return strip_controls(re.sub(r"[\r\n]+", " ", text))
 
 
 def phrase_header(name: str, display: str, addr: str, charset: str) -> str:
@@ -103,7 +105,7 @@ def x_header(name: str, text: str) -> str:
     Asterisk writes it, because Asterisk's reader takes the value from one character after the
     colon.
     """
-    text = "".join(ch for ch in text if ord(ch) >= 0x20)
+    text = strip_controls(text)
     if text.isascii():
         return f"{name}: {text}{CRLF}"
     return fold(name, q_words(text, "UTF-8"))

@@ -9,6 +9,7 @@ to the same type with those fields empty.
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 #: X-Asterisk-VM-Flag values.
@@ -36,8 +37,12 @@ def new_msg_id(epoch: int, token: int | None = None) -> str:
 
 
 def strip_controls(text: str) -> str:
-    """Drop characters below 0x20, as Asterisk does for caller-ID headers (no header injection)."""
-    return "".join(ch for ch in text if ord(ch) >= 0x20)
+    """Drop control characters, as Asterisk does for caller-ID headers (no header injection).
+
+    Asterisk drops bytes below 0x20; we also drop DEL and the C1 controls, which no name needs
+    and which mail parsers flag as defects.
+    """
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
 
 
 @dataclass(frozen=True)
