@@ -126,6 +126,36 @@ def test_g711_decode_tables_match_sox(tmp_path: Path, fmt: str, sox_type: str) -
     assert np.array_equal(decode(every_code, fmt).samples, np.frombuffer(out.read_bytes(), "<i2"))
 
 
+def _g191_ulaw(x: int) -> int:
+    """ITU-T G.191 ``ulaw_compress`` for one 16-bit sample, written out plainly as an oracle."""
+    absno = min((((~x) >> 2) if x < 0 else (x >> 2)) + 33, 0x1FFF)
+    i, segno = absno >> 6, 1
+    while i:
+        segno, i = segno + 1, i >> 1
+    code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 15))
+    return code | 0x80 if x >= 0 else code
+
+
+def _g191_alaw(x: int) -> int:
+    """ITU-T G.191 ``alaw_compress`` for one 16-bit sample."""
+    ix = ((~x) >> 4) if x < 0 else (x >> 4)
+    if ix > 15:
+        iexp = 1
+        while ix > 16 + 15:
+            ix, iexp = ix >> 1, iexp + 1
+        ix = ix - 16 + (iexp << 4)
+    if x >= 0:
+        ix |= 0x80
+    return ix ^ 0x55
+
+
+@pytest.mark.parametrize(("fmt", "oracle"), [("ulaw", _g191_ulaw), ("alaw", _g191_alaw)])
+def test_g711_encoder_is_bit_exact_with_itu_g191_for_every_input(fmt: str, oracle: object) -> None:
+    every = Audio(np.arange(-32768, 32768, dtype=np.int16))
+    expected = bytes(oracle(int(x)) for x in every.samples)  # type: ignore[operator]
+    assert encode(every, fmt) == expected
+
+
 def test_g711_encoder_matches_itu_reference_points() -> None:
     # G.711: µ-law silence is 0xFF, full-scale positive 0x80; A-law of 0 is 0xD5, of +max 0xAA.
     samples = Audio(np.array([0, 32767, -32768], dtype=np.int16))

@@ -9,8 +9,8 @@ name      content                                MIME type (Asterisk)  codec
 ``wav``   RIFF WAV, PCM 16-bit, 8 kHz mono       ``audio/x-wav``       libsndfile
 ``WAV``   RIFF WAV, GSM 06.10 ("wav49"), 8 kHz   ``audio/x-WAV``       libsndfile (= libgsm bits)
 ``gsm``   raw GSM 06.10, 33-byte frames          ``audio/x-gsm``       libsndfile (= libgsm bits)
-``ulaw``  raw G.711 µ-law                        ``audio/x-ulaw``      ``audioop`` (ITU tables)
-``alaw``  raw G.711 A-law                        ``audio/x-alaw``      ``audioop`` (ITU tables)
+``ulaw``  raw G.711 µ-law                        ``audio/x-ulaw``      numpy tables (= ITU G.191)
+``alaw``  raw G.711 A-law                        ``audio/x-alaw``      numpy tables (= ITU G.191)
 ``sln``   raw signed linear 16-bit LE, 8 kHz     ``audio/x-sln``       numpy
 ``mp3``   MPEG layer III (mail clients only)     ``audio/mpeg``        libsndfile (LAME)
 ``ogg``   Ogg Vorbis (Asterisk's ``ogg``)        ``application/ogg``   libsndfile
@@ -22,9 +22,11 @@ name      content                                MIME type (Asterisk)  codec
 where Asterisk's are: ``wav`` and ``WAV`` are different formats.
 
 Why these libraries: soundfile bundles libsndfile, whose GSM 06.10 is byte-identical with libgsm,
-sox and toast (``reference/test-infra.md`` §4); µ-law/A-law files use ``audioop`` (stdlib on 3.11,
-``audioop-lts`` from 3.13) because libsndfile's G.711 *encoder* rounds differently from the ITU
-reference and the SIP side is bit-exact with the ITU tables.
+sox and toast (``reference/test-infra.md`` §4). G.711 files use lookup tables computed with numpy
+by the ITU-T G.191 reference algorithm (DESIGN.md allows numpy tables for G.711): libsndfile's and
+sox's encoders round differently, and ``audioop``'s µ-law encoder differs from G.191 on 508 of the
+65,536 negative-side inputs (it negates where G.191 takes the one's complement). The tables are
+private; once ``imapvm.audio.g711`` (RTP side) lands, both should share one implementation.
 
 Exact durations: raw GSM carries no length, so a decoded ``.gsm`` is the encoded length rounded up
 to 160 samples (20 ms); ``WAV`` records the true length in its ``fact`` chunk and we trim to it.
@@ -35,9 +37,9 @@ tens of milliseconds, so async callers use ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,11 +55,6 @@ from imapvm.audio.errors import (
     SampleRateError,
     UnsupportedFormat,
 )
-
-with warnings.catch_warnings():
-    # Deprecated in 3.11-3.12 but still the ITU-exact G.711 in the stdlib; audioop-lts from 3.13.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
 
 Kind = Literal["soundfile", "raw_gsm", "ulaw", "alaw", "sln"]
 
@@ -145,10 +142,9 @@ def encode(audio: Audio, fmt: str | AudioFormat) -> bytes:
     pcm = audio.samples
     if f.kind == "sln":
         return pcm.astype("<i2").tobytes()
-    if f.kind == "ulaw":
-        return audioop.lin2ulaw(pcm.astype("<i2").tobytes(), 2)
-    if f.kind == "alaw":
-        return audioop.lin2alaw(pcm.astype("<i2").tobytes(), 2)
+    if f.kind in ("ulaw", "alaw"):
+        table = _ulaw_encode_table() if f.kind == "ulaw" else _alaw_encode_table()
+        return table[pcm.astype(np.int32) + 32768].tobytes()
     buf = io.BytesIO()
     if f.kind == "raw_gsm":
         sf.write(buf, pcm, TELEPHONY_RATE, format="RAW", subtype="GSM610")
@@ -175,9 +171,8 @@ def decode(data: bytes, fmt: str | AudioFormat, *, resample: bool = True) -> Aud
             raise AudioFormatError(f"signed-linear data has an odd length ({len(data)} bytes)")
         return Audio(np.frombuffer(data, dtype="<i2").astype(np.int16), TELEPHONY_RATE)
     if f.kind in ("ulaw", "alaw"):
-        conv = audioop.ulaw2lin if f.kind == "ulaw" else audioop.alaw2lin
-        pcm = np.frombuffer(conv(bytes(data), 2), dtype="<i2").astype(np.int16)
-        return Audio(pcm, TELEPHONY_RATE)
+        table = _ulaw_decode_table() if f.kind == "ulaw" else _alaw_decode_table()
+        return Audio(table[np.frombuffer(data, dtype=np.uint8)], TELEPHONY_RATE)
     if f.kind == "raw_gsm":
         return _decode_raw_gsm(data)
     return _decode_container(data, f, resample=resample)
@@ -268,3 +263,59 @@ def write_file(path: str | Path, audio: Audio, fmt: str | None = None) -> None:
     """Write ``audio`` to ``path``; the format defaults to the file-name suffix."""
     p = Path(path)
     p.write_bytes(encode(audio, fmt or p.suffix.lstrip(".")))
+
+
+# --- G.711 tables (ITU-T G.191 reference algorithm, vectorised) ----------------------------------
+
+_ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32)
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Vectorised ``int.bit_length`` for small non-negative integers."""
+    out = np.zeros(values.shape, dtype=np.int32)
+    v = values.copy()
+    while np.any(v):
+        nz = v != 0
+        out[nz] += 1
+        v >>= 1
+    return out
+
+
+@functools.cache
+def _ulaw_encode_table() -> np.ndarray:
+    """int16 + 32768 → µ-law code: 14-bit magnitude (one's complement for negatives) + bias 33."""
+    x = _ALL_INT16
+    absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
+    segno = _bit_length(absno >> 6) + 1
+    code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 15))
+    return np.where(x >= 0, code | 0x80, code).astype(np.uint8)
+
+
+@functools.cache
+def _alaw_encode_table() -> np.ndarray:
+    """int16 + 32768 → A-law code: 12-bit magnitude (one's complement), segment, even-bit XOR."""
+    x = _ALL_INT16
+    ix = np.where(x < 0, (~x) >> 4, x >> 4)
+    exp = np.maximum(_bit_length(ix) - 4, 0)
+    seg_code = ((ix >> np.maximum(exp - 1, 0)) - 16) + (exp << 4)
+    code = np.where(ix > 15, seg_code, ix)
+    code = np.where(x >= 0, code | 0x80, code)
+    return (code ^ 0x55).astype(np.uint8)
+
+
+@functools.cache
+def _ulaw_decode_table() -> np.ndarray:
+    """µ-law code → int16 (the G.711 expansion scaled to 16 bits)."""
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.int16)
+
+
+@functools.cache
+def _alaw_decode_table() -> np.ndarray:
+    """A-law code → int16 (the G.711 expansion scaled to 16 bits)."""
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    seg = (a & 0x70) >> 4
+    t = ((a & 0x0F) << 4) + np.where(seg == 0, 8, 0x108)
+    t = np.where(seg > 1, t << np.maximum(seg - 1, 0), t)
+    return np.where(a & 0x80, t, -t).astype(np.int16)
