@@ -170,8 +170,9 @@ def test_exact_formats_round_trip_any_samples(samples: np.ndarray) -> None:
     for fmt in ("wav", "sln"):
         assert decode(encode(a, fmt), fmt).same_as(a)
     for fmt in ("ulaw", "alaw"):
-        once = encode(a, fmt)
-        assert encode(decode(once, fmt), fmt) == once  # G.711 is idempotent after one pass
+        once = decode(encode(a, fmt), fmt)
+        # decoded G.711 values survive re-encoding (codes may not: µ-law has +0 and -0)
+        assert decode(encode(once, fmt), fmt).same_as(once)
 
 
 @given(st.integers(1, 3000))

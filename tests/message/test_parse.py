@@ -234,3 +234,34 @@ def test_any_truncation_of_a_real_message_is_a_message_error_or_a_valid_read(cut
     except MessageError:
         return
     assert stored.message.data
+
+
+def test_non_audio_attachments_are_not_recordings() -> None:
+    raw = asterisk_message(speech(1.0))
+    boundary = re.search(rb'boundary="([^"]+)"', raw).group(1)  # type: ignore[union-attr]
+    note = (
+        b"--" + boundary + b"\r\nContent-Type: text/plain; name=\"notes.txt\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n"
+    )
+    # a 4th top-level part added by some client: not a recording, not an intro
+    closing = b"\r\n\r\n--" + boundary + b"--"
+    extra = raw.replace(closing, b"\r\n" + note.replace(b"notes.txt", b"b.txt") + closing)
+    stored = parse_message(extra)
+    assert stored.alternatives == ()
+    assert stored.message.filename == "msg0000.wav"
+
+
+def test_parsing_and_building_are_thread_safe() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio = speech(2.0)
+
+    def job(i: int) -> tuple[bytes, int]:
+        built = build_voicemail(Deposit(number=i), vm_settings(), audio, randomness=FIXED)
+        return built.raw, parse_message(built.raw).message.decode().frames
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(job, range(1, 17)))
+    for i, (raw, frames) in enumerate(results, start=1):
+        assert raw == build_voicemail(Deposit(number=i), vm_settings(), audio, randomness=FIXED).raw
+        assert frames == audio.frames

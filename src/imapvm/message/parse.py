@@ -192,6 +192,11 @@ def _audio(part: Message) -> StoredAudio | None:
     )
 
 
+def _is_audio(attachment: StoredAudio) -> bool:
+    """Outside part 2 (where Asterisk takes anything), only audio counts as another copy."""
+    return attachment.content_type.startswith("audio/") or attachment.fmt is not None
+
+
 def _leaves(part: Message) -> list[Message]:
     if not part.is_multipart():
         return [part]
@@ -211,7 +216,9 @@ def _locate(msg: Message) -> tuple[StoredAudio, list[StoredAudio], StoredAudio |
     if intro is not None and not intro.data:
         intro = None  # Asterisk ignores an empty part 3 too
     others = [parts[0], *parts[3:]] if main is not None else parts
-    alternatives = [a for p in others for leaf in _leaves(p) if (a := _audio(leaf)) is not None]
+    alternatives = [
+        a for p in others for leaf in _leaves(p) if (a := _audio(leaf)) is not None and _is_audio(a)
+    ]
     if main is None:
         # Not Asterisk's layout; still give the user their recording if there is one.
         if not alternatives:
