@@ -223,3 +223,9 @@ def test_randomness_fresh_differs_between_builds() -> None:
     a, b = Randomness.fresh(), Randomness.fresh()
     assert (a.boundary_token, a.message_id_token) != (b.boundary_token, b.message_id_token)
     assert a.now.tzinfo is UTC
+
+
+def test_to_header_without_any_address_is_an_empty_group() -> None:
+    raw = build(emails=(), imapuser="")
+    assert header(raw, "To") == "undisclosed-recipients:;"
+    strict_parse(raw)

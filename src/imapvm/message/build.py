@@ -31,6 +31,7 @@ from imapvm.audio.core import Audio
 from imapvm.audio.formats import encode, lookup
 from imapvm.message.encoding import (
     CRLF,
+    address_list_header,
     phrase_header,
     text_header,
     x_header,
@@ -151,11 +152,6 @@ def _headers(
     extra: list[str],
 ) -> str:
     date = format_datetime(_zone_time(rnd.now.timestamp(), settings.tz))
-    to = settings.recipients
-    to_lines = [phrase_header("To", settings.fullname, addr, settings.charset) for addr in to]
-    to_header = ("," + CRLF + " ").join(
-        line.removesuffix(CRLF).removeprefix("To: ") for line in to_lines
-    )
     mid = (
         f"<Imapvm-{meta.number}-{rnd.message_id_token}-{_token(settings.mailbox)}-{rnd.pid}"
         f"@{_token(settings.hostname) or 'localhost'}>"
@@ -165,7 +161,7 @@ def _headers(
         phrase_header("From", from_name, settings.sender, settings.charset)
         if from_name
         else f"From: {DEFAULT_FROM_NAME} <{settings.sender}>{CRLF}",
-        f"To: {to_header}{CRLF}",
+        address_list_header("To", settings.fullname, settings.recipients, settings.charset),
         subject_line,
         f"Message-ID: {mid}{CRLF}",
         x_header("X-Asterisk-VM-Message-Num", str(meta.number)),

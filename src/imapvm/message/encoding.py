@@ -88,6 +88,19 @@ def phrase_header(name: str, display: str, addr: str, charset: str) -> str:
     return f'{name}: "{display}" <{addr}>{CRLF}'
 
 
+def address_list_header(name: str, display: str, addrs: tuple[str, ...], charset: str) -> str:
+    """One header naming several addresses with the same display name, one per folded line.
+
+    With no address at all (no ``email`` and no ``imapuser``) it writes the RFC 5322 empty group
+    ``undisclosed-recipients:;`` rather than an empty, invalid ``To:``.
+    """
+    if not addrs:
+        return f"{name}: undisclosed-recipients:;{CRLF}"
+    prefix = f"{name}: "
+    values = [phrase_header(name, display, a, charset)[len(prefix) : -len(CRLF)] for a in addrs]
+    return f"{prefix}{(',' + CRLF + ' ').join(values)}{CRLF}"
+
+
 def text_header(name: str, text: str, charset: str) -> str:
     """An unstructured header (Subject), Q-encoded when Asterisk's rule says so."""
     text = one_line(text)
