@@ -47,7 +47,7 @@ from imapvm.message.meta import (
     strip_controls,
 )
 from imapvm.message.settings import EmailSettings
-from imapvm.message.template import expand, normalise_lines, vm_variables
+from imapvm.message.template import duration_text, expand, normalise_lines, vm_variables
 
 DEFAULT_FROM_NAME = "Asterisk PBX"
 HEADER_MAILBOX = "X-Imapvm-Mailbox"
@@ -123,12 +123,17 @@ def _audio_parts(
     return main, extras
 
 
+def text_header_raw(subject: str) -> str:
+    """Asterisk writes its default subjects raw even though ``[`` and ``:`` are MIME specials."""
+    return f"Subject: {subject}{CRLF}"
+
+
 def _default_body(meta: VoicemailMeta, fullname: str, date_text: str) -> str:
+    dur = duration_text(meta.duration)
     lines = [
         f"Dear {fullname}:",
         "",
-        f"\tYou have a new voicemail, {_dur(meta.duration)} long (number {meta.number}), in "
-        f"mailbox {meta.owner}",
+        f"\tYou have a new voicemail, {dur} long (number {meta.number}), in mailbox {meta.owner}",
         f"from {meta.callerid}, left on {date_text}.",
     ]
     if meta.forwarded is not None:
@@ -136,10 +141,6 @@ def _default_body(meta: VoicemailMeta, fullname: str, date_text: str) -> str:
         lines.append(f"It was forwarded to you by mailbox {fwd.mailbox}@{fwd.context}.")
     lines += ["", "\t\t\t\t--imapvm", ""]
     return CRLF.join(lines)
-
-
-def _dur(seconds: int) -> str:
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _headers(
@@ -294,11 +295,6 @@ def build_voicemail(
     raw = _assemble(headers, body, settings.charset, boundary, (main, extras, intro_part))
     flags = ("\\Flagged",) if meta.is_urgent else ()
     return BuiltMessage(raw=raw, meta=meta, flags=flags, filename=main.filename)
-
-
-def text_header_raw(subject: str) -> str:
-    """Asterisk writes its default subjects raw even though ``[`` and ``:`` are MIME specials."""
-    return f"Subject: {subject}{CRLF}"
 
 
 def _standard_headers(meta: VoicemailMeta) -> list[str]:
