@@ -270,3 +270,11 @@ def test_audio_value_validates() -> None:
         a.samples[0] = 5
     assert a.whole_seconds == 0
     assert Audio.silence(2.9).whole_seconds == 2
+
+
+def test_wav_with_large_chunk_before_fmt_is_read() -> None:
+    wav = encode(tone(seconds=0.25), "wav")
+    junk = b"JUNK" + (5000).to_bytes(4, "little") + bytes(5000)
+    padded = wav[:12] + junk + wav[12:]
+    padded = padded[:4] + (len(padded) - 8).to_bytes(4, "little") + padded[8:]
+    assert decode(padded, "wav").same_as(decode(wav, "wav"))

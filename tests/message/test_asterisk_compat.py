@@ -145,3 +145,14 @@ def test_alternative_as_part_two_breaks_asterisk() -> None:
     raw = _message(["Content-Type: text/plain\r\n\r\nhello\r\n", inner])
     with pytest.raises(ast.NoFileAttached):  # first parameter is boundary="ALT": no "."
         ast.retrieve(raw)
+
+
+def test_reader_reads_asterisk_written_messages() -> None:
+    from tests.message.asterisk_samples import asterisk_message
+
+    audio, comment = speech(2.0), sawtooth(0.5)
+    view = ast.retrieve(asterisk_message(audio, fmt="gsm", intro=comment))
+    assert view.filename == "msg0000.gsm"
+    assert view.message == encode(audio, "gsm")
+    assert view.intro == encode(comment, "gsm")
+    assert view.metadata["Duration"] == "2"

@@ -224,21 +224,29 @@ def _check_riff(data: bytes) -> None:
     """Reject obviously broken WAV headers with a message that says what is wrong."""
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX", b"RF64") or data[8:12] != b"WAVE":
         raise AudioFormatError("not a WAV file: missing RIFF/WAVE header")
-    if b"fmt " not in data[12:4096]:
-        raise AudioFormatError("WAV file has no 'fmt ' chunk")
+    if _riff_chunk(data, b"fmt ") is None:
+        raise AudioFormatError("WAV file has no 'fmt ' chunk before its data")
 
 
-def _wav_fact_length(data: bytes) -> int | None:
-    """Sample count from a WAV ``fact`` chunk (present in GSM WAVs), or None."""
+def _riff_chunk(data: bytes, wanted: bytes) -> int | None:
+    """Offset of the payload of the first ``wanted`` chunk before ``data``, or None."""
     pos = 12
     while pos + 8 <= len(data):
         cid, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        if cid == b"fact" and size >= 4 and pos + 12 <= len(data):
-            return int(struct.unpack_from("<I", data, pos + 8)[0])
+        if cid == wanted:
+            return pos + 8
         if cid == b"data":
             return None
         pos += 8 + size + (size & 1)
     return None
+
+
+def _wav_fact_length(data: bytes) -> int | None:
+    """Sample count from a WAV ``fact`` chunk (present in GSM WAVs), or None."""
+    at = _riff_chunk(data, b"fact")
+    if at is None or at + 4 > len(data):
+        return None
+    return int(struct.unpack_from("<I", data, at)[0])
 
 
 def can_encode(fmt: str) -> bool:

@@ -167,5 +167,5 @@ class Deposit:
             msg_id=original.msg_id,
             category=original.category,
             forwarded=ForwardInfo(mailbox=by_mailbox, context=by_context, time=at),
-            duration=original.duration,
+            duration=original.duration or None,
         )
