@@ -229,3 +229,32 @@ def test_to_header_without_any_address_is_an_empty_group() -> None:
     raw = build(emails=(), imapuser="")
     assert header(raw, "To") == "undisclosed-recipients:;"
     strict_parse(raw)
+
+
+@pytest.mark.parametrize("formats", [("wav",), ("wav49",), ("gsm",), ("ulaw",), ("alaw",)])
+@pytest.mark.parametrize("client_formats", [(), ("mp3", "opus", "ogg")])
+@pytest.mark.parametrize("kind", ["plain", "urgent", "forward", "greeting"])
+def test_every_variant_reads_cleanly_with_the_modern_email_policy(
+    formats: tuple[str, ...], client_formats: tuple[str, ...], kind: str
+) -> None:
+    from imapvm.message import ForwardInfo, build_greeting, parse_message
+
+    s = vm_settings(formats=formats, client_formats=client_formats)
+    audio = sawtooth(1.2)
+    if kind == "greeting":
+        raw = build_greeting("temp", s, audio, randomness=FIXED).raw
+    else:
+        raw = build_voicemail(
+            Deposit(number=3, caller_id_num="555", flag=FLAG_URGENT if kind == "urgent" else "",
+                    forwarded=ForwardInfo("9", "other", 5) if kind == "forward" else None),
+            s,
+            audio,
+            intro=sawtooth(0.4) if kind == "forward" else None,
+            randomness=FIXED,
+        ).raw
+    msg = strict_parse(raw)
+    body = msg.get_body(("plain",))
+    assert body is not None
+    assert body.get_content().strip()
+    leaves = [p for p in msg.walk() if p.get_content_maintype() in ("audio", "application")]
+    assert len(leaves) == len(parse_message(raw).recordings) + (kind == "forward")
