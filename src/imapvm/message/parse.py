@@ -213,8 +213,8 @@ def _locate(msg: Message) -> tuple[StoredAudio, list[StoredAudio], StoredAudio |
     parts = [p for p in msg.get_payload() if isinstance(p, Message)]
     main = _audio(parts[1]) if len(parts) > 1 else None
     intro = _audio(parts[2]) if len(parts) > 2 else None
-    if intro is not None and not intro.data:
-        intro = None  # Asterisk ignores an empty part 3 too
+    if intro is not None and (not intro.data or not _is_audio(intro)):
+        intro = None  # Asterisk ignores an empty part 3 too; a text part 3 is nobody's intro
     others = [parts[0], *parts[3:]] if main is not None else parts
     alternatives = [
         a for p in others for leaf in _leaves(p) if (a := _audio(leaf)) is not None and _is_audio(a)
