@@ -198,6 +198,11 @@ class Account:
             attempt += 1
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
 
+    async def drop_idle(self) -> None:
+        """Log out the pooled connections (the next operation opens a new one)."""
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
+
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []

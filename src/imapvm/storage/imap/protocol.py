@@ -186,20 +186,25 @@ class _Tokens:
     def atom(self) -> Value:
         """An atom; `BODY[HEADER.FIELDS (A B)]<0>` is one atom although it holds spaces."""
         start = self.pos
-        depth = 0
-        while self.pos < len(self.data):
-            c = self.data[self.pos]
-            if c == 0x5B:  # [
-                depth += 1
-            elif c == 0x5D:  # ]
-                depth -= 1
-            elif depth <= 0 and c in (0x20, 0x28, 0x29, 0x0D, 0x0A):
-                break
-            self.pos += 1
-        word = self.data[start : self.pos]
+        data = self.data
+        while True:
+            m = _ATOM_RUN.match(data, self.pos)
+            self.pos = m.end() if m else self.pos
+            if self.pos < len(data) and data[self.pos] == 0x5B:  # [ ... ] may hold spaces
+                close = data.find(b"]", self.pos)
+                if close < 0:
+                    self.pos = len(data)
+                    break
+                self.pos = close + 1
+                continue
+            break
+        word = data[start : self.pos]
         if not word:
-            raise ProtocolError(f"unexpected byte {self.data[self.pos:self.pos+1]!r}")
+            raise ProtocolError(f"unexpected byte {data[self.pos:self.pos+1]!r}")
         return None if word.upper() == b"NIL" else word
+
+
+_ATOM_RUN = re.compile(rb"[^ ()\r\n\[]+")
 
 
 def parse_response(data: bytes) -> Response:

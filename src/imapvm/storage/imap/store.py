@@ -14,8 +14,6 @@ Promises kept here (DESIGN.md, principles 1-3):
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -53,7 +51,6 @@ CTX = "X-Asterisk-VM-Context"
 TYPE = "X-Asterisk-VM-Message-Type"
 _KEY_FIELDS = f"({EXT} {CTX} {TYPE} Message-ID)"
 _GREETING_TYPES = {k.value for k in GreetingKind}
-_header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
 
 @dataclass
@@ -85,14 +82,20 @@ class _Key:
 
 
 def _headers(data: bytes) -> dict[str, str]:
-    """Header block -> {lower-case name: unfolded value} (first occurrence wins)."""
-    msg = _header_parser.parsebytes(data)
+    """Header block -> {lower-case name: unfolded value} (first occurrence wins).
+
+    Deliberately small and fast (it runs once per new message in a folder): names are matched
+    case-insensitively because Exchange lowercases them; values are kept as sent."""
+    text = _FOLD.sub(" ", data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace"))
     out: dict[str, str] = {}
-    for name, value in msg.items():
-        key = name.lower()
-        if key not in out:
-            out[key] = re.sub(r"\r?\n[ \t]+", " ", str(value)).strip()
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name and not name[0].isspace() and " " not in name.strip():
+            out.setdefault(name.strip().lower(), value.strip())
     return out
+
+
+_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 class ImapStore:
@@ -111,6 +114,11 @@ class ImapStore:
         if acct is None:
             acct = self._accounts[s.identity] = Account(s)
         return acct, s
+
+    async def drop_idle_connections(self) -> None:
+        """Log out pooled connections but keep what was learnt (server info, header cache)."""
+        for acct in self._accounts.values():
+            await acct.drop_idle()
 
     async def aclose(self) -> None:
         for acct in self._accounts.values():
