@@ -39,16 +39,19 @@ class AmiSink:
     async def publish(self, update: MwiUpdate) -> None:
         if not update.counts_changed:
             return
+        mailbox = f"{update.mailbox}@{update.context}" if update.context else update.mailbox
         async with self._lock:
-            try:
-                await self._ensure_connected()
-                await self._action("MWIUpdate", Mailbox=f"{update.mailbox}@{update.context}"
-                                   if update.context else update.mailbox,
-                                   NewMessages=str(update.mwi_new),
-                                   OldMessages=str(update.old))
-            except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError):
-                await self._drop()
-                raise
+            for attempt in (1, 2):  # a connection found dead is replaced once, at once
+                try:
+                    await self._ensure_connected()
+                    await self._action("MWIUpdate", Mailbox=mailbox,
+                                       NewMessages=str(update.mwi_new),
+                                       OldMessages=str(update.old))
+                    return
+                except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError):
+                    await self._drop()
+                    if attempt == 2:
+                        raise
 
     async def _ensure_connected(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
