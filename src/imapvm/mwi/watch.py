@@ -37,6 +37,7 @@ from imapvm.storage.imap.store import ImapStore
 
 log = logging.getLogger(__name__)
 
+_MAX_TORN = 3
 _FOLDER_EVENTS = b"(MessageNew MessageExpunge FlagChange)"
 _SELECTED_EVENTS = b"(selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))"
 
@@ -80,6 +81,7 @@ class _Watcher:
         self._dirty: set[MailboxRef] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.stopping = False
         self.recounts = 0
 
     def add(self, box: MailboxRef) -> None:
@@ -102,10 +104,13 @@ class _Watcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self.stopping = True
+        while not task.done():  # cancel again if something on the way swallowed it
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task], timeout=1)
+        self.stopping = False
 
     async def _run(self) -> None:
         raise NotImplementedError
@@ -126,12 +131,12 @@ class ImapWatcher(_Watcher):
         self._primary = ""
         self._notified: frozenset[str] = frozenset()
         self._conn: ImapConnection | None = None
-        self._busy = False
+        self._changes = 0  # change reports seen on the connection (see `_count`)
 
     # -- life -------------------------------------------------------------------------------
     async def _run(self) -> None:
         backoff = self.options.backoff_initial
-        while True:
+        while not self.stopping:
             if not self.boxes:
                 self._wake.clear()
                 await self._wake.wait()
@@ -222,11 +227,12 @@ class ImapWatcher(_Watcher):
         if r.name == "STATUS":
             name = r.values[0] if r.values else b""
             folder = name.decode("utf-8", "replace") if isinstance(name, bytes) else ""
+            if folder == self._selected():
+                self._changes += 1
             self._mark_folder(folder)
         elif r.name in ("EXISTS", "EXPUNGE", "VANISHED") or (
                 r.name == "FETCH" and b"BODY[" not in r.raw.upper()):
-            if r.name == "EXISTS" and self._busy:
-                return  # SELECT's answer during our own recount, not news
+            self._changes += 1
             self._mark_folder(self._selected())
 
     def _selected(self) -> str:
@@ -262,16 +268,33 @@ class ImapWatcher(_Watcher):
             batch = sorted(self._dirty & self.boxes,
                            key=lambda b: (self._folders.get(b) == self._primary, b))
             self._dirty.clear()
-            self._busy = True
-            try:
-                for box in batch:
-                    token = self.tracker.begin_recount(box)
-                    counts = await self.store.counts(box, conn=conn)
-                    self.recounts += 1
-                    if not self.tracker.confirm(box, counts, token):
-                        self._dirty.add(box)  # a local change raced this count: count again
-            finally:
-                self._busy = False
+            for box in batch:
+                await self._count(conn, box)
+
+    async def _count(self, conn: ImapConnection, box: MailboxRef) -> None:
+        """Count `box` and confirm the result unless it may be torn.
+
+        Counting takes several SEARCH commands; another client's change landing between them
+        (a message flagged \\Deleted after the UNDELETED search, before the flag searches) would
+        give counts that never existed, i.e. a wrong intermediate lamp. The server reports such
+        a change as untagged data at the end of a command, so: flush pending reports (NOOP),
+        count, NOOP again, and if any change was reported meanwhile count again instead of
+        publishing (at most `_MAX_TORN` times, so a mailbox that never stops changing still
+        gets counts)."""
+        for attempt in range(1, _MAX_TORN + 1):
+            await self.store.select_main_folder(box, conn)
+            await conn.execute("NOOP")
+            self._dirty.discard(box)  # what that NOOP reported, this count includes
+            before = self._changes
+            token = self.tracker.begin_recount(box)
+            counts = await self.store.counts(box, conn=conn)
+            await conn.execute("NOOP")
+            self.recounts += 1
+            if self._changes != before and attempt < _MAX_TORN:
+                continue
+            if not self.tracker.confirm(box, counts, token):
+                self._dirty.add(box)  # a local change raced this count: count again
+            return
 
     async def _set_notify(self, conn: ImapConnection) -> None:
         others = frozenset(f for f in self._folders.values() if f != self._primary)

@@ -214,6 +214,20 @@ class ImapStore:
         return (await self._scan(conn, acct, s, name, greetings=greetings)).uids
 
     # -- counting and listing -------------------------------------------------------------
+    async def select_main_folder(self, box: MailboxRef, conn: ImapConnection) -> str:
+        """SELECT `box`'s main voicemail folder on `conn` (unless it already is) and return its
+        name: an MWI watcher keeps it selected, so IDLE and NOTIFY report its changes."""
+        acct, _ = self.account(box)
+        name = acct.folder_name(Folder.INBOX)
+        try:
+            await acct.ensure_folder(conn, name)
+            await self._select(conn, name)
+        except ConnectionLost as exc:
+            raise StoreUnavailable(f"{acct.label}: {exc}") from exc
+        except ImapError as exc:
+            raise StoreError(f"{acct.label}: {exc}") from exc
+        return name
+
     async def counts(self, box: MailboxRef, *, conn: ImapConnection | None = None) -> Counts:
         """New, old and urgent of `box`. With `conn`, on that connection (an MWI watcher counts
         on the connection it idles on, so a watched account costs one connection, not two);
