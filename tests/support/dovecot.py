@@ -113,6 +113,9 @@ class DovecotServer:
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
     quota_kb: int = QUOTA_KB
+    extra_config: str = ""
+    """Appended to the generated dovecot.conf (later settings win): e.g. the process and client
+    limits a bench with a thousand connections needs. Empty by default: tests keep the defaults."""
 
     @property
     def separator(self) -> str:
@@ -320,7 +323,7 @@ plugin {{
   quota_rule = *:storage={self.quota_kb}K
   quota_grace = 0
 }}
-"""
+{self.extra_config}"""
 
 
 def _nobody_uid() -> int:
