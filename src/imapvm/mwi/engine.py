@@ -4,7 +4,7 @@
     await engine.start()
     await engine.watch("100@default")            # someone cares (a SIP subscription, ...)
     await engine.watch("100@default,101@default")  # a list, published with summed counts
-    engine.alias(MailboxRef("5100", "aliases"), MailboxRef("100", "default"))
+    engine.alias(MailboxRef("5100", "aliases"), MailboxRef("100", "default"))  # published too
     engine.local_change(box, Counts(new=1))      # after a deposit was accepted
     engine.add_sink(CallbackSink(sip_notifier.on_mwi, name="sip"))
     await engine.stop()
@@ -43,6 +43,9 @@ class MwiEngine:
         self.limiter = ConnectionLimiter(self.options.max_connections_per_server)
         self._watchers: dict[tuple[object, ...], _Watcher] = {}
         self._watcher_of: dict[MailboxRef, _Watcher] = {}
+        self._explicit: set[str] = set()  # names watched through watch(), not implied aliases
+        self._aliases: dict[MailboxRef, MailboxRef] = {}  # alias -> target
+        self._alias_of: dict[MailboxRef, set[MailboxRef]] = {}  # target -> aliases
         self._running = False
 
     # -- life -------------------------------------------------------------------------------
@@ -63,23 +66,46 @@ class MwiEngine:
 
     # -- what is watched --------------------------------------------------------------------
     async def watch(self, spec: str | MailboxRef | Sequence[MailboxRef]) -> str:
-        """Start publishing `spec` (a box, `"a@ctx,b@ctx"`, or a list); returns its name."""
+        """Start publishing `spec` (a box, an alias, `"a@ctx,b@ctx"`, or a list of boxes);
+        returns its published name. Aliases of a watched box are published with it."""
         name, boxes = parse_boxes(spec)
-        self.tracker.add_name(name, boxes)
-        for box in boxes:
+        self._explicit.add(name)
+        if len(boxes) == 1 and boxes[0] in self._aliases:  # someone watches the alias itself
+            alias = boxes[0]
+            self.tracker.add_name(name, [self._aliases[alias]], mailbox=alias.mailbox,
+                                  context=alias.context)
+        else:
+            self.tracker.add_name(name, [self._aliases.get(b, b) for b in boxes])
+        for box in self.tracker.boxes_of(name):
             self._attach(box)
+            for alias in self._alias_of.get(box, ()):
+                self._add_alias_name(alias, box)
         return name
 
-    def alias(self, alias: MailboxRef, target: MailboxRef) -> str:
-        """Publish `target`'s counts under `alias` too (voicemail.conf `aliasescontext`)."""
-        name = str(alias)
-        self.tracker.add_name(name, [target], mailbox=alias.mailbox, context=alias.context)
-        self._attach(target)
-        return name
+    def alias(self, alias: MailboxRef, target: MailboxRef) -> None:
+        """`alias` (an `aliasescontext` entry) stands for `target`: whenever `target` is
+        watched, its counts are also published under the alias, as Asterisk does. Registering
+        an alias watches nothing by itself."""
+        self._aliases[alias] = target
+        self._alias_of.setdefault(target, set()).add(alias)
+        if target in self._watcher_of:
+            self._add_alias_name(alias, target)
+
+    def _add_alias_name(self, alias: MailboxRef, target: MailboxRef) -> None:
+        self.tracker.add_name(str(alias), [target], mailbox=alias.mailbox,
+                              context=alias.context)
 
     async def unwatch(self, spec: str | MailboxRef | Sequence[MailboxRef]) -> None:
-        name, _ = parse_boxes(spec) if not isinstance(spec, str) or "@" in spec else (spec, [])
-        for box in self.tracker.remove_name(name):
+        """Stop publishing `spec`; a box nobody watches any more loses its watcher (and the
+        connection, when it was the last box of its login)."""
+        name, _ = parse_boxes(spec)
+        self._explicit.discard(name)
+        orphans = self.tracker.remove_name(name)
+        needed = {b for n in self._explicit for b in self.tracker.boxes_of(n)}
+        for n in self.tracker.names():  # aliases published only because their target was
+            if n not in self._explicit and not set(self.tracker.boxes_of(n)) & needed:
+                orphans += self.tracker.remove_name(n)
+        for box in orphans:
             watcher = self._watcher_of.pop(box, None)
             if watcher is None:
                 continue

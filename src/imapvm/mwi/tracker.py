@@ -82,6 +82,10 @@ class CountsTracker:
     def names(self) -> list[str]:
         return list(self._names)
 
+    def boxes_of(self, name: str) -> tuple[MailboxRef, ...]:
+        entry = self._names.get(name)
+        return entry.boxes if entry else ()
+
     def boxes(self) -> list[MailboxRef]:
         return list(self._boxes)
 
