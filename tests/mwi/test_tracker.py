@@ -59,6 +59,17 @@ def test_recount_started_before_a_local_change_is_discarded(
     assert tracker.counts(A) == Counts(new=1)
 
 
+def test_a_count_completing_during_the_store_call_is_not_added_twice(
+        tracker: CountsTracker, published: list[MwiUpdate]) -> None:
+    tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))
+    tracker.begin_local(A)  # the deposit is on its way to the server
+    token = tracker.begin_recount(A)
+    assert tracker.confirm(A, Counts(new=2), token) is False  # it may or may not include it
+    tracker.apply_local(A, Counts(new=1))  # the store accepted it
+    tracker.confirm(A, Counts(new=2), tracker.begin_recount(A))
+    assert [state(u) for u in published] == [(1, 0, 0, False), (2, 0, 0, False)]
+
+
 def test_never_negative(tracker: CountsTracker, published: list[MwiUpdate]) -> None:
     tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))
     tracker.apply_local(A, Counts(new=-3, old=-1))
@@ -120,3 +131,12 @@ def test_removing_a_name_returns_boxes_nobody_needs(tracker: CountsTracker) -> N
     tracker.add_name("100@default,101@default", [A, B])
     assert tracker.remove_name("100@default,101@default") == [B]
     assert tracker.remove_name("100@default") == [A]
+
+
+def test_a_failed_local_change_applies_nothing_and_trusts_counts_again(
+        tracker: CountsTracker, published: list[MwiUpdate]) -> None:
+    tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))
+    tracker.begin_local(A)
+    tracker.cancel_local(A)  # the deposit failed
+    assert tracker.confirm(A, Counts(new=1, old=1), tracker.begin_recount(A)) is True
+    assert [state(u) for u in published] == [(1, 0, 0, False), (1, 1, 0, False)]

@@ -121,13 +121,13 @@ async def test_a_deposit_gives_exactly_one_update(dovecot_slash: DovecotServer) 
         await rig.client.append("INBOX", voicemail("100"))
         await rig.engine.watch(BOX)
         await rig.sink.expect(NAME, new=1, old=0)
-        await rig.store.deposit(BOX, voicemail("100"))
-        rig.engine.local_change(BOX, Counts(new=1))  # what the deposit flow does
+        async with rig.engine.changing(BOX, Counts(new=1)):  # what the deposit flow does
+            await rig.store.deposit(BOX, voicemail("100"))
         await rig.sink.expect(NAME, new=2, old=0, within=0.2)  # at once, not after the push
         await rig.sink.quiet(1.3)  # the server's push is confirmed without a second update
         assert rig.watcher().recounts >= 2  # the push did cause a recount
-        await rig.store.deposit(BOX, voicemail("100"), urgent=True)
-        rig.engine.local_change(BOX, Counts(urgent=1))
+        async with rig.engine.changing(BOX, Counts(urgent=1)):
+            await rig.store.deposit(BOX, voicemail("100"), urgent=True)
         u = await rig.sink.expect(NAME, new=2, old=0, urgent=1, within=0.2)
         assert u.mwi_new == 3
         await rig.sink.quiet(1.3)

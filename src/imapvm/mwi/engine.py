@@ -5,7 +5,9 @@
     await engine.watch("100@default")            # someone cares (a SIP subscription, ...)
     await engine.watch("100@default,101@default")  # a list, published with summed counts
     engine.alias(MailboxRef("5100", "aliases"), MailboxRef("100", "default"))  # published too
-    engine.local_change(box, Counts(new=1))      # after a deposit was accepted
+    async with engine.changing(box, Counts(new=1)):  # a deposit: lit once, no blink
+        await store.deposit(box, email)
+    engine.local_change(box, counts=session_counts)  # a phone session knows exact counts
     engine.add_sink(CallbackSink(sip_notifier.on_mwi, name="sip"))
     await engine.stop()
 
@@ -16,8 +18,9 @@ polled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from imapvm.mwi.ami import AmiSink
 from imapvm.mwi.model import MwiUpdate, parse_boxes
@@ -146,8 +149,25 @@ class MwiEngine:
                      counts: Counts | None = None) -> None:
         """A change imapvm made (a deposit the store accepted: `Counts(new=1)`, or `urgent=1`;
         a phone session: its exact `counts`). Published at once; the server's push confirms it
-        without a second update."""
+        without a second update. Prefer `changing` around the store call when giving a delta:
+        a recount that completes between the store call and this one would already include
+        the change, and the delta would count it twice until the next recount."""
         self.tracker.apply_local(box, delta, counts=counts)
+
+    @contextlib.asynccontextmanager
+    async def changing(self, box: MailboxRef, delta: Counts) -> AsyncIterator[None]:
+        """`async with engine.changing(box, Counts(new=1)): await store.deposit(...)`: the
+        lamp shows the change as soon as the store accepted it, exactly once, and no recount
+        racing the store call can show a state in between. If the store call fails nothing is
+        applied and the box is recounted."""
+        self.tracker.begin_local(box)
+        try:
+            yield
+        except BaseException:
+            self.tracker.cancel_local(box)
+            self.refresh(box)
+            raise
+        self.tracker.apply_local(box, delta)
 
     def refresh(self, box: MailboxRef | None = None) -> None:
         """Recount now (AMI VoicemailRefresh's job): one box, or every watched box."""

@@ -30,6 +30,7 @@ class _Box:
     counts: Counts | None = None
     stale: bool = False
     local_seq: int = 0  # bumped by every local change; recounts started before it are discarded
+    open_local: int = 0  # local changes on their way to the server: no recount is trusted
     names: set[str] = field(default_factory=set)
 
 
@@ -114,11 +115,28 @@ class CountsTracker:
         b = self._boxes.get(box)
         if b is None:
             return True  # nobody watches it any more
-        if b.local_seq != token:
+        if b.local_seq != token or b.open_local:
             return False
         b.counts, b.stale = counts, False
         self._changed(b)
         return True
+
+    def begin_local(self, box: MailboxRef) -> None:
+        """A local change is about to reach the server. Recounts completing before
+        `apply_local` (or `cancel_local`), or started before it, may or may not include it, so
+        their results are discarded; the delta is then applied to the counts confirmed before
+        the change, exactly once."""
+        b = self._boxes.get(box)
+        if b is not None:
+            b.local_seq += 1
+            b.open_local += 1
+
+    def cancel_local(self, box: MailboxRef) -> None:
+        """The change announced by `begin_local` failed: nothing to apply."""
+        b = self._boxes.get(box)
+        if b is not None:
+            b.local_seq += 1
+            b.open_local = max(0, b.open_local - 1)
 
     def apply_local(self, box: MailboxRef, delta: Counts | None = None, *,
                     counts: Counts | None = None) -> None:
@@ -129,6 +147,7 @@ class CountsTracker:
         if b is None:
             return
         b.local_seq += 1
+        b.open_local = max(0, b.open_local - 1)
         if counts is not None:
             b.counts = counts
         elif delta is not None and b.counts is not None:

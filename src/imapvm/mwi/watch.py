@@ -38,6 +38,7 @@ from imapvm.storage.imap.store import ImapStore
 log = logging.getLogger(__name__)
 
 _MAX_TORN = 3
+_RETRY_DISCARDED = 0.2  # seconds
 _FOLDER_EVENTS = b"(MessageNew MessageExpunge FlagChange)"
 _SELECTED_EVENTS = b"(selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))"
 
@@ -97,6 +98,11 @@ class _Watcher:
         """Recount `box` (or every box) soon."""
         self._dirty.update([box] if box is not None else self.boxes)
         self._wake.set()
+
+    def _retry_later(self, box: MailboxRef) -> None:
+        """A local change raced this count, which was discarded: count again shortly (not at
+        once: the change may still be on its way to the server)."""
+        asyncio.get_running_loop().call_later(_RETRY_DISCARDED, self.refresh, box)
 
     def start(self) -> None:
         if self._task is None:
@@ -293,7 +299,7 @@ class ImapWatcher(_Watcher):
             if self._changes != before and attempt < _MAX_TORN:
                 continue
             if not self.tracker.confirm(box, counts, token):
-                self._dirty.add(box)  # a local change raced this count: count again
+                self._retry_later(box)
             return
 
     async def _set_notify(self, conn: ImapConnection) -> None:
@@ -334,7 +340,7 @@ class PollWatcher(_Watcher):
                     continue
                 self.recounts += 1
                 if not self.tracker.confirm(box, counts, token):
-                    self._dirty.add(box)
+                    self._retry_later(box)
             self.tracker.mark_stale(failed)
             if self._dirty:
                 continue
