@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from imapvm.storage.imap.connection import (
     ImapConnection,
     ImapError,
     Timeouts,
+    client_tls_context,
 )
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
@@ -97,12 +97,7 @@ class Account:
     async def open_connection(self) -> ImapConnection:
         """A new logged-in connection (not from the pool: watchers keep theirs)."""
         s = self.settings
-        ctx = None
-        if s.tls is not TlsMode.NONE:
-            ctx = ssl.create_default_context()
-            if not s.verify_certificate:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
+        ctx = None if s.tls is TlsMode.NONE else client_tls_context(s.verify_certificate)
         try:
             conn = await ImapConnection.open(s.host, s.port, tls=s.tls, ssl_context=ctx,
                                              timeouts=s.timeouts, label=self.label)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import itertools
 import logging
 import ssl
@@ -85,6 +86,18 @@ class _Pending:
 _tags = itertools.count(1)
 
 
+@functools.cache
+def client_tls_context(verify: bool) -> ssl.SSLContext:
+    """One TLS client context per process and verification mode. Building one loads the CA
+    store, about 650 KiB that OpenSSL keeps per context: per connection, that was most of the
+    memory of a thousand MWI watchers (and it was built even for plain connections)."""
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class ImapConnection:
     """An IMAP client connection. Create with `await ImapConnection.open(...)`."""
 
@@ -128,7 +141,7 @@ class ImapConnection:
         label: str = "",
     ) -> ImapConnection:
         timeouts = timeouts or Timeouts()
-        ctx = ssl_context or ssl.create_default_context()
+        ctx = ssl_context or client_tls_context(verify=True)
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
