@@ -116,6 +116,11 @@ class DovecotServer:
     extra_config: str = ""
     """Appended to the generated dovecot.conf (later settings win): e.g. the process and client
     limits a bench with a thousand connections needs. Empty by default: tests keep the defaults."""
+    user_uids: dict[str, int] = field(default_factory=dict)
+    """Users (of the passwd-file) that run as their own uid instead of nobody's. A bench with
+    many IDLE sessions spreads users over several uids: the kernel's inotify limit
+    (fs.inotify.max_user_instances, 128 by default) applies per uid, and past it Dovecot's IDLE
+    and NOTIFY quietly fall back to checking every 30 s."""
 
     @property
     def separator(self) -> str:
@@ -190,6 +195,21 @@ class DovecotServer:
                 raise RuntimeError(f"dovecot did not pick up new user {name}")
             time.sleep(0.2)
 
+    def add_users(self, users: dict[str, str], uids: dict[str, int] | None = None) -> None:
+        """Create many users at once (one rewrite of the passwd-file, one wait), optionally
+        each with its own uid."""
+        self.users.update(users)
+        if uids:
+            self.user_uids.update(uids)
+            (self.directory / "mail").chmod(0o1777)  # they create their homes here
+        self._write_users()
+        name, password = next(reversed(users.items()))
+        deadline = time.monotonic() + 10
+        while not self._can_login(name, password):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dovecot did not pick up new user {name}")
+            time.sleep(0.2)
+
     def _can_login(self, name: str, password: str) -> bool:
         import imaplib
 
@@ -205,7 +225,8 @@ class DovecotServer:
     def _write_users(self) -> None:
         uid, gid = _nobody_uid(), _nobody_gid()
         lines = [
-            f"{name}:{{PLAIN}}{pw}:{uid}:{gid}::{self.directory}/mail/{name}\n"
+            f"{name}:{{PLAIN}}{pw}:{self.user_uids.get(name, uid)}:{gid}::"
+            f"{self.directory}/mail/{name}\n"
             for name, pw in self.users.items()
             if pw != pool_password(name)
         ]

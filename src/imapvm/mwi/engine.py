@@ -43,7 +43,8 @@ class MwiEngine:
         self._store_for = store_for
         self.fanout = SinkFanout(sinks, timeout=sink_timeout)
         self.tracker = CountsTracker(self.fanout.publish)
-        self.limiter = ConnectionLimiter(self.options.max_connections_per_server)
+        self.limiter = ConnectionLimiter(self.options.max_connections_per_server,
+                                         self.options.max_logins_per_server)
         self._watchers: dict[tuple[object, ...], _Watcher] = {}
         self._watcher_of: dict[MailboxRef, _Watcher] = {}
         self._explicit: set[str] = set()  # names watched through watch(), not implied aliases

@@ -54,19 +54,31 @@ class WatchOptions:
     backoff_max: float = 30.0
     modes: tuple[str, ...] = ("notify", "idle", "poll")  # what watchers may use, best first
     max_connections_per_server: int = 1000
+    max_logins_per_server: int = 32  # connections logging in at the same time
 
 
 class ConnectionLimiter:
-    """At most N watcher connections per IMAP server (host, port). A watcher waiting for a
-    slot leaves its boxes uncounted until it gets one (documented limit of this version)."""
+    """At most `per_server` watcher connections per IMAP server (host, port), and at most
+    `logins_per_server` of them logging in at once: after a restart a thousand watchers
+    reconnecting together would otherwise queue up behind the server's login processes and time
+    out. A watcher waiting for a slot leaves its boxes uncounted until it gets one."""
 
-    def __init__(self, per_server: int) -> None:
+    def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
         self.per_server = max(1, per_server)
+        self.logins_per_server = max(1, logins_per_server)
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str, port: int) -> AsyncIterator[None]:
         sem = self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
+        async with sem:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def login(self, host: str, port: int) -> AsyncIterator[None]:
+        key = (host, port)
+        sem = self._logins.setdefault(key, asyncio.Semaphore(self.logins_per_server))
         async with sem:
             yield
 
@@ -152,7 +164,8 @@ class ImapWatcher(_Watcher):
             was_connected = False
             try:
                 async with self.limiter.slot(settings.host, settings.port):
-                    conn = await acct.open_connection()
+                    async with self.limiter.login(settings.host, settings.port):
+                        conn = await acct.open_connection()
                     self.connects += 1
                     backoff = self.options.backoff_initial
                     try:
