@@ -161,6 +161,21 @@ async def test_lists_and_aliases_share_one_connection(dovecot_dot: DovecotServer
         await rig.sink.quiet(0.1)
 
 
+@pytest.mark.slow
+async def test_idle_is_renewed_without_any_update_or_reconnect(
+        dovecot_restricted: DovecotServer) -> None:
+    options = WatchOptions(idle_renew=0.25, backoff_initial=0.2)
+    async for rig in rig_for(dovecot_restricted, options):
+        await rig.engine.watch(BOX)
+        await rig.sink.expect(NAME, new=0, old=0)
+        await rig.sink.quiet(1.1)  # renewals publish nothing
+        assert rig.watcher().mode == "idle"
+        assert rig.watcher().idles >= 4
+        await rig.client.append("INBOX", voicemail("100"))
+        await rig.sink.expect(NAME, new=1, old=0)
+        assert rig.watcher().connects == 1
+
+
 @pytest.fixture
 def private_dovecot() -> Iterator[DovecotServer]:
     """A server of this test's own, which it may stop and start."""

@@ -145,6 +145,7 @@ class ImapWatcher(_Watcher):
         self.mode = ""  # "notify", "idle" or "poll" once connected
         self.connected = asyncio.Event()
         self.connects = 0
+        self.idles = 0  # IDLE commands issued (renewals included)
         self._folders: dict[MailboxRef, str] = {}
         self._primary = ""
         self._notified: frozenset[str] = frozenset()
@@ -218,6 +219,7 @@ class ImapWatcher(_Watcher):
                     await self._wait(conn, wait_s)
                 else:
                     async with conn.idle():
+                        self.idles += 1
                         await self._wait(conn, wait_s)
             if conn.closed:
                 raise ConnectionLost(f"{self.label}: {await conn.wait_closed()}")
