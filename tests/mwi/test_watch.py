@@ -176,6 +176,39 @@ async def test_idle_is_renewed_without_any_update_or_reconnect(
         assert rig.watcher().connects == 1
 
 
+@pytest.mark.slow
+async def test_past_the_connection_limit_boxes_are_polled_until_a_slot_frees(
+        dovecot_slash: DovecotServer) -> None:
+    first, second = make_account(dovecot_slash, "mwi"), make_account(dovecot_slash, "mwi")
+    stores = {MailboxRef("100", "default"): make_store(first),
+              MailboxRef("200", "default"): make_store(second)}
+    a, b = list(stores)
+    sink = Recorder()
+    options = WatchOptions(pollfreq=0.5, backoff_initial=0.2, max_connections_per_server=1)
+    engine = MwiEngine(stores.__getitem__, [sink], options)
+    await engine.start()
+    client = await AsyncMailClient.connect(dovecot_slash, second.user, second.password)
+    try:
+        await engine.watch(a)
+        await sink.expect("100@default", new=0, old=0)
+        await engine.watch(b)  # no slot left: polled on short connections
+        await sink.expect("200@default", new=0, old=0)
+        watcher_b = engine.watcher(b)
+        assert isinstance(watcher_b, ImapWatcher)
+        assert watcher_b.mode == "waiting"
+        await client.append("INBOX", voicemail("200"))
+        await sink.expect("200@default", new=1, old=0, within=3)
+        await engine.unwatch(a)  # its slot goes to the waiting watcher
+        await asyncio.wait_for(watcher_b.connected.wait(), 5)
+        assert watcher_b.mode == "notify"
+        await sink.quiet(0.3)
+    finally:
+        await engine.stop()
+        await client.close()
+        for store in stores.values():
+            await store.aclose()
+
+
 @pytest.fixture
 def private_dovecot() -> Iterator[DovecotServer]:
     """A server of this test's own, which it may stop and start."""

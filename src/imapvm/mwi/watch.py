@@ -61,7 +61,7 @@ class ConnectionLimiter:
     """At most `per_server` watcher connections per IMAP server (host, port), and at most
     `logins_per_server` of them logging in at once: after a restart a thousand watchers
     reconnecting together would otherwise queue up behind the server's login processes and time
-    out. A watcher waiting for a slot leaves its boxes uncounted until it gets one."""
+    out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
 
     def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
         self.per_server = max(1, per_server)
@@ -69,11 +69,8 @@ class ConnectionLimiter:
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
 
-    @contextlib.asynccontextmanager
-    async def slot(self, host: str, port: int) -> AsyncIterator[None]:
-        sem = self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
-        async with sem:
-            yield
+    def slots(self, host: str, port: int) -> asyncio.Semaphore:
+        return self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
 
     @contextlib.asynccontextmanager
     async def login(self, host: str, port: int) -> AsyncIterator[None]:
@@ -163,8 +160,10 @@ class ImapWatcher(_Watcher):
             box = next(iter(self.boxes))
             acct, settings = self.store.account(box)
             was_connected = False
+            slots = self.limiter.slots(settings.host, settings.port)
             try:
-                async with self.limiter.slot(settings.host, settings.port):
+                await self._acquire(slots)
+                try:
                     async with self.limiter.login(settings.host, settings.port):
                         conn = await acct.open_connection()
                     self.connects += 1
@@ -176,6 +175,8 @@ class ImapWatcher(_Watcher):
                         self._conn = None
                         self.connected.clear()
                         await _close_quickly(conn)
+                finally:
+                    slots.release()
             except asyncio.CancelledError:
                 raise
             except (StoreError, ConnectionLost, ImapError, OSError) as exc:
@@ -188,6 +189,40 @@ class ImapWatcher(_Watcher):
             self.tracker.mark_stale(self.boxes)
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self.options.backoff_max)
+
+    async def _acquire(self, slots: asyncio.Semaphore) -> None:
+        """Take a connection slot; while none is free (the per-server limit is reached), poll
+        every `pollfreq` seconds on a short-lived connection so the lamps still follow."""
+        if not slots.locked():
+            await slots.acquire()
+            return
+        self.mode = "waiting"
+        while True:
+            await self._poll_once()
+            try:
+                await asyncio.wait_for(slots.acquire(), self.options.pollfreq)
+                return
+            except TimeoutError:
+                continue
+
+    async def _poll_once(self) -> None:
+        box = next(iter(self.boxes))
+        acct, settings = self.store.account(box)
+        try:
+            async with self.limiter.login(settings.host, settings.port):
+                conn = await acct.open_connection()
+            try:
+                self._conn = conn
+                conn.on_untagged = self._on_untagged
+                self._dirty.update(self.boxes)
+                await self._recount(conn)
+            finally:
+                self._conn = None
+                await _close_quickly(conn)
+        except (StoreError, ConnectionLost, ImapError, OSError) as exc:
+            log.warning("mwi %s: poll while waiting for a connection slot failed: %s",
+                        self.label, exc)
+            self.tracker.mark_stale(self.boxes)
 
     async def _session(self, conn: ImapConnection) -> None:
         self._conn = conn
