@@ -140,3 +140,26 @@ def test_a_failed_local_change_applies_nothing_and_trusts_counts_again(
     tracker.cancel_local(A)  # the deposit failed
     assert tracker.confirm(A, Counts(new=1, old=1), tracker.begin_recount(A)) is True
     assert [state(u) for u in published] == [(1, 0, 0, False), (1, 1, 0, False)]
+
+
+def test_a_pending_deposit_survives_recounts_until_delivered(
+        tracker: CountsTracker, published: list[MwiUpdate]) -> None:
+    tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))
+    tracker.mark_stale([A])
+    tracker.add_pending(A, Counts(new=1))  # the outbox holds it, IMAP is down
+    tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))  # back: not delivered yet
+    tracker.begin_local(A)  # the outbox's APPEND is under way...
+    assert tracker.confirm(A, Counts(new=2), tracker.begin_recount(A)) is False
+    tracker.settle_pending(A, Counts(new=1), delivered=True)
+    tracker.confirm(A, Counts(new=2), tracker.begin_recount(A))
+    assert [state(u) for u in published] == [
+        (1, 0, 0, False), (1, 0, 0, True), (2, 0, 0, True), (2, 0, 0, False)]
+
+
+def test_a_dropped_pending_change_is_withdrawn(tracker: CountsTracker,
+                                               published: list[MwiUpdate]) -> None:
+    tracker.confirm(A, Counts(old=1), tracker.begin_recount(A))
+    tracker.add_pending(A, Counts(new=1))
+    tracker.settle_pending(A, Counts(new=1), delivered=False)
+    assert [state(u) for u in published] == [(0, 1, 0, False), (1, 1, 0, False),
+                                             (0, 1, 0, False)]

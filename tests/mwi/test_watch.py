@@ -235,10 +235,15 @@ async def test_server_down_keeps_counts_stale_and_restart_recounts(
         u = await rig.sink.expect(NAME, new=1, old=1, stale=True)
         assert not u.counts_changed
         # a deposit accepted while IMAP is down (the outbox holds it) still lights the lamp
-        rig.engine.local_change(BOX, Counts(new=1))
+        change = rig.engine.pending(BOX, Counts(new=1))
         await rig.sink.expect(NAME, new=2, old=1, stale=True, within=0.2)
         await rig.sink.quiet(1.0)  # retries while down publish nothing more
         await asyncio.to_thread(private_dovecot.resume)
-        # the reconnect recounts: the truth (the deposit has not landed yet) and fresh
-        await rig.sink.expect(NAME, new=1, old=1, stale=False)
+        # the reconnect recounts (1 new on the server) and the lamp is fresh again, still
+        # showing the deposit the outbox holds: no off/on
+        await rig.sink.expect(NAME, new=2, old=1, stale=False)
         assert rig.watcher().connects == 2
+        async with change.delivering():  # the outbox delivers it
+            await rig.store.deposit(BOX, voicemail("100"))
+        await rig.sink.quiet(1.3)  # delivery and the server's push change nothing shown
+        assert rig.engine.current(BOX).new == 2  # type: ignore[union-attr]

@@ -170,6 +170,16 @@ class MwiEngine:
             raise
         self.tracker.apply_local(box, delta)
 
+    def pending(self, box: MailboxRef, delta: Counts) -> PendingChange:
+        """A deposit the outbox accepted while IMAP cannot take it yet: the lamp shows it at
+        once and keeps showing it across recounts and reconnects until it is delivered:
+
+            change = engine.pending(box, Counts(new=1))      # outbox accepted it
+            async with change.delivering():                   # later, the outbox's APPEND
+                await store.deposit(box, email)
+        """
+        return PendingChange(self, box, delta)
+
     def refresh(self, box: MailboxRef | None = None) -> None:
         """Recount now (AMI VoicemailRefresh's job): one box, or every watched box."""
         watchers = [self._watcher_of[box]] if box in self._watcher_of else (
@@ -196,3 +206,33 @@ def sinks_from_config(mwi: object, externnotify: str = "") -> list[Sink]:
     if ami is not None:
         sinks.append(AmiSink(ami.host, ami.port, ami.username, ami.secret))
     return sinks
+
+
+class PendingChange:
+    """See `MwiEngine.pending`."""
+
+    def __init__(self, engine: MwiEngine, box: MailboxRef, delta: Counts) -> None:
+        self._engine, self.box, self.delta = engine, box, delta
+        self.settled = False
+        engine.tracker.add_pending(box, delta)
+
+    @contextlib.asynccontextmanager
+    async def delivering(self) -> AsyncIterator[None]:
+        """Around the store call that delivers it. If that call fails the change stays
+        pending (the outbox will try again)."""
+        tracker = self._engine.tracker
+        tracker.begin_local(self.box)
+        try:
+            yield
+        except BaseException:
+            tracker.cancel_local(self.box)
+            raise
+        if not self.settled:
+            self.settled = True
+            tracker.settle_pending(self.box, self.delta, delivered=True)
+
+    def drop(self) -> None:
+        """The change will never be delivered (the message was discarded)."""
+        if not self.settled:
+            self.settled = True
+            self._engine.tracker.settle_pending(self.box, self.delta, delivered=False)

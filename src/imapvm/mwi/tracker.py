@@ -31,6 +31,7 @@ class _Box:
     stale: bool = False
     local_seq: int = 0  # bumped by every local change; recounts started before it are discarded
     open_local: int = 0  # local changes on their way to the server: no recount is trusted
+    pending: Counts = field(default_factory=Counts)  # accepted (outbox), not yet on the server
     names: set[str] = field(default_factory=set)
 
 
@@ -151,11 +152,32 @@ class CountsTracker:
         if counts is not None:
             b.counts = counts
         elif delta is not None and b.counts is not None:
-            c = b.counts
-            b.counts = Counts(new=max(0, c.new + delta.new), old=max(0, c.old + delta.old),
-                              urgent=max(0, c.urgent + delta.urgent))
+            b.counts = _add(b.counts, delta)
         else:
             return
+        self._changed(b)
+
+    def add_pending(self, box: MailboxRef, delta: Counts) -> None:
+        """A change accepted but not yet on the server (a deposit held by the outbox while
+        IMAP is down): shown on top of the server's counts until `settle_pending`, so neither
+        a recount nor a reconnect can turn the lamp off in between."""
+        b = self._boxes.get(box)
+        if b is not None:
+            b.pending = _add(b.pending, delta)
+            self._changed(b)
+
+    def settle_pending(self, box: MailboxRef, delta: Counts, *, delivered: bool) -> None:
+        """The pending change reached the server (call between `begin_local` and here, so no
+        recount racing the delivery is trusted), or was given up (`delivered=False`)."""
+        b = self._boxes.get(box)
+        if b is None:
+            return
+        b.pending = _add(b.pending, Counts(-delta.new, -delta.old, -delta.urgent))
+        if delivered:
+            b.local_seq += 1
+            b.open_local = max(0, b.open_local - 1)
+            if b.counts is not None:
+                b.counts = _add(b.counts, delta)
         self._changed(b)
 
     def mark_stale(self, boxes: Iterable[MailboxRef]) -> None:
@@ -176,9 +198,10 @@ class CountsTracker:
         parts = [self._boxes[b] for b in entry.boxes]
         if any(p.counts is None for p in parts):
             return  # never publish a guess: wait until every part has been counted
-        new = sum(p.counts.new for p in parts if p.counts)
-        old = sum(p.counts.old for p in parts if p.counts)
-        urgent = sum(p.counts.urgent for p in parts if p.counts)
+        shown = [_add(p.counts, p.pending) for p in parts if p.counts]
+        new = sum(c.new for c in shown)
+        old = sum(c.old for c in shown)
+        urgent = sum(c.urgent for c in shown)
         stale = any(p.stale for p in parts)
         last = entry.last
         if last is not None and (last.new, last.old, last.urgent, last.stale) == (
@@ -190,3 +213,9 @@ class CountsTracker:
         log.debug("mwi %s: new %d old %d urgent %d%s", name, new, old, urgent,
                   " (stale)" if stale else "")
         self._publish(update)
+
+
+def _add(a: Counts, b: Counts) -> Counts:
+    """Sum, clamped at zero: counts are never negative."""
+    return Counts(new=max(0, a.new + b.new), old=max(0, a.old + b.old),
+                  urgent=max(0, a.urgent + b.urgent))
