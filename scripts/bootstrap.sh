@@ -9,7 +9,7 @@ PROFILE=${1:-server}
 
 # Debian packages. The server needs Python, the prompts and espeak-ng (for prompts the set lacks);
 # the tests also need the real IMAP servers and SIP peers they start.
-PKGS=(python3 python3-venv python3-pip ca-certificates asterisk-core-sounds-en-wav espeak-ng sox)
+PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools)
 fi

@@ -70,6 +70,11 @@ def dovecot_restricted() -> Iterator[DovecotServer]:
 
 
 @pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[DovecotServer]:
+    yield from _start(DovecotServer("tls"))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
 def cyrus() -> Iterator[CyrusServer]:
     yield from _start(CyrusServer())  # type: ignore[misc]
 

@@ -178,7 +178,12 @@ class ImapConnection:
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
-        await self._writer.start_tls(ctx, server_hostname=self.host)
+        try:
+            await asyncio.wait_for(self._writer.start_tls(ctx, server_hostname=self.host),
+                                   self.timeouts.open)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            await self._abort(f"TLS handshake failed: {exc}")
+            raise ConnectionLost(f"{self.label}: TLS handshake failed: {exc}") from exc
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{self.label}")
         self.encrypted = True
         await self.refresh_capabilities()
