@@ -30,7 +30,9 @@ fi
 if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/cyrus/usr/lib/cyrus/bin/imapd" ]; then
   echo "bootstrap: unpacking Cyrus imapd from cyrus-imapd.deb" >&2
   mkdir -p "$ROOT/.cache/cyrus-deb" "$ROOT/.cache/cyrus"; chmod 777 "$ROOT/.cache/cyrus-deb"
-  (cd "$ROOT/.cache/cyrus-deb" && rm -f cyrus-imapd_*.deb && apt-get download -qq cyrus-imapd >/dev/null)
+  (cd "$ROOT/.cache/cyrus-deb" && rm -f cyrus-imapd_*.deb &&
+   { apt-get download -qq cyrus-imapd >/dev/null 2>&1 ||
+     { apt-get update -qq && apt-get download -qq cyrus-imapd >/dev/null; }; })
   dpkg-deb -x "$ROOT"/.cache/cyrus-deb/cyrus-imapd_*.deb "$ROOT/.cache/cyrus"
 fi
 
