@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import email.utils
 import os
 import re
 import threading
@@ -173,6 +174,15 @@ class SpoolStore:
         for n in order:
             if n in numbers and self._read_txt(d / f"msg{n:04d}.txt").get("msg_id") == ref.key:
                 return folder, n
+        # Heard messages move INBOX -> Old in the spool (a flag change in IMAP): follow them, so
+        # a reference stays valid across mark_heard / mark_unheard as it does in IMAP.
+        for other in (Folder.INBOX, Folder.OLD, Folder.URGENT):
+            if other is folder or not folder.in_main_folder:
+                continue
+            od = self.folder_dir(box, other)
+            for n in self._numbers(od):
+                if self._read_txt(od / f"msg{n:04d}.txt").get("msg_id") == ref.key:
+                    return other, n
         raise MessageGone(f"{ref}: no such message (deleted or moved)")
 
     def _folder_of(self, box: MailboxRef, ref: MessageRef) -> Folder:
@@ -223,12 +233,13 @@ class SpoolStore:
         return _as_email(box, listed, audio)
 
     async def mark_heard(self, box: MailboxRef, ref: MessageRef) -> None:
-        folder = self._folder_of(box, ref)
+        folder, _ = await asyncio.to_thread(self._resolve, box, ref)
         if folder in (Folder.INBOX, Folder.URGENT):
             await self.save_to_folder(box, ref, Folder.OLD)
 
     async def mark_unheard(self, box: MailboxRef, ref: MessageRef) -> None:
-        if self._folder_of(box, ref) is Folder.OLD:
+        folder, _ = await asyncio.to_thread(self._resolve, box, ref)
+        if folder is Folder.OLD:
             await self.save_to_folder(box, ref, Folder.INBOX)
 
     async def save_to_folder(self, box: MailboxRef, ref: MessageRef, folder: Folder) -> MessageRef:
@@ -410,7 +421,11 @@ def _txt_from_headers(box: MailboxRef, msg: email.message.Message) -> str:
 def _as_email(box: MailboxRef, m: StoredMessage, audio: VoicemailAudio) -> bytes:
     """A minimal Asterisk-layout email for a spool message (text part, then the audio)."""
     outer = MIMEMultipart("mixed")
+    # Deterministic from msg_id, so exporting the same message twice gives the same Message-ID.
     mid = m.header("message-id") or f"<imapvm-{m.ref.key or uuid.uuid4().hex}@{box.context}>"
+    outer["Date"] = email.utils.formatdate(m.orig_time or None, localtime=True)
+    outer["From"] = "Asterisk PBX <asterisk@localhost>"
+    outer["To"] = f"<{box.mailbox}@{box.context}>"
     outer["Message-ID"] = mid
     outer["Subject"] = f"[PBX]: New message {m.ref.uid + 1} in mailbox {box.mailbox}"
     outer["X-Asterisk-VM-Message-Num"] = str(m.ref.uid + 1)
