@@ -31,14 +31,15 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", metavar="IMAPVM_TOML",
                         help=f"imapvm.toml (default: {DEFAULT_SETTINGS_PATH})")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                        type=_override, help="override an imapvm.toml setting (repeatable)")
+                        type=override_arg, help="override an imapvm.toml setting (repeatable)")
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _override(text: str) -> tuple[str, object]:
+def override_arg(text: str) -> tuple[str, object]:
+    """argparse type for `--set KEY=VALUE`."""
     try:
         return parse_override(text)
     except ValueError as exc:

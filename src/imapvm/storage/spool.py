@@ -43,6 +43,7 @@ from imapvm.storage.base import (
     StoredMessage,
     StoreError,
 )
+from imapvm.storage.fsutil import write_durably
 
 _MSG = re.compile(r"^msg(\d{4})\.txt$")
 LOCK_TIMEOUT = 10.0
@@ -296,10 +297,10 @@ class SpoolStore:
             with self._locked(d):
                 n = self._next_number(d)
                 for part in audio.alternatives:
-                    _write(d / f"msg{n:04d}.{_ext(part.fmt)}", part.data)
+                    write_durably(d / f"msg{n:04d}.{_ext(part.fmt)}", part.data)
                 if audio.intro is not None:
-                    _write(d / f"msg{n:04d}intro.{_ext(audio.intro.fmt)}", audio.intro.data)
-                _write(d / f"msg{n:04d}.txt", txt.encode())  # last: readers look for the txt
+                    write_durably(d / f"msg{n:04d}intro.{_ext(audio.intro.fmt)}", audio.intro.data)
+                write_durably(d / f"msg{n:04d}.txt", txt.encode())  # last: readers look for the txt
             return MessageRef(self._location(box, folder), 0, n,
                               key=_txt_value(txt, "msg_id"))
         return await asyncio.to_thread(work)
@@ -330,7 +331,7 @@ class SpoolStore:
                 for old in d.glob(f"{kind.value}.*"):
                     old.unlink()
                 for part in audio.alternatives:
-                    _write(d / f"{kind.value}.{_ext(part.fmt)}", part.data)
+                    write_durably(d / f"{kind.value}.{_ext(part.fmt)}", part.data)
         await asyncio.to_thread(work)
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None:
@@ -365,15 +366,6 @@ def _fmt(path: Path) -> str:
 
 def _ext(fmt: str) -> str:
     return "WAV" if fmt == "wav49" else fmt
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _split_callerid(text: str) -> tuple[str, str]:
