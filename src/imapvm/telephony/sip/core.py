@@ -632,6 +632,9 @@ class SipCore:
     def _respond_stateless(
         self, req: SipRequest, source: Address, status: int, reason: str | None
     ) -> None:
+        h = req.headers
+        if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
+            return  # a response without these would be as malformed as the request
         try:
             address = self._response_address(req, source)
             data = self._build_response(req, source, status, reason)
