@@ -58,7 +58,8 @@ from .uri import NameAddr, format_host, is_ip_literal, parse_name_addr, parse_ur
 log = logging.getLogger(__name__)
 
 REASONS = {
-    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 400: "Bad Request",
+    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 302: "Moved Temporarily",
+    400: "Bad Request",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
@@ -237,6 +238,16 @@ class SipCore:
             return
         self._respond_tx(call.invite_tx, call.invite, status, now, to_tag=call.local_tag)
         self._end(call, "rejected")
+
+    def redirect(self, handle: str, target: str, now: float) -> bool:
+        """302 to an unanswered INVITE: the cheapest transfer, done by the caller's side."""
+        call = self._calls.get(handle)
+        if call is None or call.state != CallState.EARLY:
+            return False
+        self._respond_tx(call.invite_tx, call.invite, 302, now, to_tag=call.local_tag,
+                         extra=[("Contact", f"<{target}>")])
+        self._end(call, "redirected")
+        return True
 
     def hangup(self, handle: str, now: float) -> None:
         """End the call from our side: BYE once answered, 480 while still ringing."""

@@ -1,0 +1,227 @@
+"""The SIP server: binds the UDP transport, drives the sans-I/O core, runs one handler per call.
+
+Usage::
+
+    async def handler(channel: Channel) -> None:
+        await channel.answer()
+        digit = await channel.play(prompt, interrupt_digits="#")
+
+    async with SipServer(SipSettings(host="127.0.0.1", port=5060), handler) as server:
+        await server.serve_forever()
+
+The core's clock is the event loop's ``loop.time()``; one ``call_at`` timer tracks the core's
+earliest deadline. A handler that returns (or raises) ends its call with BYE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from ..ivr.channel import ChannelHangup
+from .channel import PromptLoader, SipChannel
+from .routing import RoutingConfig, caller_id, resolve_target
+from .rtp.session import PortPool, RtpSession, open_rtp_session
+from .sip.core import CoreConfig, SipCore
+from .sip.events import CallConfirmed, CallEnded, DtmfReceived, Event, IncomingCall, MediaUpdated
+from .sip.transaction import TimerConfig
+from .transport import Address, UdpSipTransport, open_udp
+
+log = logging.getLogger(__name__)
+
+CallHandler = Callable[[SipChannel], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    """Listening address, media ports and policy (mapped from imapvm.toml by the lead).
+
+    ``advertised_host`` goes into Contact and SDP; it must be set when ``host`` is a wildcard.
+    ``trusted_networks``: sources allowed to send requests (others get 403); empty = anyone.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    advertised_host: str | None = None
+    rtp_host: str | None = None
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    user_agent: str = "imapvm"
+    symmetric_signalling: bool = False
+    measure_rtp: bool = False  # keep per-packet send timing (bench only)
+
+
+class SipServer:
+    def __init__(
+        self,
+        settings: SipSettings,
+        handler: CallHandler,
+        prompt_loader: PromptLoader | None = None,
+    ) -> None:
+        self.settings = settings
+        self._handler = handler
+        self._prompt_loader = prompt_loader
+        self._transport: UdpSipTransport | None = None
+        self._core: SipCore | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._pool = PortPool(*settings.rtp_ports)
+        self.channels: dict[str, SipChannel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+
+    # ---- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        advertised = s.advertised_host or s.host
+        if ipaddress.ip_address(advertised).is_unspecified:
+            raise ValueError("listening on a wildcard address needs advertised_host")
+        self._transport = await open_udp(s.host, s.port, self._on_datagram)
+        host, port = self._transport.local_address
+        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks) or None
+        self._core = SipCore(CoreConfig(
+            local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
+            timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
+        ))
+        log.info("SIP listening on %s:%d (UDP)", host, port)
+
+    @property
+    def address(self) -> Address:
+        assert self._transport is not None
+        return self._transport.local_address
+
+    async def serve_forever(self) -> None:
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        for channel in list(self.channels.values()):
+            self.hangup_call(channel)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        for task in self._tasks:
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        self._closed.set()
+
+    async def __aenter__(self) -> SipServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ---- core driving -----------------------------------------------------------------
+    @property
+    def core(self) -> SipCore:
+        assert self._core is not None
+        return self._core
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        self.core.receive(data, source, self._now())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.handle_timer(self._now())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the core produced, dispatch its events, re-arm the timer."""
+        core = self.core
+        while True:
+            for send in core.take_outgoing():
+                assert self._transport is not None
+                self._transport.send(send.data, send.address)
+            events = core.take_events()
+            if not events:
+                break
+            for event in events:
+                self._dispatch(event)
+        deadline = core.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = (
+                None if deadline is None
+                else asyncio.get_running_loop().call_at(deadline, self._on_timer)
+            )
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+            return
+        channel = self.channels.get(event.handle)
+        if channel is None:
+            return
+        if isinstance(event, CallConfirmed):
+            channel.confirmed.set()
+        elif isinstance(event, MediaUpdated):
+            channel.on_media(event.media)
+        elif isinstance(event, DtmfReceived):
+            channel.on_digit(event.digit, event.duration_ms)
+        elif isinstance(event, CallEnded):
+            log.info("call %s ended: %s", event.handle, event.reason)
+            self.channels.pop(event.handle, None)
+            channel.on_ended(event.reason)
+
+    def _incoming(self, event: IncomingCall) -> None:
+        target = resolve_target(event.request, self.settings.routing)
+        channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
+                             event.media, self, self._prompt_loader)
+        self.channels[event.handle] = channel
+        log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
+        task = asyncio.get_running_loop().create_task(self._run(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, channel: SipChannel) -> None:
+        try:
+            await self._handler(channel)
+        except ChannelHangup:
+            pass
+        except Exception:
+            log.exception("call handler failed for call %s", channel.handle)
+        finally:
+            if not channel.hung_up:
+                self.hangup_call(channel)
+
+    # ---- CallControl for the channels ---------------------------------------------------
+    async def answer_call(self, channel: SipChannel) -> RtpSession:
+        s = self.settings
+        rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        advertised = s.advertised_host or s.host
+        if channel.hung_up or not self.core.answer(
+            channel.handle, (advertised, rtp.local_address[1]), self._now()
+        ):
+            rtp.close()
+            raise ChannelHangup(channel.hangup_reason or "gone before answer")
+        channel.rtp = rtp
+        if channel.media is not None:
+            rtp.set_media(channel.media)
+        self._pump()
+        return rtp
+
+    def hangup_call(self, channel: SipChannel) -> None:
+        self.core.hangup(channel.handle, self._now())
+        self._pump()
+
+    def redirect_call(self, channel: SipChannel, target: str) -> bool:
+        done = self.core.redirect(channel.handle, target, self._now())
+        self._pump()
+        return done
