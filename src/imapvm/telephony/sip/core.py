@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -155,6 +156,8 @@ class SipCore:
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], Call] = {}
         self._out = _Pending()
+        # Operational counters: retransmissions sent and absorbed, input dropped or refused.
+        self.stats: Counter[str] = Counter()
 
     # ---- driver interface -------------------------------------------------------------
     def receive(self, data: bytes, source: Address, now: float) -> None:
@@ -201,6 +204,7 @@ class SipCore:
                 log.info("no ACK for call %s: ending it with BYE", call.handle)
                 self._send_bye(call, now, reason="ack-timeout")
             elif now >= call.ok_next:
+                self.stats["retransmitted_2xx"] += 1
                 self._out.outgoing.append(Send(call.ok_data, call.invite_tx.address))
                 call.ok_interval = min(2 * call.ok_interval, self.config.timers.t2)
                 call.ok_next = now + call.ok_interval
@@ -265,6 +269,7 @@ class SipCore:
         try:
             msg = parse_message(data, self.config.limits)
         except SipParseError as exc:
+            self.stats["bad_messages"] += 1
             if isinstance(exc.partial, SipRequest) and exc.partial.method != "ACK":
                 log.info("answering %d to bad request from %s: %s", exc.status, source, exc)
                 self._respond_stateless(exc.partial, source, exc.status, str(exc)[:60])
@@ -312,6 +317,7 @@ class SipCore:
         key = self._tx_key(req, method)
         existing = self._server_txs.get(key)
         if existing is not None:
+            self.stats["absorbed_retransmissions"] += 1
             self._out.outgoing += existing.on_request_retransmission()
             return
         if method == "CANCEL":
