@@ -29,18 +29,26 @@ class ReorderBuffer:
         self._next_seq: int | None = None
         self._next_ts = 0
         self._pending: dict[int, tuple[int, bytes]] = {}  # offset from _next_seq -> (ts, data)
+        self._strays = 0
 
     def push(self, seq: int, timestamp: int, payload: bytes) -> list[Chunk]:
         if self._next_seq is None:
             self._next_seq, self._next_ts = seq, timestamp
         offset = (seq - self._next_seq) & 0xFFFF
+        if 3000 < offset < 0x10000 - 100:
+            # Far ahead or far behind: a stray, or the sender restarted its sequence. Three in
+            # a row mean a restart (a stream switch at an SBC, a re-INVITE): start over there.
+            self._strays += 1
+            if self._strays < 3:
+                self.stats.late += 1
+                return []
+            out = self.flush()
+            self._next_seq, self._next_ts, self._strays = seq, timestamp, 0
+            return out + self.push(seq, timestamp, payload)
+        self._strays = 0
         if offset >= 0x8000:
             self.stats.late += 1
             return []
-        if offset > 3000:  # the sender restarted its sequence: start over
-            out = self.flush()
-            self._next_seq, self._next_ts = seq, timestamp
-            return out + self.push(seq, timestamp, payload)
         if offset in self._pending:
             self.stats.duplicates += 1
             return []
