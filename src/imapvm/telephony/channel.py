@@ -171,6 +171,8 @@ class SipChannel:
                     break
         finally:
             if self.rtp is not None:
+                if reason != "hangup":  # on hangup, close() has flushed already
+                    self.rtp.flush_audio()
                 self.rtp.audio_sink = None
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
         if reason == "silence":

@@ -121,6 +121,10 @@ class RtpSession(asyncio.DatagramProtocol):
             self._play_done.set_result(False)
         self._play, self._play_pos, self._play_done = b"", 0, None
 
+    def flush_audio(self) -> None:
+        """Hand over audio held back for reordering (end of a recording)."""
+        self._emit_audio(self._reorder.flush())
+
     def close(self) -> None:
         self.stop_playback()
         if self._timer is not None:
