@@ -18,22 +18,36 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from ..ivr.channel import ChannelHangup
 from .channel import PromptLoader, SipChannel
+from .message_summary import MessageSummary
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
-from .sip.events import CallConfirmed, CallEnded, DtmfReceived, Event, IncomingCall, MediaUpdated
+from .sip.errors import SipParseError
+from .sip.events import (
+    CallConfirmed,
+    CallEnded,
+    DtmfReceived,
+    Event,
+    IncomingCall,
+    MediaUpdated,
+    SubscriptionEnded,
+    SubscriptionRefreshed,
+    SubscriptionStarted,
+)
 from .sip.transaction import TimerConfig
+from .sip.uri import is_ip_literal, parse_uri
 from .transport import Address, UdpSipTransport, open_udp
 
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[[SipChannel], Awaitable[None]]
+MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,11 @@ class SipSettings:
     user_agent: str = "imapvm"
     symmetric_signalling: bool = False
     measure_rtp: bool = False  # keep per-packet send timing (bench only)
+    # message-summary: subscription expiry bounds, and phones told without subscribing
+    # (mailbox -> SIP URIs with an IP address and port, e.g. "sip:1234@192.0.2.10:5060")
+    mwi_min_expires: int = 60
+    mwi_max_expires: int = 3600
+    mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class SipServer:
@@ -64,8 +83,13 @@ class SipServer:
         settings: SipSettings,
         handler: CallHandler,
         prompt_loader: PromptLoader | None = None,
+        mwi_lookup: MwiLookup | None = None,
     ) -> None:
+        """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
+        ``publish_mwi`` has not told us yet (the MWI engine provides it)."""
         self.settings = settings
+        self._mwi_lookup = mwi_lookup
+        self._mwi_state: dict[str, MessageSummary] = {}
         self._handler = handler
         self._prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
@@ -89,6 +113,7 @@ class SipServer:
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
+            min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
         ))
         log.info("SIP listening on %s:%d (UDP)", host, port)
 
@@ -166,6 +191,12 @@ class SipServer:
         if isinstance(event, IncomingCall):
             self._incoming(event)
             return
+        if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
+            self._spawn(self._first_notify(event.handle))
+            return
+        if isinstance(event, SubscriptionEnded):
+            log.info("subscription %s ended: %s", event.handle, event.reason)
+            return
         channel = self.channels.get(event.handle)
         if channel is None:
             return
@@ -186,9 +217,49 @@ class SipServer:
                              event.media, self, self._prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
-        task = asyncio.get_running_loop().create_task(self._run(channel))
+        self._spawn(self._run(channel))
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # ---- message-waiting (the MWI engine's SIP sink) ----------------------------------
+    async def _first_notify(self, handle: str) -> None:
+        sub = self.core.subscriptions.get(handle)
+        if sub is None:
+            return
+        summary = self._mwi_state.get(sub.mailbox or "")
+        if summary is None and self._mwi_lookup is not None and sub.mailbox:
+            try:
+                summary = await self._mwi_lookup(sub.mailbox)
+            except Exception:
+                log.exception("MWI lookup failed for %s", sub.mailbox)
+        summary = summary or MessageSummary(0, 0)
+        self.core.notify(handle, summary.render(sub.account), self._now())
+        self._pump()
+
+    def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
+        """Tell every subscriber of ``mailbox`` (and configured phones); returns NOTIFYs sent."""
+        self._mwi_state[mailbox] = summary
+        now, sent = self._now(), 0
+        for handle in self.core.subscriptions_for(mailbox):
+            sub = self.core.subscriptions[handle]
+            sent += self.core.notify(handle, summary.render(sub.account), now)
+        for target in self.settings.mwi_unsolicited.get(mailbox, ()):
+            try:
+                uri = parse_uri(target)
+            except SipParseError:
+                log.warning("bad MWI target %r", target)
+                continue
+            if not is_ip_literal(uri.host):
+                log.warning("MWI target %r needs an IP address (no DNS yet)", target)
+                continue
+            address = (uri.host, uri.port or 5060)
+            self.core.send_unsolicited_notify(target, address, summary.render(target), now)
+            sent += 1
+        self._pump()
+        return sent
 
     async def _run(self, channel: SipChannel) -> None:
         try:

@@ -34,6 +34,9 @@ from .events import (
     Event,
     IncomingCall,
     MediaUpdated,
+    SubscriptionEnded,
+    SubscriptionRefreshed,
+    SubscriptionStarted,
 )
 from .message import (
     DEFAULT_LIMITS,
@@ -60,7 +63,7 @@ log = logging.getLogger(__name__)
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 302: "Moved Temporarily",
-    400: "Bad Request",
+    202: "Accepted", 400: "Bad Request", 423: "Interval Too Brief",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
@@ -70,7 +73,9 @@ REASONS = {
     513: "Message Too Large", 603: "Decline",
 }  # fmt: skip
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE"
+MWI_EVENT = "message-summary"
+MWI_CONTENT_TYPE = "application/simple-message-summary"
 SUPPORTED_EXTENSIONS = frozenset({"timer"})
 KNOWN_METHODS = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER", "SUBSCRIBE",
@@ -93,6 +98,8 @@ class CoreConfig:
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
+    min_expires: int = 60  # message-summary subscriptions: shortest accepted
+    max_expires: int = 3600  # and longest granted
 
 
 class CallState(Enum):
@@ -137,6 +144,29 @@ class Call:
 
 
 @dataclass
+class Subscription:
+    """A message-summary subscription dialog (RFC 6665); we are the notifier."""
+
+    handle: str
+    request: SipRequest  # the initial SUBSCRIBE
+    source: Address
+    local_tag: str
+    remote_tag: str
+    remote_target: str
+    route_set: list[str]
+    mailbox: str | None
+    account: str
+    expires_at: float
+    remote_cseq: int = 0
+    local_cseq: int = 0
+    terminated: bool = False
+
+    @property
+    def dialog_key(self) -> tuple[str, str, str]:
+        return (self.request.call_id, self.local_tag, self.remote_tag)
+
+
+@dataclass
 class _Pending:
     outgoing: list[Send] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -155,6 +185,9 @@ class SipCore:
         self._client_txs: dict[tuple[str, ...], NonInviteClientTransaction] = {}
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], Call] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
+        self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
         self._out = _Pending()
         # Operational counters: retransmissions sent and absorbed, input dropped or refused.
         self.stats: Counter[str] = Counter()
@@ -179,6 +212,7 @@ class SipCore:
         deadlines = [d for tx in self._server_txs.values() if (d := tx.deadline()) is not None]
         deadlines += [d for tx in self._client_txs.values() if (d := tx.deadline()) is not None]
         deadlines += [min(c.ok_next, c.ok_give_up) for c in self._calls.values() if c.ok_data]
+        deadlines += [s.expires_at for s in self._subscriptions.values()]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -196,6 +230,12 @@ class SipCore:
                 self._out.outgoing += ctx.on_timer(now)
             if ctx.state == State.TERMINATED:
                 del self._client_txs[key]
+                owner = self._tx_owner.pop(key, None)
+                if owner and ctx.timed_out:
+                    self._drop_subscription(owner, "notify-timeout")
+        for sub in list(self._subscriptions.values()):
+            if now >= sub.expires_at:
+                self._terminate_subscription(sub, now, "timeout")
         for call in list(self._calls.values()):
             if call.ok_data is None:
                 continue
@@ -336,13 +376,17 @@ class SipCore:
         if unsupported:
             self._respond_tx(tx, req, 420, now, extra=[("Unsupported", ", ".join(unsupported))])
             return
-        if req.to_addr.tag:
+        if req.to_addr.tag and method == "SUBSCRIBE":
+            self._refresh_subscribe(req, tx, now)
+        elif req.to_addr.tag:
             self._in_dialog(req, tx, source, now)
         elif method == "INVITE":
             assert isinstance(tx, InviteServerTransaction)
             self._new_invite(req, tx, source, now)
         elif method == "OPTIONS":
             self._respond_tx(tx, req, 200, now, extra=self._capabilities())
+        elif method == "SUBSCRIBE":
+            self._new_subscribe(req, tx, source, now)
         elif method in ("BYE", "INFO", "UPDATE", "NOTIFY", "PRACK"):
             self._respond_tx(tx, req, 481, now)
         elif method in KNOWN_METHODS:
@@ -352,7 +396,7 @@ class SipCore:
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Accept", "application/sdp, application/dtmf-relay, "
-                "application/dtmf"), ("Supported", "timer")]
+                "application/dtmf"), ("Supported", "timer"), ("Allow-Events", MWI_EVENT)]
 
     def _new_invite(
         self, req: SipRequest, tx: InviteServerTransaction, source: Address, now: float
@@ -563,8 +607,10 @@ class SipCore:
             return
         key = (via.branch or "", resp.cseq[1])
         tx = self._client_txs.get(key)
-        if tx is not None:
-            tx.on_response(resp.status, now)
+        if tx is not None and tx.on_response(resp.status, now):
+            owner = self._tx_owner.pop(tx.key, None)
+            if owner and resp.status in (404, 410, 481, 489, 408, 500, 503):
+                self._drop_subscription(owner, f"notify-{resp.status}")
 
     def _invite_tx_timed_out(self, tx: InviteServerTransaction) -> None:
         log.info("non-2xx final to INVITE never acknowledged (Timer H)")
@@ -691,10 +737,12 @@ class SipCore:
         call.ok_data, call.ok_cseq = data, cseq
         call.ok_interval, call.ok_next, call.ok_give_up = t1, now + t1, now + 64 * t1
 
-    def _in_dialog_destination(self, call: Call) -> tuple[str, list[str], Address]:
-        """(Request-URI, Route values, address) for a request we send in the dialog."""
-        target = call.remote_target
-        routes = list(call.route_set)  # a UAS keeps Record-Route order (§12.1.1)
+    def _in_dialog_destination(
+        self, remote_target: str, route_set: list[str], source: Address
+    ) -> tuple[str, list[str], Address]:
+        """(Request-URI, Route values, address) for a request we send in a dialog."""
+        target = remote_target
+        routes = list(route_set)  # a UAS keeps Record-Route order (§12.1.1)
         next_hop = target
         if routes:
             first = parse_name_addr(routes[0]).uri
@@ -704,7 +752,7 @@ class SipCore:
                 routes = [*routes[1:], f"<{target}>"]
                 target = str(first)
                 next_hop = target
-        address = call.source
+        address = source
         if not self.config.symmetric_signalling:
             uri = parse_uri(next_hop)
             if is_ip_literal(uri.host):
@@ -713,33 +761,186 @@ class SipCore:
         return target, routes, address
 
     def _send_bye(self, call: Call, now: float, reason: str) -> None:
-        try:
-            target, routes, address = self._in_dialog_destination(call)
-        except SipParseError:
-            target, routes, address = call.remote_target, [], call.source
         call.local_cseq += 1
+        local: NameAddr = call.invite.to_addr
+        self._send_in_dialog(
+            "BYE", call.invite.call_id,
+            str(local) if local.tag else f"{local};tag={call.local_tag}",
+            call.invite.headers.get("From") or "", call.remote_target, call.route_set,
+            call.source, call.local_cseq, now,
+        )
+        self._end(call, reason)
+
+    def _send_in_dialog(
+        self, method: str, call_id: str, local: str, remote: str, remote_target: str,
+        route_set: list[str], source: Address, cseq: int, now: float,
+        extra: Iterable[tuple[str, str]] = (), body: bytes = b"", content_type: str = "",
+    ) -> tuple[str, ...]:
+        """Send a request inside a dialog through a non-INVITE client transaction."""
+        try:
+            target, routes, address = self._in_dialog_destination(
+                remote_target, route_set, source
+            )
+        except SipParseError:
+            target, routes, address = remote_target, [], source
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         headers = Headers()
         headers.add("Via", f"SIP/2.0/{self.config.transport} "
                     f"{format_host(self.config.local_host)}:{self.config.local_port}"
                     f";branch={branch};rport")
         headers.add("Max-Forwards", "70")
-        local: NameAddr = call.invite.to_addr
-        headers.add("From", str(local) if local.tag else f"{local};tag={call.local_tag}")
-        headers.add("To", call.invite.headers.get("From") or "")
-        headers.add("Call-ID", call.invite.call_id)
-        headers.add("CSeq", f"{call.local_cseq} BYE")
+        headers.add("From", local)
+        headers.add("To", remote)
+        headers.add("Call-ID", call_id)
+        headers.add("CSeq", f"{cseq} {method}")
         for route in routes:
             headers.add("Route", route)
+        headers.add("Contact", f"<{self._contact_uri()}>")
         headers.add("User-Agent", self.config.user_agent)
-        request = SipRequest(headers=headers, method="BYE", uri=target)
+        for name, value in extra:
+            headers.add(name, value)
+        if body:
+            headers.add("Content-Type", content_type)
+        request = SipRequest(headers=headers, body=body, method=method, uri=target)
         tx = NonInviteClientTransaction(
-            (branch, "BYE"), self.config.timers, State.TRYING, address,
+            (branch, method), self.config.timers, State.TRYING, address,
             request=request.serialize(),
         )
         self._client_txs[tx.key] = tx
         self._out.outgoing += tx.start(now)
-        self._end(call, reason)
+        return tx.key
+
+    # ---- message-summary subscriptions (RFC 6665, RFC 3842) ---------------------------
+    def _subscribe_expiry(self, req: SipRequest) -> int | None:
+        """Granted expiry, or None when below the minimum (423)."""
+        value = (req.headers.get("Expires") or "").strip()
+        asked = int(value) if value.isdigit() and len(value) < 10 else self.config.max_expires
+        if asked == 0:
+            return 0
+        if asked < self.config.min_expires:
+            return None
+        return min(asked, self.config.max_expires)
+
+    def _event_ok(self, req: SipRequest, tx: ServerTransaction, now: float) -> bool:
+        event = (req.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != MWI_EVENT:
+            self._respond_tx(tx, req, 489, now, extra=[("Allow-Events", MWI_EVENT)])
+            return False
+        return True
+
+    def _new_subscribe(
+        self, req: SipRequest, tx: ServerTransaction, source: Address, now: float
+    ) -> None:
+        if not self._event_ok(req, tx, now):
+            return
+        expires = self._subscribe_expiry(req)
+        if expires is None:
+            self._respond_tx(tx, req, 423, now,
+                             extra=[("Min-Expires", str(self.config.min_expires))])
+            return
+        contacts = req.headers.get_all("Contact")
+        try:
+            remote_target = str(parse_name_addr(contacts[0]).uri) if contacts else ""
+            ruri = parse_uri(req.uri)
+        except SipParseError:
+            remote_target = ""
+        if not remote_target:
+            self._respond_tx(tx, req, 400, now, reason="Missing or bad Contact")
+            return
+        local_tag = _new_tag()
+        sub = Subscription(
+            handle=local_tag, request=req, source=source, local_tag=local_tag,
+            remote_tag=req.from_addr.tag or "", remote_target=remote_target,
+            route_set=req.headers.get_all("Record-Route"),
+            mailbox=ruri.user.split(";")[0] if ruri.user else None,
+            account=f"{ruri.scheme}:{ruri.user}@{format_host(ruri.host)}" if ruri.user
+            else str(ruri),
+            expires_at=now + expires, remote_cseq=req.cseq[0],
+        )
+        self._respond_tx(tx, req, 200, now, to_tag=local_tag, contact=True,
+                         extra=[("Expires", str(expires))])
+        self._subscriptions[sub.handle] = sub
+        self._sub_dialogs[sub.dialog_key] = sub
+        self._out.events.append(SubscriptionStarted(sub.handle, sub.mailbox, sub.account, req,
+                                                    source))
+        if expires == 0:
+            sub.terminated = True  # a one-off fetch: the first NOTIFY also ends it
+
+    def _refresh_subscribe(self, req: SipRequest, tx: ServerTransaction, now: float) -> None:
+        sub = self._sub_dialogs.get((req.call_id, req.to_addr.tag or "", req.from_addr.tag or ""))
+        if sub is None:
+            self._respond_tx(tx, req, 481, now)
+            return
+        if not self._event_ok(req, tx, now):
+            return
+        expires = self._subscribe_expiry(req)
+        if expires is None:
+            self._respond_tx(tx, req, 423, now,
+                             extra=[("Min-Expires", str(self.config.min_expires))])
+            return
+        sub.remote_cseq = max(sub.remote_cseq, req.cseq[0])
+        self._respond_tx(tx, req, 200, now, contact=True, extra=[("Expires", str(expires))])
+        sub.expires_at = now + expires
+        if expires == 0:
+            sub.terminated = True
+        self._out.events.append(SubscriptionRefreshed(sub.handle))
+
+    def notify(self, handle: str, body: bytes, now: float) -> bool:
+        """Send a message-summary NOTIFY in a subscription (its state comes from the core)."""
+        sub = self._subscriptions.get(handle)
+        if sub is None:
+            return False
+        if sub.terminated:
+            self._terminate_subscription(sub, now, None, body)
+            return True
+        remaining = max(0, int(sub.expires_at - now))
+        self._send_notify(sub, f"active;expires={remaining}", body, now)
+        return True
+
+    def subscriptions_for(self, mailbox: str) -> list[str]:
+        return [s.handle for s in self._subscriptions.values() if s.mailbox == mailbox]
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        return self._subscriptions
+
+    def _send_notify(self, sub: Subscription, state: str, body: bytes, now: float) -> None:
+        sub.local_cseq += 1
+        local = sub.request.to_addr
+        key = self._send_in_dialog(
+            "NOTIFY", sub.request.call_id,
+            str(local) if local.tag else f"{local};tag={sub.local_tag}",
+            sub.request.headers.get("From") or "", sub.remote_target, sub.route_set,
+            sub.source, sub.local_cseq, now,
+            extra=[("Event", MWI_EVENT), ("Subscription-State", state)],
+            body=body, content_type=MWI_CONTENT_TYPE,
+        )
+        self._tx_owner[key] = sub.handle
+
+    def _terminate_subscription(
+        self, sub: Subscription, now: float, reason: str | None, body: bytes = b""
+    ) -> None:
+        state = "terminated" + (f";reason={reason}" if reason else "")
+        self._send_notify(sub, state, body, now)
+        self._drop_subscription(sub.handle, reason or "unsubscribed")
+
+    def _drop_subscription(self, handle: str, reason: str) -> None:
+        sub = self._subscriptions.pop(handle, None)
+        if sub is None:
+            return
+        self._sub_dialogs.pop(sub.dialog_key, None)
+        self._out.events.append(SubscriptionEnded(handle, reason))
+
+    def send_unsolicited_notify(
+        self, target: str, address: Address, body: bytes, now: float
+    ) -> None:
+        """Out-of-dialog message-summary NOTIFY for phones configured without SUBSCRIBE."""
+        self._send_in_dialog(
+            "NOTIFY", secrets.token_hex(12) + "@imapvm", f"<{self._contact_uri()}>;tag="
+            + _new_tag(), f"<{target}>", target, [], address, 1, now,
+            extra=[("Event", MWI_EVENT), ("Subscription-State", "active")],
+            body=body, content_type=MWI_CONTENT_TYPE,
+        )
 
     def _end(self, call: Call, reason: str) -> None:
         if call.state == CallState.ENDED:

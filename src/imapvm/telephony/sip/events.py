@@ -54,4 +54,33 @@ class CallEnded:
     reason: str
 
 
-Event = IncomingCall | CallConfirmed | MediaUpdated | DtmfReceived | CallEnded
+@dataclass(frozen=True)
+class SubscriptionStarted:
+    """A new message-summary subscription: send its first NOTIFY with ``SipCore.notify``."""
+
+    handle: str
+    mailbox: str | None
+    account: str
+    request: SipRequest
+    source: Address
+
+
+@dataclass(frozen=True)
+class SubscriptionRefreshed:
+    """A refresh: RFC 6665 wants a NOTIFY for it as well."""
+
+    handle: str
+
+
+@dataclass(frozen=True)
+class SubscriptionEnded:
+    """Unsubscribed, expired, or the subscriber is gone (481 or no answer to our NOTIFY)."""
+
+    handle: str
+    reason: str
+
+
+Event = (
+    IncomingCall | CallConfirmed | MediaUpdated | DtmfReceived | CallEnded
+    | SubscriptionStarted | SubscriptionRefreshed | SubscriptionEnded
+)
