@@ -91,7 +91,6 @@ class CoreConfig:
 
     local_host: str
     local_port: int
-    transport: str = "UDP"
     user_agent: str = "imapvm"
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -160,6 +159,7 @@ class Subscription:
     remote_cseq: int = 0
     local_cseq: int = 0
     terminated: bool = False
+    transport: str = "UDP"
 
     @property
     def dialog_key(self) -> tuple[str, str, str]:
@@ -193,10 +193,14 @@ class SipCore:
         self.stats: Counter[str] = Counter()
 
     # ---- driver interface -------------------------------------------------------------
-    def receive(self, data: bytes, source: Address, now: float) -> None:
-        """Feed one datagram. Never raises because of its content."""
+    def receive(self, data: bytes, source: Address, now: float, transport: str = "UDP") -> None:
+        """Feed one datagram (or one framed TCP message). Never raises because of its content.
+
+        ``transport`` is "UDP" or "TCP"; over TCP, ``source`` names the connection that
+        responses and in-dialog requests go back on.
+        """
         try:
-            self._receive(data, source, now)
+            self._receive(data, source, now, transport)
         except Exception:  # a bug must not take the server down with it
             log.exception("SIP core failed on a datagram from %s", source)
 
@@ -245,7 +249,9 @@ class SipCore:
                 self._send_bye(call, now, reason="ack-timeout")
             elif now >= call.ok_next:
                 self.stats["retransmitted_2xx"] += 1
-                self._out.outgoing.append(Send(call.ok_data, call.invite_tx.address))
+                self._out.outgoing.append(
+                    Send(call.ok_data, call.invite_tx.address, call.invite_tx.transport)
+                )
                 call.ok_interval = min(2 * call.ok_interval, self.config.timers.t2)
                 call.ok_next = now + call.ok_interval
 
@@ -305,14 +311,15 @@ class SipCore:
         self._send_bye(call, now, reason="local-bye")
 
     # ---- receiving --------------------------------------------------------------------
-    def _receive(self, data: bytes, source: Address, now: float) -> None:
+    def _receive(self, data: bytes, source: Address, now: float, transport: str) -> None:
         try:
             msg = parse_message(data, self.config.limits)
         except SipParseError as exc:
             self.stats["bad_messages"] += 1
             if isinstance(exc.partial, SipRequest) and exc.partial.method != "ACK":
                 log.info("answering %d to bad request from %s: %s", exc.status, source, exc)
-                self._respond_stateless(exc.partial, source, exc.status, str(exc)[:60])
+                self._respond_stateless(exc.partial, source, exc.status, str(exc)[:60],
+                                        transport)
             else:
                 log.info("dropping unparsable datagram from %s: %s", source, exc)
             return
@@ -324,13 +331,13 @@ class SipCore:
         if msg.method != "ACK":
             problem = request_uri_error(msg)
             if problem is not None:
-                self._respond_stateless(msg, source, problem.status, None)
+                self._respond_stateless(msg, source, problem.status, None, transport)
                 return
         if not self._trusted(source):
             if msg.method != "ACK":
-                self._respond_stateless(msg, source, 403, None)
+                self._respond_stateless(msg, source, 403, None, transport)
             return
-        self._on_request(msg, source, now)
+        self._on_request(msg, source, now, transport)
 
     def _trusted(self, source: Address) -> bool:
         if self.config.trusted is None:
@@ -349,7 +356,7 @@ class SipCore:
         # RFC 2543 peers: no usable branch, fall back to the request's identity (§17.2.3).
         return (req.call_id, str(req.cseq[0]), req.from_addr.tag or "", via.sent_by, method)
 
-    def _on_request(self, req: SipRequest, source: Address, now: float) -> None:
+    def _on_request(self, req: SipRequest, source: Address, now: float, transport: str) -> None:
         method = req.method
         if method == "ACK":
             self._on_ack(req, now)
@@ -361,14 +368,16 @@ class SipCore:
             self._out.outgoing += existing.on_request_retransmission()
             return
         if method == "CANCEL":
-            self._on_cancel(req, source, now)
+            self._on_cancel(req, source, now, transport)
             return
-        address = self._response_address(req, source)
+        address = self._response_address(req, source, transport)
         tx: ServerTransaction
         if method == "INVITE":
-            tx = InviteServerTransaction(key, self.config.timers, State.PROCEEDING, address)
+            tx = InviteServerTransaction(key, self.config.timers, State.PROCEEDING, address,
+                                         transport=transport)
         else:
-            tx = NonInviteServerTransaction(key, self.config.timers, State.TRYING, address)
+            tx = NonInviteServerTransaction(key, self.config.timers, State.TRYING, address,
+                                            transport=transport)
         self._server_txs[key] = tx
         unsupported = [
             opt for opt in req.headers.get_all("Require") if opt.lower() not in SUPPORTED_EXTENSIONS
@@ -580,10 +589,11 @@ class SipCore:
             call.accepted_index = accepted[0]
             self._out.events.append(MediaUpdated(call.handle, accepted[1]))
 
-    def _on_cancel(self, req: SipRequest, source: Address, now: float) -> None:
+    def _on_cancel(self, req: SipRequest, source: Address, now: float, transport: str) -> None:
         key = self._tx_key(req, "CANCEL")
         tx = NonInviteServerTransaction(
-            key, self.config.timers, State.TRYING, self._response_address(req, source)
+            key, self.config.timers, State.TRYING,
+            self._response_address(req, source, transport), transport=transport,
         )
         self._server_txs[key] = tx
         invite_tx = self._server_txs.get(self._tx_key(req, "INVITE"))
@@ -616,10 +626,13 @@ class SipCore:
         log.info("non-2xx final to INVITE never acknowledged (Timer H)")
 
     # ---- sending ----------------------------------------------------------------------
-    def _response_address(self, req: SipRequest, source: Address) -> Address:
-        """RFC 3261 §18.2.2 with RFC 3581: received/rport, else the sent-by port."""
+    def _response_address(
+        self, req: SipRequest, source: Address, transport: str = "UDP"
+    ) -> Address:
+        """RFC 3261 §18.2.2 with RFC 3581: received/rport, else the sent-by port; over TCP
+        the connection the request came on."""
         via = req.vias[0]
-        if "rport" in via.params:
+        if "rport" in via.params or transport != "UDP":
             return source
         return (source[0], via.port or 5060)
 
@@ -646,6 +659,7 @@ class SipCore:
         contact: bool = False,
         body: bytes = b"",
         extra: Iterable[tuple[str, str]] = (),
+        transport: str = "UDP",
     ) -> bytes:
         headers = Headers()
         for via in self._top_via(req, source):
@@ -665,7 +679,7 @@ class SipCore:
             for rr in req.headers.raw("Record-Route"):
                 headers.add("Record-Route", rr)
         if contact:
-            headers.add("Contact", f"<{self._contact_uri()}>")
+            headers.add("Contact", f"<{self._contact_uri(transport)}>")
         headers.add("Server", self.config.user_agent)
         for name, value in extra:
             headers.add(name, value)
@@ -688,25 +702,28 @@ class SipCore:
         extra: Iterable[tuple[str, str]] = (),
     ) -> bytes:
         data = self._build_response(req, tx.address, status, reason, to_tag, contact, body,
-                                    extra)
+                                    extra, tx.transport)
         self._out.outgoing += tx.respond(data, status, now)
         return data
 
     def _respond_stateless(
-        self, req: SipRequest, source: Address, status: int, reason: str | None
+        self, req: SipRequest, source: Address, status: int, reason: str | None,
+        transport: str = "UDP",
     ) -> None:
         h = req.headers
         if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
             return  # a response without these would be as malformed as the request
         try:
-            address = self._response_address(req, source)
-            data = self._build_response(req, source, status, reason)
+            address = self._response_address(req, source, transport)
+            data = self._build_response(req, source, status, reason, transport=transport)
         except (SipParseError, IndexError):
             return  # not even a Via to answer to
-        self._out.outgoing.append(Send(data, address))
+        self._out.outgoing.append(Send(data, address, transport))
 
-    def _contact_uri(self) -> str:
-        return f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
+    def _contact_uri(self, transport: str = "UDP") -> str:
+        param = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
+                + param)
 
     def _local_sdp(self, call: Call, offer: bool = False) -> bytes:
         assert call.local_rtp is not None
@@ -767,7 +784,7 @@ class SipCore:
             "BYE", call.invite.call_id,
             str(local) if local.tag else f"{local};tag={call.local_tag}",
             call.invite.headers.get("From") or "", call.remote_target, call.route_set,
-            call.source, call.local_cseq, now,
+            call.source, call.local_cseq, now, transport=call.invite_tx.transport,
         )
         self._end(call, reason)
 
@@ -775,17 +792,23 @@ class SipCore:
         self, method: str, call_id: str, local: str, remote: str, remote_target: str,
         route_set: list[str], source: Address, cseq: int, now: float,
         extra: Iterable[tuple[str, str]] = (), body: bytes = b"", content_type: str = "",
+        transport: str = "UDP",
     ) -> tuple[str, ...]:
-        """Send a request inside a dialog through a non-INVITE client transaction."""
+        """Send a request inside a dialog through a non-INVITE client transaction.
+
+        Over TCP it goes back on the connection the dialog came in on (``source``).
+        """
         try:
             target, routes, address = self._in_dialog_destination(
                 remote_target, route_set, source
             )
         except SipParseError:
             target, routes, address = remote_target, [], source
+        if transport != "UDP":
+            address = source
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         headers = Headers()
-        headers.add("Via", f"SIP/2.0/{self.config.transport} "
+        headers.add("Via", f"SIP/2.0/{transport} "
                     f"{format_host(self.config.local_host)}:{self.config.local_port}"
                     f";branch={branch};rport")
         headers.add("Max-Forwards", "70")
@@ -795,7 +818,7 @@ class SipCore:
         headers.add("CSeq", f"{cseq} {method}")
         for route in routes:
             headers.add("Route", route)
-        headers.add("Contact", f"<{self._contact_uri()}>")
+        headers.add("Contact", f"<{self._contact_uri(transport)}>")
         headers.add("User-Agent", self.config.user_agent)
         for name, value in extra:
             headers.add(name, value)
@@ -804,7 +827,7 @@ class SipCore:
         request = SipRequest(headers=headers, body=body, method=method, uri=target)
         tx = NonInviteClientTransaction(
             (branch, method), self.config.timers, State.TRYING, address,
-            request=request.serialize(),
+            transport=transport, request=request.serialize(),
         )
         self._client_txs[tx.key] = tx
         self._out.outgoing += tx.start(now)
@@ -855,7 +878,7 @@ class SipCore:
             mailbox=ruri.user.split(";")[0] if ruri.user else None,
             account=f"{ruri.scheme}:{ruri.user}@{format_host(ruri.host)}" if ruri.user
             else str(ruri),
-            expires_at=now + expires, remote_cseq=req.cseq[0],
+            expires_at=now + expires, remote_cseq=req.cseq[0], transport=tx.transport,
         )
         self._respond_tx(tx, req, 200, now, to_tag=local_tag, contact=True,
                          extra=[("Expires", str(expires))])
@@ -913,7 +936,7 @@ class SipCore:
             sub.request.headers.get("From") or "", sub.remote_target, sub.route_set,
             sub.source, sub.local_cseq, now,
             extra=[("Event", MWI_EVENT), ("Subscription-State", state)],
-            body=body, content_type=MWI_CONTENT_TYPE,
+            body=body, content_type=MWI_CONTENT_TYPE, transport=sub.transport,
         )
         self._tx_owner[key] = sub.handle
 

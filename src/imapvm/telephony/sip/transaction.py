@@ -31,6 +31,7 @@ class TimerConfig:
 class Send:
     data: bytes
     address: Address
+    transport: str = "UDP"  # "TCP": send on the connection to ``address``
 
 
 class State(Enum):
@@ -49,6 +50,15 @@ class _Transaction:
     state: State
     address: Address  # where responses (server) or requests (client) go
     deadlines: dict[str, float] = field(default_factory=dict)
+    transport: str = "UDP"
+
+    @property
+    def reliable(self) -> bool:
+        """Over TCP the transport retransmits: Timers E and G are off, I, J and K are 0."""
+        return self.transport != "UDP"
+
+    def _send(self, data: bytes) -> Send:
+        return Send(data, self.address, self.transport)
 
     def deadline(self) -> float | None:
         return min(self.deadlines.values()) if self.deadlines else None
@@ -78,20 +88,22 @@ class InviteServerTransaction(_Transaction):
         else:
             self.state = State.COMPLETED
             self._g_interval = self.timers.t1
-            self.deadlines = {"G": now + self.timers.t1, "H": now + 64 * self.timers.t1}
-        return [Send(data, self.address)]
+            self.deadlines = {"H": now + 64 * self.timers.t1}
+            if not self.reliable:
+                self.deadlines["G"] = now + self.timers.t1
+        return [self._send(data)]
 
     def on_request_retransmission(self) -> list[Send]:
         """A retransmitted INVITE: resend the last provisional or non-2xx final response."""
         if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response:
-            return [Send(self.last_response, self.address)]
+            return [self._send(self.last_response)]
         return []
 
     def on_ack(self, now: float) -> bool:
         """ACK for a non-2xx final; True when it belonged here."""
         if self.state == State.COMPLETED:
             self.state = State.CONFIRMED
-            self.deadlines = {"I": now + self.timers.t4}
+            self.deadlines = {"I": now + (0 if self.reliable else self.timers.t4)}
             return True
         return self.state == State.CONFIRMED
 
@@ -103,7 +115,7 @@ class InviteServerTransaction(_Transaction):
             self._terminate()
             return out
         if "G" in d and now >= d["G"] and self.last_response:
-            out.append(Send(self.last_response, self.address))
+            out.append(self._send(self.last_response))
             self._g_interval = min(2 * self._g_interval, self.timers.t2)
             d["G"] = now + self._g_interval
         for name in ("I", "L"):
@@ -126,12 +138,12 @@ class NonInviteServerTransaction(_Transaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            self.deadlines = {"J": now + 64 * self.timers.t1}
-        return [Send(data, self.address)]
+            self.deadlines = {"J": now + (0 if self.reliable else 64 * self.timers.t1)}
+        return [self._send(data)]
 
     def on_request_retransmission(self) -> list[Send]:
         if self.last_response is not None:
-            return [Send(self.last_response, self.address)]
+            return [self._send(self.last_response)]
         return []
 
     def on_timer(self, now: float) -> list[Send]:
@@ -151,8 +163,10 @@ class NonInviteClientTransaction(_Transaction):
 
     def start(self, now: float) -> list[Send]:
         self._e_interval = self.timers.t1
-        self.deadlines = {"E": now + self.timers.t1, "F": now + 64 * self.timers.t1}
-        return [Send(self.request, self.address)]
+        self.deadlines = {"F": now + 64 * self.timers.t1}
+        if not self.reliable:
+            self.deadlines["E"] = now + self.timers.t1
+        return [self._send(self.request)]
 
     def on_response(self, status: int, now: float) -> bool:
         """True when this response is the final one (first time only)."""
@@ -163,7 +177,7 @@ class NonInviteClientTransaction(_Transaction):
             return False
         self.final_status = status
         self.state = State.COMPLETED
-        self.deadlines = {"K": now + self.timers.t4}
+        self.deadlines = {"K": now + (0 if self.reliable else self.timers.t4)}
         return True
 
     def on_timer(self, now: float) -> list[Send]:
@@ -181,7 +195,7 @@ class NonInviteClientTransaction(_Transaction):
             else:
                 self._e_interval = min(2 * self._e_interval, self.timers.t2)
             d["E"] = now + self._e_interval
-            return [Send(self.request, self.address)]
+            return [self._send(self.request)]
         return []
 
 
