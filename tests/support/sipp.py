@@ -40,8 +40,9 @@ async def run_sipp(
     workdir: Path,
     service: str = "1234",
     kill_after: float = 30.0,
+    transport: str = "UDP",
 ) -> SippResult:
-    """Run ``scenario`` once against ``target``; waits for sipp to finish."""
+    """Run ``scenario`` once against ``target`` over UDP or TCP; waits for sipp to finish."""
     exe = require_sipp()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port = free_port(kind=socket.SOCK_DGRAM)
@@ -50,6 +51,7 @@ async def run_sipp(
         exe, "-sf", str(scenario), "-s", service, "-i", "127.0.0.1", "-mi", "127.0.0.1",
         "-p", str(port), "-mp", str(media), "-m", "1", "-nostdin", "-trace_err",
         "-timeout", str(int(kill_after)), "-timeout_error", f"{target[0]}:{target[1]}",
+        "-t", "t1" if transport == "TCP" else "u1",
     ]
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=workdir, stdin=asyncio.subprocess.DEVNULL,

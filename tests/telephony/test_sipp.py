@@ -70,12 +70,13 @@ async def test_cancel_before_answer(server: tuple[SipServer, Recorder], tmp_path
     assert rec.ended["noanswer"] == "cancelled"
 
 
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
 async def test_server_hangs_up_with_bye(
-    server: tuple[SipServer, Recorder], tmp_path: Path
+    server: tuple[SipServer, Recorder], tmp_path: Path, transport: str
 ) -> None:
     srv, rec = server
     result = await run_sipp(SCENARIOS / "uac_server_bye.xml", srv.address, tmp_path,
-                            service="hangup")
+                            service="hangup", transport=transport)
     assert result.ok, result.output + result.errors
     assert rec.ended["hangup"] == "local-bye"
     assert srv.channels == {}
@@ -90,3 +91,13 @@ async def test_unknown_dialog_and_malformed_requests(
     assert result.ok, result.output + result.errors
     assert rec.ended == {}  # none of it became a call
     assert srv.core.stats["bad_messages"] == 3
+
+
+async def test_caller_bye_over_tcp(server: tuple[SipServer, Recorder], tmp_path: Path) -> None:
+    """(sipp over TCP treats a retransmitted 200 as unexpected, so the ACK is not delayed.)"""
+    srv, rec = server
+    result = await run_sipp(SCENARIOS / "uac_caller_bye.xml", srv.address, tmp_path,
+                            service="answer", transport="TCP")
+    assert result.ok, result.output + result.errors
+    await asyncio.wait_for(rec.done.wait(), 5)
+    assert rec.ended["answer"] == "remote-bye"

@@ -42,7 +42,7 @@ from .sip.events import (
 )
 from .sip.transaction import TimerConfig
 from .sip.uri import is_ip_literal, parse_uri
-from .transport import Address, UdpSipTransport, open_udp
+from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class SipSettings:
     mwi_min_expires: int = 60
     mwi_max_expires: int = 3600
     mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tcp: bool = True  # also listen on TCP, same address and port as UDP
 
 
 class SipServer:
@@ -93,6 +94,7 @@ class SipServer:
         self._handler = handler
         self._prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
+        self._tcp: TcpSipTransport | None = None
         self._core: SipCore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -109,13 +111,16 @@ class SipServer:
             raise ValueError("listening on a wildcard address needs advertised_host")
         self._transport = await open_udp(s.host, s.port, self._on_datagram)
         host, port = self._transport.local_address
+        if s.tcp:
+            self._tcp = TcpSipTransport(self._on_tcp_message)
+            await self._tcp.start(s.host, port)
         trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks) or None
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
         ))
-        log.info("SIP listening on %s:%d (UDP)", host, port)
+        log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 
     @property
     def address(self) -> Address:
@@ -136,6 +141,8 @@ class SipServer:
             self._timer.cancel()
         if self._transport is not None:
             self._transport.close()
+        if self._tcp is not None:
+            await self._tcp.close()
         self._closed.set()
 
     async def __aenter__(self) -> SipServer:
@@ -160,6 +167,10 @@ class SipServer:
         self.core.receive(data, source, self._now())
         self._pump()
 
+    def _on_tcp_message(self, data: bytes, source: Address, transport: str) -> None:
+        self.core.receive(data, source, self._now(), transport)
+        self._pump()
+
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
         self.core.handle_timer(self._now())
@@ -170,8 +181,10 @@ class SipServer:
         core = self.core
         while True:
             for send in core.take_outgoing():
-                assert self._transport is not None
-                self._transport.send(send.data, send.address)
+                if send.transport == "TCP" and self._tcp is not None:
+                    self._tcp.send(send.data, send.address)
+                elif self._transport is not None:
+                    self._transport.send(send.data, send.address)
             events = core.take_events()
             if not events:
                 break
