@@ -351,3 +351,27 @@ def test_reject_busy() -> None:
     assert busy.status == 486
     assert busy.to_addr.tag
     assert core.take_events() == [CallEnded(handle, "rejected")]
+
+
+def test_rate_limit_drops_floods_per_source_but_not_dialogs() -> None:
+    core = make_core(rate_limit=(1.0, 3))
+    for i in range(6):
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-f{i}"), SOURCE, 0.0)
+    assert [r.status for r in responses(core)] == [200, 200, 200]
+    assert core.stats["rate_limited"] == 3
+    core.receive(request("OPTIONS", branch="z9hG4bK-other"), ("10.0.0.2", 5060), 0.0)
+    assert [r.status for r in responses(core)] == [200]  # another source is unaffected
+    core.receive(request("OPTIONS", branch="z9hG4bK-f0"), SOURCE, 0.1)
+    assert [r.status for r in responses(core)] == [200]  # a retransmission is still answered
+    core.receive(request("OPTIONS", branch="z9hG4bK-later"), SOURCE, 1.5)
+    assert [r.status for r in responses(core)] == [200]  # the bucket refilled
+
+
+def test_rate_limit_spares_trusted_sources_and_limits_403s() -> None:
+    import ipaddress
+
+    core = make_core(rate_limit=(1.0, 2), trusted=(ipaddress.ip_network("10.0.0.0/24"),))
+    for i in range(5):
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-t{i}"), SOURCE, 0.0)
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-u{i}"), ("192.0.2.1", 5060), 0.0)
+    assert [r.status for r in responses(core)] == [200, 403, 200, 403, 200, 200, 200]

@@ -76,6 +76,7 @@ class SipSettings:
     mwi_max_expires: int = 3600
     mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tcp: bool = True  # also listen on TCP, same address and port as UDP
+    rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
 
 
 class SipServer:
@@ -119,6 +120,7 @@ class SipServer:
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
+            rate_limit=s.rate_limit,
         ))
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 
@@ -172,8 +174,10 @@ class SipServer:
         self._pump()
 
     def _on_timer(self) -> None:
+        due = self._timer_at or 0.0
         self._timer = self._timer_at = None
-        self.core.handle_timer(self._now())
+        # call_at may fire a hair early; never hand the core a time before its deadline.
+        self.core.handle_timer(max(self._now(), due))
         self._pump()
 
     def _pump(self) -> None:

@@ -47,6 +47,7 @@ from .message import (
     parse_message,
     request_uri_error,
 )
+from .ratelimit import RateLimiter
 from .transaction import (
     Address,
     InviteServerTransaction,
@@ -97,6 +98,7 @@ class CoreConfig:
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
+    rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
     min_expires: int = 60  # message-summary subscriptions: shortest accepted
     max_expires: int = 3600  # and longest granted
 
@@ -191,6 +193,7 @@ class SipCore:
         self._out = _Pending()
         # Operational counters: retransmissions sent and absorbed, input dropped or refused.
         self.stats: Counter[str] = Counter()
+        self._limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
 
     # ---- driver interface -------------------------------------------------------------
     def receive(self, data: bytes, source: Address, now: float, transport: str = "UDP") -> None:
@@ -334,10 +337,26 @@ class SipCore:
                 self._respond_stateless(msg, source, problem.status, None, transport)
                 return
         if not self._trusted(source):
-            if msg.method != "ACK":
+            if msg.method != "ACK" and self._within_rate(msg, source, now):
                 self._respond_stateless(msg, source, 403, None, transport)
             return
+        if self.config.trusted is None and not self._within_rate(msg, source, now):
+            return  # dropped, not answered: answering a flood only feeds it
         self._on_request(msg, source, now, transport)
+
+    def _within_rate(self, msg: SipRequest, source: Address, now: float) -> bool:
+        """Per-source limit on new requests. Sources in an explicit trusted list (the PBX)
+        are never limited; everyone else is, including the 403s we answer them with."""
+        if (
+            self._limiter is None
+            or msg.method in ("ACK", "CANCEL")
+            or msg.to_addr.tag
+            or self._server_txs.get(self._tx_key(msg, msg.method)) is not None
+            or self._limiter.allow(source[0], now)
+        ):
+            return True
+        self.stats["rate_limited"] += 1
+        return False
 
     def _trusted(self, source: Address) -> bool:
         if self.config.trusted is None:
