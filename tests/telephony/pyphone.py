@@ -83,6 +83,16 @@ class PyPhone:
         assert self.sip.transport is not None
         self.sip.transport.sendto(f"{method} {uri} SIP/2.0\r\n".encode() + data, self.server)
 
+    def respond(self, req: SipRequest, status: int, reason: str = "OK") -> None:
+        """Answer a request the server sent us (BYE, REFER, NOTIFY)."""
+        lines = [f"SIP/2.0 {status} {reason}"]
+        lines += [f"Via: {v}" for v in req.headers.get_all("Via")]
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            lines.append(f"{name}: {req.headers.get(name)}")
+        data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        assert self.sip.transport is not None
+        self.sip.transport.sendto(data, self.server)
+
     def offer(self, codecs: str = "0 8", direction: str = "sendrecv") -> bytes:
         host, port = self._addr(self.rtp)
         family = "IP6" if ":" in host else "IP4"

@@ -13,7 +13,7 @@ from imapvm.audio import g711
 from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.server import SipServer, SipSettings
-from imapvm.telephony.sip.message import SipResponse
+from imapvm.telephony.sip.message import SipRequest, SipResponse
 
 from .conftest import tone
 from .pyphone import PyPhone
@@ -300,3 +300,46 @@ async def test_ipv6_call() -> None:
     audio, reason = results["rec"]  # type: ignore[misc]
     assert reason == "#"
     assert len(audio) == 1600
+
+
+async def test_transfer_answered_call_with_refer(
+    harness: tuple[Harness, SipServer], phone: PyPhone
+) -> None:
+    h, _ = harness
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        h.results["ok"] = await channel.transfer("sip:operator@127.0.0.1:5999")
+        await channel.hangup_event.wait()
+
+    h.handler = handler
+    await phone.call()
+    refer = await phone.next_sip()
+    assert isinstance(refer, SipRequest)
+    assert refer.method == "REFER"
+    assert refer.headers.get("Refer-To") == "<sip:operator@127.0.0.1:5999>"
+    phone.respond(refer, 202, "Accepted")
+    phone.send_request("NOTIFY", phone.uri, b"SIP/2.0 200 OK\r\n",
+                       content_type="message/sipfrag",
+                       extra="Event: refer\r\nSubscription-State: terminated\r\n")
+    ok = await phone.final_response()
+    assert ok.status == 200
+    phone.send_request("BYE", phone.uri)  # the transferee leaves us once connected
+    await asyncio.wait_for(h.finished.wait(), 5)
+    assert h.results["ok"] is True
+
+
+async def test_transfer_before_answer_is_a_302(
+    harness: tuple[Harness, SipServer], phone: PyPhone
+) -> None:
+    h, _ = harness
+
+    async def handler(channel: SipChannel) -> None:
+        h.results["ok"] = await channel.transfer("sip:operator@127.0.0.1:5999")
+
+    h.handler = handler
+    resp = await phone.call()
+    assert resp.status == 302
+    assert resp.headers.get("Contact") == "<sip:operator@127.0.0.1:5999>"
+    await asyncio.wait_for(h.finished.wait(), 5)
+    assert h.results["ok"] is True

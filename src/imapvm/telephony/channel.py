@@ -35,6 +35,7 @@ class CallControl(Protocol):
     async def answer_call(self, channel: SipChannel) -> RtpSession: ...
     def hangup_call(self, channel: SipChannel) -> None: ...
     def redirect_call(self, channel: SipChannel, target: str) -> bool: ...
+    async def refer_call(self, channel: SipChannel, target: str) -> bool: ...
 
 
 class SipChannel:
@@ -200,13 +201,19 @@ class SipChannel:
         self._digits.clear()
 
     async def transfer(self, target: str) -> bool:
-        """Redirect (302) an unanswered call; answered calls only report the target for now
-        (REFER is not implemented), so the caller learns the outcome from the return value."""
+        """Transfer the caller to ``target`` (a SIP URI): 302 while unanswered, REFER once
+        answered. True when the network accepted it; the caller's phone then calls the
+        target and ends this call itself. ``transfer_target`` records the request either way."""
         self.transfer_target = target
-        if self._answering is None and not self.hung_up:
+        if self.hung_up:
+            return False
+        if self._answering is None:
             return self._control.redirect_call(self, target)
-        log.info("call %s: transfer to %s requested; REFER not supported", self.handle, target)
-        return False
+        await self._answering
+        accepted = await self._control.refer_call(self, target)
+        log.info("call %s: transfer to %s %s", self.handle, target,
+                 "accepted" if accepted else "refused")
+        return accepted
 
     async def hangup(self) -> None:
         if not self.hung_up:

@@ -39,6 +39,8 @@ from .sip.events import (
     SubscriptionEnded,
     SubscriptionRefreshed,
     SubscriptionStarted,
+    TransferProgress,
+    TransferResult,
 )
 from .sip.transaction import TimerConfig
 from .sip.uri import is_ip_literal, parse_uri
@@ -103,6 +105,7 @@ class SipServer:
         self.channels: dict[str, SipChannel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
+        self._transfers: dict[str, asyncio.Future[int]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -214,6 +217,14 @@ class SipServer:
         if isinstance(event, SubscriptionEnded):
             log.info("subscription %s ended: %s", event.handle, event.reason)
             return
+        if isinstance(event, TransferResult):
+            waiter = self._transfers.pop(event.handle, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event.status)
+            return
+        if isinstance(event, TransferProgress):
+            log.info("call %s: transfer progress %d", event.handle, event.status)
+            return
         channel = self.channels.get(event.handle)
         if channel is None:
             return
@@ -308,6 +319,17 @@ class SipServer:
     def hangup_call(self, channel: SipChannel) -> None:
         self.core.hangup(channel.handle, self._now())
         self._pump()
+
+    async def refer_call(self, channel: SipChannel, target: str) -> bool:
+        """REFER the caller to ``target``; True when the phone accepted (2xx) to call it."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._transfers[channel.handle] = waiter
+        if not self.core.refer(channel.handle, target, self._now()):
+            self._transfers.pop(channel.handle, None)
+            return False
+        self._pump()
+        status = await waiter
+        return 200 <= status < 300
 
     def redirect_call(self, channel: SipChannel, target: str) -> bool:
         done = self.core.redirect(channel.handle, target, self._now())

@@ -37,6 +37,8 @@ from .events import (
     SubscriptionEnded,
     SubscriptionRefreshed,
     SubscriptionStarted,
+    TransferProgress,
+    TransferResult,
 )
 from .message import (
     DEFAULT_LIMITS,
@@ -74,7 +76,7 @@ REASONS = {
     513: "Message Too Large", 603: "Decline",
 }  # fmt: skip
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, NOTIFY"
 MWI_EVENT = "message-summary"
 MWI_CONTENT_TYPE = "application/simple-message-summary"
 SUPPORTED_EXTENSIONS = frozenset({"timer"})
@@ -190,6 +192,7 @@ class SipCore:
         self._subscriptions: dict[str, Subscription] = {}
         self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
         self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
+        self._refers: dict[tuple[str, ...], str] = {}  # REFER transaction -> call
         self._out = _Pending()
         # Operational counters: retransmissions sent and absorbed, input dropped or refused.
         self.stats: Counter[str] = Counter()
@@ -240,6 +243,9 @@ class SipCore:
                 owner = self._tx_owner.pop(key, None)
                 if owner and ctx.timed_out:
                     self._drop_subscription(owner, "notify-timeout")
+                referred = self._refers.pop(key, None)
+                if referred and ctx.timed_out:
+                    self._out.events.append(TransferResult(referred, 408))
         for sub in list(self._subscriptions.values()):
             if now >= sub.expires_at:
                 self._terminate_subscription(sub, now, "timeout")
@@ -503,10 +509,41 @@ class SipCore:
             self._info(call, req, tx, now)
         elif method == "OPTIONS":
             self._respond_tx(tx, req, 200, now, extra=self._capabilities())
+        elif method == "NOTIFY":
+            self._refer_notify(call, req, tx, now)
         elif method in KNOWN_METHODS:
             self._respond_tx(tx, req, 405, now, extra=[("Allow", ALLOW)])
         else:
             self._respond_tx(tx, req, 501, now, extra=[("Allow", ALLOW)])
+
+    def _refer_notify(self, call: Call, req: SipRequest, tx: ServerTransaction, now: float) -> None:
+        """NOTIFY for our REFER (RFC 3515): its message/sipfrag body is a status line."""
+        if (req.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
+            self._respond_tx(tx, req, 489, now)
+            return
+        self._respond_tx(tx, req, 200, now)
+        parts = req.body.decode("utf-8", "replace").split(None, 2)
+        if len(parts) >= 2 and parts[0] == "SIP/2.0" and parts[1].isdigit():
+            self._out.events.append(TransferProgress(call.handle, int(parts[1])))
+
+    def refer(self, handle: str, target: str, now: float) -> bool:
+        """Ask the caller's phone to call ``target`` (REFER, RFC 3515); result as events."""
+        call = self._calls.get(handle)
+        if call is None or call.state not in (CallState.ANSWERED, CallState.CONFIRMED):
+            return False
+        call.local_cseq += 1
+        local: NameAddr = call.invite.to_addr
+        key = self._send_in_dialog(
+            "REFER", call.invite.call_id,
+            str(local) if local.tag else f"{local};tag={call.local_tag}",
+            call.invite.headers.get("From") or "", call.remote_target, call.route_set,
+            call.source, call.local_cseq, now,
+            extra=[("Refer-To", f"<{target}>"),
+                   ("Referred-By", f"<{self._contact_uri()}>")],
+            transport=call.invite_tx.transport,
+        )
+        self._refers[key] = handle
+        return True
 
     def _refresh_target(self, call: Call, req: SipRequest) -> None:
         contacts = req.headers.get_all("Contact")
@@ -637,6 +674,9 @@ class SipCore:
         key = (via.branch or "", resp.cseq[1])
         tx = self._client_txs.get(key)
         if tx is not None and tx.on_response(resp.status, now):
+            referred = self._refers.pop(tx.key, None)
+            if referred:
+                self._out.events.append(TransferResult(referred, resp.status))
             owner = self._tx_owner.pop(tx.key, None)
             if owner and resp.status in (404, 410, 481, 489, 408, 500, 503):
                 self._drop_subscription(owner, f"notify-{resp.status}")

@@ -80,7 +80,24 @@ class SubscriptionEnded:
     reason: str
 
 
+@dataclass(frozen=True)
+class TransferResult:
+    """The final response to our REFER (202 = the phone will call the target; 408 = none)."""
+
+    handle: str
+    status: int
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    """A NOTIFY about our REFER: the status line of the phone's call to the target."""
+
+    handle: str
+    status: int
+
+
 Event = (
     IncomingCall | CallConfirmed | MediaUpdated | DtmfReceived | CallEnded
     | SubscriptionStarted | SubscriptionRefreshed | SubscriptionEnded
+    | TransferResult | TransferProgress
 )
