@@ -343,3 +343,28 @@ async def test_transfer_before_answer_is_a_302(
     assert resp.headers.get("Contact") == "<sip:operator@127.0.0.1:5999>"
     await asyncio.wait_for(h.finished.wait(), 5)
     assert h.results["ok"] is True
+
+
+async def test_silent_phone_is_hung_up_after_rtp_timeout() -> None:
+    h = Harness()
+    results: dict[str, object] = {}
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        results["rec"] = await channel.record(max_seconds=10)
+        results["reason"] = channel.hangup_reason
+
+    h.handler = handler
+    settings = SipSettings(port=0, rtp_ports=(35000, 35998), rtp_timeout=0.3)
+    async with SipServer(settings, h) as server:
+        p = PyPhone("127.0.0.1", server.address)
+        await p.open()
+        try:
+            await p.call()
+            bye = await p.next_sip()
+            assert getattr(bye, "method", None) == "BYE"
+            await asyncio.wait_for(h.finished.wait(), 5)
+        finally:
+            p.close()
+    assert results["reason"] == "local-bye"
+    assert results["rec"][1] == "hangup"  # type: ignore[index]

@@ -79,6 +79,7 @@ class SipSettings:
     mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tcp: bool = True  # also listen on TCP, same address and port as UDP
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
+    rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
 
 
 class SipServer:
@@ -311,10 +312,16 @@ class SipServer:
             rtp.close()
             raise ChannelHangup(channel.hangup_reason or "gone before answer")
         channel.rtp = rtp
+        rtp.inactivity_timeout = s.rtp_timeout
+        rtp.on_inactive = lambda: self._rtp_timed_out(channel)
         if channel.media is not None:
             rtp.set_media(channel.media)
         self._pump()
         return rtp
+
+    def _rtp_timed_out(self, channel: SipChannel) -> None:
+        log.info("call %s: no RTP for %s s, hanging up", channel.handle, self.settings.rtp_timeout)
+        self.hangup_call(channel)
 
     def hangup_call(self, channel: SipChannel) -> None:
         self.core.hangup(channel.handle, self._now())

@@ -62,6 +62,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._frame = 160
         self._silence = bytes([g711.ULAW_SILENCE]) * 160
         self._play: bytes = b""
+        self._play_pcm: npt.NDArray[np.int16] | None = None  # to re-encode on a codec change
         self._play_pos = 0
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
@@ -73,6 +74,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self._audio_ssrc: int | None = None
         self.audio_sink: AudioSink | None = None
         self.digit_sink: DigitSink | None = None
+        # Called once when nothing arrived for ``inactivity_timeout`` s while not on hold:
+        # a phone that vanished without BYE must not keep a call (and a recording) open.
+        self.inactivity_timeout: float | None = None
+        self.on_inactive: Callable[[], None] | None = None
+        self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
     # ---- asyncio protocol -------------------------------------------------------------
@@ -94,6 +100,9 @@ class RtpSession(asyncio.DatagramProtocol):
     # ---- media control ----------------------------------------------------------------
     def set_media(self, media: NegotiatedMedia) -> None:
         """Apply negotiated media (initial answer or re-INVITE); re-latch to the new peer."""
+        if self.media is not None and self.media.encoding != media.encoding and self._play:
+            assert self._play_pcm is not None
+            self._play = g711.encode(media.encoding, self._play_pcm)
         self.media = media
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
@@ -109,6 +118,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stop_playback()
         encoding = self.media.encoding if self.media else "PCMU"
         self._play = g711.encode(encoding, pcm)
+        self._play_pcm = pcm
         self._play_pos = 0
         self._marker = True
         self._play_done = self._loop.create_future()
@@ -120,6 +130,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if self._play_done is not None and not self._play_done.done():
             self._play_done.set_result(False)
         self._play, self._play_pos, self._play_done = b"", 0, None
+        self._play_pcm = None
 
     def flush_audio(self) -> None:
         """Hand over audio held back for reordering (end of a recording)."""
@@ -147,10 +158,20 @@ class RtpSession(asyncio.DatagramProtocol):
         if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
             self._t0, self._n = now, 0
         self._send_frame()
+        self._check_inactivity(now)
         for digit, duration in self._dtmf.expire(now):
             if self.digit_sink:
                 self.digit_sink(digit, duration)
         self._schedule()
+
+    def _check_inactivity(self, now: float) -> None:
+        media, limit = self.media, self.inactivity_timeout
+        if limit is None or media is None or media.direction != "sendrecv":
+            self._last_rx = now  # on hold the far end may legitimately be silent
+            return
+        if now - self._last_rx > limit and self.on_inactive is not None:
+            callback, self.on_inactive = self.on_inactive, None
+            callback()
 
     def _send_frame(self) -> None:
         media = self.media
@@ -194,6 +215,7 @@ class RtpSession(asyncio.DatagramProtocol):
             self.stats.ignored += 1  # another host: never mix its audio into the call
             return
         self.stats.received += 1
+        self._last_rx = self._loop.time()
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
