@@ -207,6 +207,7 @@ def test_record_route_becomes_route_set() -> None:
     core.answer(event.handle, RTP, 0.0)
     (ok,) = responses(core)
     assert ok.headers.get_all("Record-Route") == ["<sip:proxy1.example;lr>", "<sip:10.9.9.9;lr>"]
+    core.receive(request("ACK", branch="z9hG4bK-a", to_tag=ok.to_addr.tag), SOURCE, 0.05)
     core.hangup(event.handle, 0.1)
     (bye,) = [m for m in sent(core) if isinstance(m, SipRequest)]
     assert bye.uri == "sip:alice@10.0.0.1:5062"
@@ -375,3 +376,15 @@ def test_rate_limit_spares_trusted_sources_and_limits_403s() -> None:
         core.receive(request("OPTIONS", branch=f"z9hG4bK-t{i}"), SOURCE, 0.0)
         core.receive(request("OPTIONS", branch=f"z9hG4bK-u{i}"), ("192.0.2.1", 5060), 0.0)
     assert [r.status for r in responses(core)] == [200, 403, 200, 403, 200, 200, 200]
+
+
+def test_hangup_before_ack_waits_for_the_ack() -> None:
+    core = make_core()
+    handle, tag = answered_call(core)
+    core.hangup(handle, 0.1)
+    assert core.take_outgoing() == []
+    assert core.take_events() == []
+    core.receive(request("ACK", branch="z9hG4bK-a", to_tag=tag), SOURCE, 0.2)
+    (bye,) = [m for m in sent(core) if isinstance(m, SipRequest)]
+    assert bye.method == "BYE"
+    assert core.take_events() == [CallEnded(handle, "local-bye")]

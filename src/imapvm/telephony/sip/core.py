@@ -140,6 +140,7 @@ class Call:
     ok_interval: float = 0.0
     ok_give_up: float = 0.0
     pending_reinvite: InviteServerTransaction | None = None
+    bye_pending: bool = False  # we hung up before the ACK: BYE once it comes (§15)
 
     @property
     def dialog_key(self) -> tuple[str, str, str]:
@@ -226,6 +227,13 @@ class SipCore:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
+        """Fire every deadline up to ``now``. Never raises."""
+        try:
+            self._handle_timer(now)
+        except Exception:
+            log.exception("SIP core failed in its timers")
+
+    def _handle_timer(self, now: float) -> None:
         for key, stx in list(self._server_txs.items()):
             d = stx.deadline()
             if d is not None and now >= d:
@@ -255,7 +263,8 @@ class SipCore:
             if now >= call.ok_give_up:
                 call.ok_data = None
                 log.info("no ACK for call %s: ending it with BYE", call.handle)
-                self._send_bye(call, now, reason="ack-timeout")
+                self._send_bye(call, now,
+                               reason="local-bye" if call.bye_pending else "ack-timeout")
             elif now >= call.ok_next:
                 self.stats["retransmitted_2xx"] += 1
                 self._out.outgoing.append(
@@ -315,6 +324,9 @@ class SipCore:
             return
         if call.state == CallState.EARLY:
             self.reject(handle, 480, now)
+            return
+        if call.state == CallState.ANSWERED and call.ok_data is not None:
+            call.bye_pending = True  # a BYE must not overtake the ACK (RFC 3261 §15)
             return
         call.ok_data = None
         self._send_bye(call, now, reason="local-bye")
@@ -632,6 +644,9 @@ class SipCore:
             self._late_answer(call, req)
         if call.state == CallState.ANSWERED:
             call.state = CallState.CONFIRMED
+            if call.bye_pending:
+                self._send_bye(call, now, reason="local-bye")
+                return
             self._out.events.append(CallConfirmed(call.handle))
 
     def _late_answer(self, call: Call, ack: SipRequest) -> None:
