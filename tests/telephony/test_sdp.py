@@ -48,3 +48,11 @@ def test_no_acceptable_codec_or_srtp_is_none() -> None:
 def test_bad_sdp_raises_sdp_error(body: bytes) -> None:
     with pytest.raises(SdpError):
         parse_sdp(body)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(b"m=audio 4000", b"m=audio 99999"), (b"c=IN IP4 192.0.2.2", b"c=IN IP4 media.example")],
+)
+def test_unusable_addresses_are_not_negotiated(old: bytes, new: bytes) -> None:
+    assert negotiate(parse_sdp(OFFER.replace(old, new))) is None

@@ -84,3 +84,28 @@ def test_core_survives_mutated_traffic(caplog: pytest.LogCaptureFixture, msgs: l
                     core.answer(event.handle, ("127.0.0.1", 20000), float(i))
         core.handle_timer(100.0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_sdp_parser_raises_only_sdp_error(data: bytes) -> None:
+    from imapvm.telephony.sdp import SdpError, negotiate, parse_sdp
+
+    try:
+        sdp = parse_sdp(b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n" + data)
+    except SdpError:
+        return
+    result = negotiate(sdp)
+    assert result is None or result[1].remote_port >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_rtp_and_event_parsers_never_raise(data: bytes) -> None:
+    from imapvm.telephony.rtp.dtmf import DtmfReceiver
+    from imapvm.telephony.rtp.packet import parse_rtp
+
+    packet = parse_rtp(data)
+    assert packet is None or 0 <= packet.payload_type < 128
+    digits = DtmfReceiver().feed(1, 2, data, 0.0)
+    assert all(len(d) == 1 for d, _ in digits)

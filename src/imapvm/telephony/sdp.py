@@ -8,6 +8,7 @@ answer lines up with the offer.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA"}
@@ -60,6 +61,14 @@ class NegotiatedMedia:
     @property
     def on_hold(self) -> bool:
         return self.direction in ("sendonly", "inactive") or self.remote_host in ("0.0.0.0", "::")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _connection_address(value: str) -> str:
@@ -147,11 +156,11 @@ def negotiate(
                 dtmf = pt
             elif name in allowed and rate == 8000 and chosen is None:
                 chosen = (pt, name)
-        if chosen is None:
+        if chosen is None or not 0 < media.port < 65536:
             continue
         host = media.connection or offer.connection
-        if host is None:
-            continue
+        if host is None or not _is_ip(host):
+            continue  # a host name would need a blocking lookup on every packet: refuse
         ptime = media.ptime if media.ptime in (10, 20, 30, 40) else 20
         direction = media.direction or offer.direction
         return index, NegotiatedMedia(host, media.port, chosen[0], chosen[1], dtmf, ptime,

@@ -157,7 +157,10 @@ class RtpSession(asyncio.DatagramProtocol):
             self.stats.send_errors_ms.append((now - due) * 1000)
         if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
             self._t0, self._n = now, 0
-        self._send_frame()
+        try:
+            self._send_frame()
+        except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
+            log.debug("RTP send failed: %s", exc)
         self._check_inactivity(now)
         for digit, duration in self._dtmf.expire(now):
             if self.digit_sink:
