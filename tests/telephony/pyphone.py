@@ -83,12 +83,14 @@ class PyPhone:
         assert self.sip.transport is not None
         self.sip.transport.sendto(f"{method} {uri} SIP/2.0\r\n".encode() + data, self.server)
 
-    def respond(self, req: SipRequest, status: int, reason: str = "OK") -> None:
-        """Answer a request the server sent us (BYE, REFER, NOTIFY)."""
+    def respond(self, req: SipRequest, status: int, reason: str = "OK",
+                extra: tuple[str, ...] = ()) -> None:
+        """Answer a request the server sent us (BYE, REFER, NOTIFY, PUBLISH)."""
         lines = [f"SIP/2.0 {status} {reason}"]
         lines += [f"Via: {v}" for v in req.headers.get_all("Via")]
         for name in ("From", "To", "Call-ID", "CSeq"):
             lines.append(f"{name}: {req.headers.get(name)}")
+        lines += list(extra)
         data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
         assert self.sip.transport is not None
         self.sip.transport.sendto(data, self.server)

@@ -147,3 +147,43 @@ async def test_server_notifies_subscribers_and_configured_phones() -> None:
         finally:
             phone.close()
             listener.close()
+
+
+async def test_publish_to_presence_server_refresh_and_412() -> None:
+    async def no_calls(channel: object) -> None:
+        raise AssertionError("no call expected")
+
+    presence = PyPhone("127.0.0.1", ("127.0.0.1", 9))
+    await presence.open()
+    host, port = presence.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    settings = SipSettings(port=0, mwi_presence_server=f"sip:{host}:{port}",
+                           mwi_publish_domain="vm.example")
+    async with SipServer(settings, no_calls) as server:
+        presence.server = server.address  # responses go back to the server
+        try:
+            assert server.publish_mwi("1234", MessageSummary(2, 1)) == 1
+            first = await presence.next_sip()
+            assert isinstance(first, SipRequest)
+            assert (first.method, first.uri) == ("PUBLISH", "sip:1234@vm.example")
+            assert first.headers.get("Event") == "message-summary"
+            assert "SIP-If-Match" not in first.headers
+            assert parse_message_summary(first.body)[2] == MessageSummary(2, 1)
+            presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 1"))
+            refresh = await presence.next_sip(within=3)  # refreshed before it expires
+            assert isinstance(refresh, SipRequest)
+            assert refresh.headers.get("SIP-If-Match") == "e1"
+            assert refresh.body == b""
+            presence.respond(refresh, 412, "Conditional Request Failed")
+            again = await presence.next_sip()
+            assert isinstance(again, SipRequest)
+            assert "SIP-If-Match" not in again.headers
+            assert parse_message_summary(again.body)[2] == MessageSummary(2, 1)
+            presence.respond(again, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
+            await asyncio.sleep(0.05)
+            server.publish_mwi("1234", MessageSummary(0, 3))
+            modify = await presence.next_sip()
+            assert isinstance(modify, SipRequest)
+            assert modify.headers.get("SIP-If-Match") == "e2"
+            assert parse_message_summary(modify.body)[2] == MessageSummary(0, 3)
+        finally:
+            presence.close()

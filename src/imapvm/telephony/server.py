@@ -36,6 +36,7 @@ from .sip.events import (
     Event,
     IncomingCall,
     MediaUpdated,
+    PublishResult,
     SubscriptionEnded,
     SubscriptionRefreshed,
     SubscriptionStarted,
@@ -78,6 +79,11 @@ class SipSettings:
     mwi_max_expires: int = 3600
     mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tcp: bool = True  # also listen on TCP, same address and port as UDP
+    # PUBLISH message-summary state to a presence server (e.g. Kamailio presence_mwi):
+    # its URI (IP address and port) and the domain of the mailbox AORs published for.
+    mwi_presence_server: str | None = None
+    mwi_publish_domain: str | None = None
+    mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
 
@@ -107,6 +113,8 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._transfers: dict[str, asyncio.Future[int]] = {}
+        # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
+        self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +153,9 @@ class SipServer:
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
+        for _, _, refresh in self._published.values():
+            if refresh is not None:
+                refresh.cancel()
         if self._transport is not None:
             self._transport.close()
         if self._tcp is not None:
@@ -226,6 +237,9 @@ class SipServer:
         if isinstance(event, TransferProgress):
             log.info("call %s: transfer progress %d", event.handle, event.status)
             return
+        if isinstance(event, PublishResult):
+            self._published_result(event)
+            return
         channel = self.channels.get(event.handle)
         if channel is None:
             return
@@ -275,6 +289,8 @@ class SipServer:
         for handle in self.core.subscriptions_for(mailbox):
             sub = self.core.subscriptions[handle]
             sent += self.core.notify(handle, summary.render(sub.account), now)
+        if self.settings.mwi_presence_server:
+            sent += self._publish(mailbox, summary)
         for target in self.settings.mwi_unsolicited.get(mailbox, ()):
             try:
                 uri = parse_uri(target)
@@ -300,6 +316,65 @@ class SipServer:
         finally:
             if not channel.hung_up:
                 self.hangup_call(channel)
+
+    def _presence_address(self) -> Address | None:
+        target = self.settings.mwi_presence_server
+        try:
+            uri = parse_uri(target or "")
+        except SipParseError:
+            uri = None
+        if uri is None or not is_ip_literal(uri.host):
+            log.warning("mwi_presence_server %r must be a SIP URI with an IP address", target)
+            return None
+        return uri.host, uri.port or 5060
+
+    def _publish(self, mailbox: str, summary: MessageSummary) -> int:
+        address = self._presence_address()
+        if address is None:
+            return 0
+        domain = self.settings.mwi_publish_domain or address[0]
+        aor = f"sip:{mailbox}@{domain}"
+        body = summary.render(aor)
+        etag, _, timer = self._published.get(aor, (None, b"", None))
+        if timer is not None:
+            timer.cancel()
+        self._published[aor] = (etag, body, None)
+        self.core.publish(aor, address, body, self._now(), etag,
+                          self.settings.mwi_publish_expires)
+        return 1
+
+    def _published_result(self, event: PublishResult) -> None:
+        _, body, timer = self._published.get(event.aor, (None, b"", None))
+        if timer is not None:
+            timer.cancel()
+        address = self._presence_address()
+        if 200 <= event.status < 300 and event.etag:
+            refresh_in = max(1.0, event.expires * 0.9) if event.expires else None
+            handle = None if refresh_in is None else asyncio.get_running_loop().call_later(
+                refresh_in, self._refresh_publication, event.aor
+            )
+            self._published[event.aor] = (event.etag, body, handle)
+        elif event.status == 412 and address is not None and body:
+            # The presence server forgot our entity (restart): publish the state afresh.
+            self._published[event.aor] = (None, body, None)
+            self.core.publish(event.aor, address, body, self._now(), None,
+                              self.settings.mwi_publish_expires)
+            self._pump()
+        elif event.status == 423 and address is not None and body and event.min_expires:
+            self.core.publish(event.aor, address, body, self._now(), None, event.min_expires)
+            self._pump()
+        else:
+            log.warning("PUBLISH for %s answered %d", event.aor, event.status)
+
+    def _refresh_publication(self, aor: str) -> None:
+        etag, body, _ = self._published.get(aor, (None, b"", None))
+        address = self._presence_address()
+        if etag is None or address is None:
+            return
+        self._published[aor] = (etag, body, None)
+        self.core.publish(aor, address, b"", self._now(), etag,
+                          self.settings.mwi_publish_expires)
+        self._pump()
 
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:

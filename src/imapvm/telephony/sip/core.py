@@ -34,6 +34,7 @@ from .events import (
     Event,
     IncomingCall,
     MediaUpdated,
+    PublishResult,
     SubscriptionEnded,
     SubscriptionRefreshed,
     SubscriptionStarted,
@@ -194,6 +195,7 @@ class SipCore:
         self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
         self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
         self._refers: dict[tuple[str, ...], str] = {}  # REFER transaction -> call
+        self._publishes: dict[tuple[str, ...], str] = {}  # PUBLISH transaction -> AOR
         self._out = _Pending()
         # Operational counters: retransmissions sent and absorbed, input dropped or refused.
         self.stats: Counter[str] = Counter()
@@ -254,6 +256,9 @@ class SipCore:
                 referred = self._refers.pop(key, None)
                 if referred and ctx.timed_out:
                     self._out.events.append(TransferResult(referred, 408))
+                published = self._publishes.pop(key, None)
+                if published and ctx.timed_out:
+                    self._out.events.append(PublishResult(published, 408, None, 0))
         for sub in list(self._subscriptions.values()):
             if now >= sub.expires_at:
                 self._terminate_subscription(sub, now, "timeout")
@@ -692,6 +697,9 @@ class SipCore:
             referred = self._refers.pop(tx.key, None)
             if referred:
                 self._out.events.append(TransferResult(referred, resp.status))
+            published = self._publishes.pop(tx.key, None)
+            if published:
+                self._out.events.append(_publish_result(published, resp))
             owner = self._tx_owner.pop(tx.key, None)
             if owner and resp.status in (404, 410, 481, 489, 408, 500, 503):
                 self._drop_subscription(owner, f"notify-{resp.status}")
@@ -1028,6 +1036,25 @@ class SipCore:
         self._sub_dialogs.pop(sub.dialog_key, None)
         self._out.events.append(SubscriptionEnded(handle, reason))
 
+    def publish(
+        self, aor: str, address: Address, body: bytes, now: float, etag: str | None = None,
+        expires: int = 3600,
+    ) -> None:
+        """PUBLISH message-summary state for ``aor`` to a presence server (RFC 3903).
+
+        With ``etag`` and an empty body it refreshes; with ``etag`` and a body it modifies;
+        ``expires=0`` removes. The answer arrives as a ``PublishResult`` event.
+        """
+        extra = [("Event", MWI_EVENT), ("Expires", str(expires))]
+        if etag:
+            extra.append(("SIP-If-Match", etag))
+        key = self._send_in_dialog(
+            "PUBLISH", secrets.token_hex(12) + "@imapvm", f"<{aor}>;tag={_new_tag()}",
+            f"<{aor}>", aor, [], address, 1, now, extra=extra, body=body,
+            content_type=MWI_CONTENT_TYPE,
+        )
+        self._publishes[key] = aor
+
     def send_unsolicited_notify(
         self, target: str, address: Address, body: bytes, now: float
     ) -> None:
@@ -1047,6 +1074,16 @@ class SipCore:
         self._calls.pop(call.handle, None)
         self._dialogs.pop(call.dialog_key, None)
         self._out.events.append(CallEnded(call.handle, reason))
+
+
+def _publish_result(aor: str, resp: SipResponse) -> PublishResult:
+    expires = (resp.headers.get("Expires") or "").strip()
+    min_expires = (resp.headers.get("Min-Expires") or "").strip()
+    return PublishResult(
+        aor, resp.status, resp.headers.get("SIP-ETag"),
+        int(expires) if expires.isdigit() and len(expires) < 10 else 0,
+        int(min_expires) if min_expires.isdigit() and len(min_expires) < 10 else None,
+    )
 
 
 def _as_invite(cancel: SipRequest) -> SipRequest:

@@ -96,8 +96,19 @@ class TransferProgress:
     status: int
 
 
+@dataclass(frozen=True)
+class PublishResult:
+    """The answer to our PUBLISH (RFC 3903): ``etag`` and ``expires`` when it was accepted."""
+
+    aor: str
+    status: int
+    etag: str | None
+    expires: int
+    min_expires: int | None = None
+
+
 Event = (
     IncomingCall | CallConfirmed | MediaUpdated | DtmfReceived | CallEnded
     | SubscriptionStarted | SubscriptionRefreshed | SubscriptionEnded
-    | TransferResult | TransferProgress
+    | TransferResult | TransferProgress | PublishResult
 )

@@ -36,6 +36,8 @@ _CANONICAL = {
 _CANONICAL["call-id"] = "Call-ID"
 _CANONICAL["cseq"] = "CSeq"
 _CANONICAL["www-authenticate"] = "WWW-Authenticate"
+_CANONICAL["sip-etag"] = "SIP-ETag"
+_CANONICAL["sip-if-match"] = "SIP-If-Match"
 
 # Headers whose value is a comma-separated list (RFC 3261 §7.3.1). Authorization-style headers
 # and Date contain commas that are not separators, so only these are ever split.
