@@ -1,0 +1,49 @@
+"""G.711 tables must be bit-exact with the reference algorithm (stdlib audioop on 3.11)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from imapvm.audio import g711
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
+
+
+def test_ulaw_encode_matches_audioop_for_every_sample() -> None:
+    assert g711.ulaw_encode(ALL_SAMPLES) == audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2)
+
+
+def test_alaw_encode_matches_audioop_for_every_sample() -> None:
+    assert g711.alaw_encode(ALL_SAMPLES) == audioop.lin2alaw(ALL_SAMPLES.tobytes(), 2)
+
+
+def test_ulaw_decode_matches_audioop_for_every_byte() -> None:
+    data = bytes(range(256))
+    expected = np.frombuffer(audioop.ulaw2lin(data, 2), dtype=np.int16)
+    np.testing.assert_array_equal(g711.ulaw_decode(data), expected)
+
+
+def test_alaw_decode_matches_audioop_for_every_byte() -> None:
+    data = bytes(range(256))
+    expected = np.frombuffer(audioop.alaw2lin(data, 2), dtype=np.int16)
+    np.testing.assert_array_equal(g711.alaw_decode(data), expected)
+
+
+@pytest.mark.parametrize("encoding", ["PCMU", "PCMA"])
+def test_round_trip_is_stable_and_silence_decodes_to_zero(encoding: str) -> None:
+    once = g711.decode(encoding, g711.encode(encoding, ALL_SAMPLES))
+    twice = g711.decode(encoding, g711.encode(encoding, once))
+    np.testing.assert_array_equal(once, twice)
+    assert abs(int(g711.decode(encoding, bytes([g711.silence_byte(encoding)]))[0])) <= 8
+
+
+def test_unknown_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"G\.711"):
+        g711.encode("G722", ALL_SAMPLES[:10])
