@@ -9,6 +9,10 @@ reads like a bad file entry.
 [sip]
 listen = ["0.0.0.0:5060", "[::]:5060"]
 trusted = ["127.0.0.1/32", "192.0.2.0/24"]
+advertise = "192.0.2.5"          # Contact/SDP address when listening on a wildcard
+rtp_ports = "10000-20000"
+check_users = ["*97", "vm"]      # Request-URI users that reach VoiceMailMain
+tcp = true
 
 [mwi]
 sip_notify = true
@@ -63,6 +67,13 @@ class SipSettings:
         ipaddress.ip_network("::1/128"),
     )
     """Peers allowed to send INVITE and SUBSCRIBE: the PBX, never the whole Internet."""
+    advertise: str | None = None
+    """Address put in Contact and SDP; needed when listening on a wildcard address (default:
+    the address the host routes from)."""
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    check_users: tuple[str, ...] = ("*97", "vm")
+    """Request-URI users that mean "check my messages" (VoiceMailMain)."""
+    tcp: bool = True
 
 
 @dataclass(frozen=True)
@@ -216,7 +227,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
             )
     defaults = ServerSettings()
 
-    sip = check.table(raw, "sip", {"listen", "trusted"})
+    sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
+                                   "tcp"})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -229,9 +241,32 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
             trusted.append(ipaddress.ip_network(str(item).strip(), strict=False))
         except ValueError:
             check.error(f"sip.trusted[{i}]", f"'{item}' is not an IP address or network")
+    advertise = check.string(sip, "sip.advertise", "").strip() or None
+    if advertise is not None:
+        try:
+            ipaddress.ip_address(advertise)
+        except ValueError:
+            check.error("sip.advertise", f"'{advertise}' is not an IP address")
+            advertise = None
+    rtp_ports = defaults.sip.rtp_ports
+    rtp_text = check.string(sip, "sip.rtp_ports", "")
+    if rtp_text:
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", rtp_text)
+        lo, hi = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        if not m or not 1024 <= lo < hi <= 65535 or hi - lo < 2:
+            check.error("sip.rtp_ports", f"'{rtp_text}' is not a range like 10000-20000 "
+                        "(1024-65535, at least two ports)")
+        else:
+            rtp_ports = (lo, hi)
+    check_users = check.string_list(sip, "sip.check_users")
     sip_settings = SipSettings(
         listen=tuple(listen) if "listen" in sip else defaults.sip.listen,
         trusted=tuple(trusted) if raw_trusted is not None else defaults.sip.trusted,
+        advertise=advertise,
+        rtp_ports=rtp_ports,
+        check_users=tuple(str(u) for u in check_users) if check_users is not None
+        else defaults.sip.check_users,
+        tcp=check.boolean(sip, "sip.tcp", True),
     )
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
