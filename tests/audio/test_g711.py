@@ -1,4 +1,5 @@
-"""G.711 tables must be bit-exact with the reference algorithm (stdlib audioop on 3.11)."""
+"""G.711 tables must be bit-exact with the ITU-T G.191 reference algorithm (the plain oracles in
+test_formats.py); stdlib audioop agrees on the decoders and A-law, not on µ-law encoding."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from imapvm.audio import g711
+from tests.audio.test_formats import _g191_alaw, _g191_ulaw
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -16,12 +18,19 @@ with warnings.catch_warnings():
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
 
 
-def test_ulaw_encode_matches_audioop_for_every_sample() -> None:
-    assert g711.ulaw_encode(ALL_SAMPLES) == audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2)
+def test_encoders_match_itu_g191_for_every_sample() -> None:
+    assert g711.ulaw_encode(ALL_SAMPLES) == bytes(_g191_ulaw(int(x)) for x in ALL_SAMPLES)
+    assert g711.alaw_encode(ALL_SAMPLES) == bytes(_g191_alaw(int(x)) for x in ALL_SAMPLES)
 
 
-def test_alaw_encode_matches_audioop_for_every_sample() -> None:
+def test_audioop_differs_only_where_expected() -> None:
+    """audioop's A-law encoder agrees; its µ-law encoder rounds 508 negative inputs otherwise."""
     assert g711.alaw_encode(ALL_SAMPLES) == audioop.lin2alaw(ALL_SAMPLES.tobytes(), 2)
+    ours = np.frombuffer(g711.ulaw_encode(ALL_SAMPLES), dtype=np.uint8)
+    theirs = np.frombuffer(audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2), dtype=np.uint8)
+    differ = ALL_SAMPLES[ours != theirs]
+    assert len(differ) == 508
+    assert (differ < 0).all()
 
 
 def test_ulaw_decode_matches_audioop_for_every_byte() -> None:

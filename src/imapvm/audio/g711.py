@@ -2,9 +2,11 @@
 
 RTP carries G.711 for every call, 50 frames a second each, so the per-frame cost must be one
 table lookup per sample. Encoding indexes a 65536-entry table by the raw 16-bit sample; decoding
-indexes a 256-entry table. The tables are built once at import by the reference segment
-algorithm (the one in the ITU/Sun sources and in CPython's ``audioop``), which makes the results
-bit-exact with G.711 and with ``audioop`` (still needed on 3.13+ only as a test oracle).
+indexes a 256-entry table. The tables are built once at import by the ITU-T G.191 reference
+algorithm, which makes them bit-exact with the ITU software: CPython's ``audioop`` (and the
+Sun code it descends from) rounds negative samples differently in µ-law (508 of 65,536 inputs
+differ), so it is an oracle for the decoders and for A-law only. One implementation serves RTP
+and the ``.ulaw``/``.alaw`` files (``audio.formats``).
 """
 
 from __future__ import annotations
@@ -31,21 +33,29 @@ ALAW_SILENCE = 0xD5
 Pcm = npt.NDArray[np.int16]
 
 
-def _segment(values: npt.NDArray[np.int64], ends: list[int]) -> npt.NDArray[np.int64]:
-    """Index of the first segment end >= value (8 when beyond the last), as ``search()`` does."""
-    return np.searchsorted(np.asarray(ends, dtype=np.int64), values, side="left").astype(np.int64)
+def _bit_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Vectorised ``int.bit_length`` for small non-negative integers."""
+    out = np.zeros(values.shape, dtype=np.int64)
+    v = values.copy()
+    while np.any(v):
+        nz = v != 0
+        out[nz] += 1
+        v >>= 1
+    return out
+
+
+def _all_samples() -> npt.NDArray[np.int64]:
+    """Every int16 value, in the order of its uint16 bit pattern (the table index)."""
+    return np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.int64)
 
 
 def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
-    samples = np.arange(65536, dtype=np.int64)
-    samples = np.where(samples >= 32768, samples - 65536, samples)  # index = uint16 view of int16
-    pcm = samples >> 2  # 14-bit
-    mask = np.where(pcm < 0, 0x7F, 0xFF)
-    pcm = np.minimum(np.abs(pcm), 8159) + 0x21
-    seg = _segment(pcm, [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
-    uval = (np.minimum(seg, 7) << 4) | ((pcm >> (np.minimum(seg, 7) + 1)) & 0xF)
-    uval = np.where(seg >= 8, 0x7F, uval)
-    return (uval ^ mask).astype(np.uint8)
+    """G.191 ``ulaw_compress``: 14-bit magnitude (one's complement for negatives), bias 33."""
+    x = _all_samples()
+    absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
+    segno = _bit_length(absno >> 6) + 1
+    code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 15))
+    return np.where(x >= 0, code | 0x80, code).astype(np.uint8)
 
 
 def _build_ulaw_decode() -> Pcm:
@@ -55,16 +65,14 @@ def _build_ulaw_decode() -> Pcm:
 
 
 def _build_alaw_encode() -> npt.NDArray[np.uint8]:
-    samples = np.arange(65536, dtype=np.int64)
-    samples = np.where(samples >= 32768, samples - 65536, samples)
-    pcm = samples >> 3  # 13-bit
-    mask = np.where(pcm >= 0, 0xD5, 0x55)
-    pcm = np.where(pcm >= 0, pcm, -pcm - 1)
-    seg = _segment(pcm, [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
-    shift = np.where(seg < 2, 1, np.minimum(seg, 7))
-    aval = (np.minimum(seg, 7) << 4) | ((pcm >> shift) & 0xF)
-    aval = np.where(seg >= 8, 0x7F, aval)
-    return (aval ^ mask).astype(np.uint8)
+    """G.191 ``alaw_compress``: 12-bit magnitude (one's complement), segment, even-bit XOR."""
+    x = _all_samples()
+    ix = np.where(x < 0, (~x) >> 4, x >> 4)
+    exp = np.maximum(_bit_length(ix) - 4, 0)
+    seg_code = ((ix >> np.maximum(exp - 1, 0)) - 16) + (exp << 4)
+    code = np.where(ix > 15, seg_code, ix)
+    code = np.where(x >= 0, code | 0x80, code)
+    return (code ^ 0x55).astype(np.uint8)
 
 
 def _build_alaw_decode() -> Pcm:
