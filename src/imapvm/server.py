@@ -110,7 +110,8 @@ class VoicemailServer:
         self.embedded = embedded
         self.metrics = Metrics()
         paths = loaded.settings.paths
-        self.store = RoutingStore(loaded.voicemail, paths.spool)
+        self.store = RoutingStore(loaded.voicemail, paths.spool,
+                                  loaded.settings.imap.oauth2_token_command)
         self.outbox = Outbox(paths.outbox, self.store)
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow

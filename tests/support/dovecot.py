@@ -5,6 +5,8 @@ runs in the foreground as a child process, and is stopped with SIGTERM. Three va
 
 - ``slash``: hierarchy separator ``/``;
 - ``dot``: hierarchy separator ``.``;
+- ``oauth``: separator ``/`` with the oauth2 passdb (XOAUTH2 and OAUTHBEARER) asking
+  `introspection_url` (a test's local HTTP server) whether a bearer token is valid;
 - ``tls``: separator ``/`` with TLS: STARTTLS on the plain port and implicit TLS on `tls_port`,
   with a self-signed certificate for 127.0.0.1 (`cert_path`);
 - ``restricted``: separator ``/`` but advertising only what an old server (UW-IMAP 2005)
@@ -116,6 +118,7 @@ class DovecotServer:
     users: dict[str, str] = field(default_factory=dict)
     quota_kb: int = QUOTA_KB
     tls_port: int = 0
+    introspection_url: str = ""
 
     @property
     def separator(self) -> str:
@@ -259,6 +262,13 @@ class DovecotServer:
     def _config(self) -> str:
         d = self.directory
         extra = ""
+        if self.variant == "oauth":
+            (d / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\n"
+                "active_value = true\nforce_introspection = yes\n")
+            extra = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                     f"  args = {d}/oauth2.conf.ext\n}}\n")
         if self.variant == "restricted":
             extra = (
                 f"imap_capability = {RESTRICTED_CAPABILITY}\n"
@@ -276,7 +286,7 @@ protocols = imap
 listen = {self.host}
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.variant == "oauth" else ""}
 auth_failure_delay = 0
 auth_master_user_separator = *
 first_valid_uid = 1

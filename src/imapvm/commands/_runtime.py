@@ -58,7 +58,8 @@ def load_config(args: argparse.Namespace) -> LoadedConfig:
 
 
 def open_store(loaded: LoadedConfig) -> RoutingStore:
-    return RoutingStore(loaded.voicemail, loaded.settings.paths.spool)
+    return RoutingStore(loaded.voicemail, loaded.settings.paths.spool,
+                        loaded.settings.imap.oauth2_token_command)
 
 
 def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:

@@ -30,6 +30,9 @@ sounds = "/usr/share/asterisk/sounds/en_US_f_Allison"
 
 [http]
 listen = "127.0.0.1:9180"
+
+[imap]
+oauth2_token_command = "/usr/local/bin/m365-token {user}"   # XOAUTH2 instead of passwords
 ```
 """
 
@@ -38,9 +41,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -106,11 +110,19 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class ImapClientSettings:
+    oauth2_token_command: tuple[str, ...] = ()
+    """argv (`{user}` is replaced by the IMAP user) that prints an OAuth 2.0 bearer token: the
+    IMAP login then uses XOAUTH2 (Microsoft 365, Gmail) instead of the password."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     sip: SipSettings = field(default_factory=SipSettings)
     mwi: MwiSettings = field(default_factory=MwiSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    imap: ImapClientSettings = field(default_factory=ImapClientSettings)
     source: str | None = None
 
 
@@ -219,10 +231,10 @@ def _type_name(value: object) -> str:
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
-        if name not in {"sip", "mwi", "paths", "http"}:
+        if name not in {"sip", "mwi", "paths", "http", "imap"}:
             diags.warning(
                 f"{name}: unknown section ignored"
-                + did_you_mean(name, {"sip", "mwi", "paths", "http"}),
+                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap"}),
                 where(name),
             )
     defaults = ServerSettings()
@@ -311,7 +323,16 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     if "listen" in http:
         value = http["listen"]
         http_listen = None if value == "" else check.endpoint(value, "http.listen", 9180)
-    return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen))
+    imap = check.table(raw, "imap", {"oauth2_token_command"})
+    command: tuple[str, ...] = ()
+    text = check.string(imap, "imap.oauth2_token_command", "")
+    if text.strip():
+        try:
+            command = tuple(shlex.split(text))
+        except ValueError as exc:
+            check.error("imap.oauth2_token_command", f"cannot be split into words: {exc}")
+    return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
+                          ImapClientSettings(command))
 
 
 # ------------------------------------------------------------------------------- file loading
@@ -366,7 +387,7 @@ def load_settings(
         return Location(name, lines.get(bare, 0))
 
     settings = _validate(raw, diags, where)
-    return ServerSettings(settings.sip, settings.mwi, settings.paths, settings.http, source)
+    return replace(settings, source=source)
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -29,9 +29,11 @@ class UnknownMailbox(StoreError):
 
 
 class RoutingStore:
-    def __init__(self, config: VoicemailConfig, spool_root: Path) -> None:
+    def __init__(self, config: VoicemailConfig, spool_root: Path,
+                 oauth2_token_command: tuple[str, ...] = ()) -> None:
         self.config = config
-        self.imap = ImapStore(lambda box: imap_settings(self.settings(box)))
+        self.imap = ImapStore(lambda box: imap_settings(
+            self.settings(box), oauth2_token_command=oauth2_token_command))
         self.spool = SpoolStore(spool_root,
                                 lambda box: SpoolSettings(maxmsg=self.settings(box).maxmsg))
 

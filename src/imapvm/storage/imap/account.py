@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from imapvm.config.imapflags import TlsMode
-from imapvm.storage.base import Folder, StoreError, StoreUnavailable
+from imapvm.storage.base import Folder, LoginRefused, StoreError, StoreUnavailable
 from imapvm.storage.imap import utf7
 from imapvm.storage.imap.connection import (
     AuthenticationFailed,
@@ -57,6 +57,8 @@ class ImapSettings:
     imap_greetings: bool = False
     expunge_on_hangup: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
+    oauth2_token_command: tuple[str, ...] = ()
+    """argv printing a bearer token for `{user}`: XOAUTH2 instead of a password."""
     vm_tag: str = ""
     context: str = "default"
     maxmsg: int = 100
@@ -125,7 +127,9 @@ class Account:
             raise StoreUnavailable(f"{self.label}: imapflags=secure forbids sending the password "
                                    "over an unencrypted connection")
         try:
-            if s.authuser:
+            if s.oauth2_token_command:
+                await conn.authenticate_xoauth2(s.user, await self._token())
+            elif s.authuser:
                 if conn.has("AUTH=PLAIN"):
                     await conn.authenticate_plain(s.user, s.authuser, s.authpassword or "")
                 else:  # Dovecot's master-user LOGIN syntax
@@ -133,9 +137,30 @@ class Account:
             else:
                 await conn.login(s.user, s.password or "")
         except AuthenticationFailed as exc:
-            raise StoreUnavailable(str(exc)) from None
+            raise LoginRefused(str(exc)) from None
         except ConnectionLost as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def _token(self) -> str:
+        """Run the configured token command; its first output line is the bearer token."""
+        argv = [a.replace("{user}", self.settings.user) for a in self.settings.oauth2_token_command]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL)
+            out, errout = await asyncio.wait_for(proc.communicate(), self.settings.timeouts.open)
+        except (OSError, TimeoutError) as exc:
+            if "proc" in locals():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            raise StoreUnavailable(f"{self.label}: oauth2 token command {argv[0]!r} failed: "
+                                   f"{exc or 'timeout'}") from None
+        token = out.decode(errors="replace").strip().splitlines()[0] if out.strip() else ""
+        if proc.returncode != 0 or not token:
+            detail = errout.decode(errors="replace").strip()[:200]
+            raise StoreUnavailable(f"{self.label}: oauth2 token command {argv[0]!r} exited "
+                                   f"{proc.returncode} without a token: {detail}")
+        return token
 
     async def _discover(self, conn: ImapConnection) -> ServerInfo:
         info = ServerInfo(capabilities=conn.capabilities)
@@ -190,6 +215,8 @@ class Account:
             except ConnectionLost as exc:
                 if attempt >= retries:
                     raise StoreUnavailable(f"{self.label}: {exc}") from exc
+            except LoginRefused:
+                raise
             except StoreUnavailable:
                 if attempt >= retries:
                     raise

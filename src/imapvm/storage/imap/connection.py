@@ -108,7 +108,9 @@ class ImapConnection:
         self.encrypted = False
         self._framer = ResponseFramer()
         self._pending: list[_Pending] = []  # in flight, oldest first (pipelining)
-        self._continuation: asyncio.Future[Response] | None = None
+        # Continuation requests ("+ ...") as they arrive; a queue, so one that arrives before
+        # anybody waits for it (during drain(), say) is never lost.
+        self._continuations: asyncio.Queue[Response] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._close_reason: str = ""
@@ -206,14 +208,31 @@ class ImapConnection:
         blob = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode())
         try:
             if self.has("SASL-IR"):
-                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False)
+                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False,
+                                         continuation=[])
             else:
                 res = await self.execute("AUTHENTICATE", "PLAIN", log_args=False,
-                                         continuation=blob)
+                                         continuation=[blob])
         except ImapError as exc:
             raise AuthenticationFailed(
                 f"{self.label}: master login of {authcid!r} as {authzid!r} refused: {exc.text}"
             ) from None
+        await self._after_login(res)
+
+    async def authenticate_xoauth2(self, user: str, token: str) -> None:
+        """SASL XOAUTH2 (Microsoft 365, Gmail): a bearer token instead of a password. On a bad
+        token the server sends an error challenge, which is acknowledged with an empty line."""
+        blob = base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+        try:
+            if self.has("SASL-IR"):
+                res = await self.execute("AUTHENTICATE", "XOAUTH2", blob, log_args=False,
+                                         continuation=[])
+            else:
+                res = await self.execute("AUTHENTICATE", "XOAUTH2", log_args=False,
+                                         continuation=[blob])
+        except ImapError as exc:
+            raise AuthenticationFailed(
+                f"{self.label}: XOAUTH2 login as {user!r} refused: {exc.text}") from None
         await self._after_login(res)
 
     async def _after_login(self, res: Result) -> None:
@@ -228,13 +247,14 @@ class ImapConnection:
         name: str,
         *args: bytes | str | int,
         log_args: bool = True,
-        continuation: bytes | None = None,
+        continuation: Sequence[bytes] | None = None,
         limit: float | None = None,
     ) -> Result:
         """Run one command; raises ImapError on NO/BAD, ConnectionLost if the link dies.
 
-        `continuation` is a line sent when the server asks for one (AUTHENTICATE).
-        """
+        `continuation`: the lines to send, in order, when the server asks for more (SASL
+        exchanges); once they are used up, further requests get an empty line, which is how a
+        client acknowledges a SASL error challenge."""
         async with self._lock:
             return await self._execute_locked(name, args, log_args, continuation, limit)
 
@@ -243,7 +263,7 @@ class ImapConnection:
         name: str,
         args: Sequence[bytes | str | int],
         log_args: bool,
-        continuation: bytes | None,
+        continuation: Sequence[bytes] | None,
         limit: float | None,
     ) -> Result:
         if self._closed.is_set():
@@ -252,27 +272,32 @@ class ImapConnection:
         loop = asyncio.get_running_loop()
         pending = _Pending(name=name, future=loop.create_future(), tag=tag)
         self._pending = [pending]
+        self._drain_continuations()
         chunks = encode_command(tag, name, args, literal_plus=self.has("LITERAL+"))
         log.debug("%s > %s %s", self.label, name, _show(args) if log_args else "<hidden>")
         wait_s = limit if limit is not None else self.timeouts.read
         try:
+            finished_early = False
             for i, chunk in enumerate(chunks):
-                expect_continuation = i < len(chunks) - 1 or continuation is not None
-                if expect_continuation:  # before writing: the answer may come during drain()
-                    self._continuation = loop.create_future()
                 await self._write(chunk)
-                if expect_continuation:
-                    cont = await self._wait_continuation(pending, wait_s)
-                    if cont is None:  # the server finished the command instead of continuing
-                        break
-                    if i == len(chunks) - 1 and continuation is not None:
-                        await self._write(continuation + b"\r\n")
+                if i < len(chunks) - 1 and await self._wait_continuation(pending, wait_s) is None:
+                    finished_early = True  # the server answered instead of continuing
+                    break
+            replies = list(continuation) if continuation is not None else None
+            while replies is not None and not finished_early:
+                if await self._wait_continuation(pending, wait_s) is None:
+                    break
+                await self._write((replies.pop(0) if replies else b"") + b"\r\n")
             done = await self._wait(pending.future, wait_s)
         finally:
             self._pending = []
         if done.status != "OK":
             raise ImapError(name, done.status, done.text, done.code)
         return Result(done.status, done.code, list(done.code_args), done.text, pending.untagged)
+
+    def _drain_continuations(self) -> None:
+        while not self._continuations.empty():
+            self._continuations.get_nowait()
 
     async def pipeline(
         self, commands: Sequence[tuple[str, Sequence[bytes | str | int]]]
@@ -315,17 +340,20 @@ class ImapConnection:
                 self._pending = []
 
     async def _wait_continuation(self, pending: _Pending, wait_s: float) -> Response | None:
-        if self._continuation is None:
-            self._continuation = asyncio.get_running_loop().create_future()
+        """The next continuation request, or None if the command completed instead."""
+        if not self._continuations.empty():
+            return self._continuations.get_nowait()
+        cont = asyncio.ensure_future(self._continuations.get())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
             finished, _ = await asyncio.wait(
-                {self._continuation, pending.future, closed},
-                timeout=wait_s, return_when=asyncio.FIRST_COMPLETED,
+                {cont, pending.future, closed}, timeout=wait_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             closed.cancel()
-            cont, self._continuation = self._continuation, None
+            if not cont.done():
+                cont.cancel()
         if cont in finished:
             return cont.result()
         if pending.future in finished:
@@ -379,7 +407,7 @@ class ImapConnection:
 
             self.on_untagged = push
             try:
-                self._continuation = asyncio.get_running_loop().create_future()
+                self._drain_continuations()
                 await self._write(tag + b" IDLE\r\n")
                 cont = await self._wait_continuation(pending, self.timeouts.read)
                 if cont is None:
@@ -419,8 +447,7 @@ class ImapConnection:
             self._greeting.set_result(r)
             return
         if r.kind == "continuation":
-            if self._continuation is not None and not self._continuation.done():
-                self._continuation.set_result(r)
+            self._continuations.put_nowait(r)
             return
         if r.kind == "tagged":
             for p in self._pending:
