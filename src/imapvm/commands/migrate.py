@@ -89,10 +89,11 @@ async def _migrate(args: argparse.Namespace, loaded: LoadedConfig, store: Routin
                   sum(t.skipped for t in results.values()),
                   [f for t in results.values() for f in t.failed])
     if args.json:
-        print_json({box: t.__dict__ for box, t in results.items()} | {"total": total.__dict__})
+        print_json({name: t.__dict__ for name, t in results.items()}
+                   | {"total": total.__dict__})
     else:
-        for box, t in results.items():
-            print(f"{box}: {t.copied} copied, {t.skipped} already there, {len(t.failed)} failed")
+        for name, t in results.items():
+            print(f"{name}: {t.copied} copied, {t.skipped} already there, {len(t.failed)} failed")
             for f in t.failed:
                 print(f"  {f}")
         verb = "would copy" if args.dry_run else "copied and verified"

@@ -14,6 +14,7 @@ imapvm never makes a reference point at another message.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import email
 import email.policy
@@ -208,7 +209,7 @@ class SpoolStore:
             return [self._message(box, folder, n) for n in numbers]
         return await asyncio.to_thread(work)
 
-    def _audio_files(self, box: MailboxRef, folder: Folder, n: int) -> list[Path]:
+    def _audio_files(self, box: MailboxRef, folder: Folder, n: int) -> builtins.list[Path]:
         d = self.folder_dir(box, folder)
         return sorted(p for p in d.glob(f"msg{n:04d}.*") if p.suffix != ".txt")
 

@@ -16,8 +16,9 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from imapvm.config.imapflags import TlsMode
 from imapvm.storage.base import Folder, LoginRefused, StoreError, StoreUnavailable
@@ -32,6 +33,7 @@ from imapvm.storage.imap.connection import (
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ class Account:
                 else:
                     await conn.close()
 
-    async def run(self, op, retries: int = 1):  # type: ignore[no-untyped-def]
+    async def run(self, op: Callable[[ImapConnection], Awaitable[T]], retries: int = 1) -> T:
         """Run `await op(conn)` on a pooled connection; on a lost connection retry on a fresh one
         (with a short jittered backoff). Only for idempotent operations."""
         attempt = 0

@@ -17,6 +17,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from imapvm.config.imapflags import TlsMode
 from imapvm.storage.imap.protocol import (
@@ -345,9 +346,10 @@ class ImapConnection:
             return self._continuations.get_nowait()
         cont = asyncio.ensure_future(self._continuations.get())
         closed = asyncio.ensure_future(self._closed.wait())
+        waits: set[asyncio.Future[Any]] = {cont, pending.future, closed}
         try:
             finished, _ = await asyncio.wait(
-                {cont, pending.future, closed}, timeout=wait_s,
+                waits, timeout=wait_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -365,8 +367,9 @@ class ImapConnection:
 
     async def _wait(self, fut: asyncio.Future[Response], wait_s: float) -> Response:
         closed = asyncio.ensure_future(self._closed.wait())
+        waits: set[asyncio.Future[Any]] = {fut, closed}
         try:
-            finished, _ = await asyncio.wait({fut, closed}, timeout=wait_s,
+            finished, _ = await asyncio.wait(waits, timeout=wait_s,
                                              return_when=asyncio.FIRST_COMPLETED)
         finally:
             closed.cancel()
