@@ -79,7 +79,11 @@ async def leave_message(
     try:
         await channel.answer()
         if not boxes:
-            boxes = await _ask_mailbox(channel, session)
+            if channel.target.mailbox:
+                found = session.find(channel.target.mailbox)
+                boxes = [found] if found else []
+            else:
+                boxes = await _ask_mailbox(channel, session)
         result = await _leave(channel, session, list(boxes), options)
     except ChannelHangup:
         return LeaveResult("FAILED")
