@@ -28,6 +28,8 @@ from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
 from imapvm.config.reload import reload as reload_config
 from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
+from imapvm.ivr.leave import leave_message
+from imapvm.ivr.session import Session
 from imapvm.metrics import Registry
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import MailboxRef, StoreError
@@ -116,6 +118,7 @@ class VoicemailServer:
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
+        self.session = Session(store=self.store, outbox=self.outbox, config=loaded.voicemail)
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -214,6 +217,7 @@ class VoicemailServer:
         diff = result.diff
         self.loaded = result.active
         self.store.config = result.active.voicemail
+        self.session.config = result.active.voicemail
         self.prompts = PromptLoader(result.active.settings.paths.sounds,
                                     result.active.voicemail.general.prompt)
         self.metrics.reloads.inc(result="applied")
@@ -262,6 +266,16 @@ class VoicemailServer:
         number, _, context = text.partition("@")
         found = self.loaded.voicemail.find(number, context or None)
         return MailboxRef(found.number, found.context) if found else None
+
+
+async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
+    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
+    await leave_message(channel, server.session)
+
+
+def default_flows() -> tuple[CallFlow, CallFlow | None]:
+    """The flows `imapvm serve` runs: (leave a message, check messages)."""
+    return deposit_call, None
 
 
 class JsonFormatter(logging.Formatter):
