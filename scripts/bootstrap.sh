@@ -42,8 +42,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-STAMP=.venv/.imapvm-$PROFILE-$(sha256sum pyproject.toml | cut -c1-16)
-if [ ! -f "$STAMP" ]; then
+HASH=$(sha256sum pyproject.toml | cut -c1-16)
+STAMP=.venv/.imapvm-$PROFILE-$HASH
+# The test profile installs everything the server profile does.
+if [ ! -f "$STAMP" ] && ! { [ "$PROFILE" = server ] && [ -f ".venv/.imapvm-test-$HASH" ]; }; then
   echo "bootstrap: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   if [ "$PROFILE" = test ]; then
