@@ -29,8 +29,9 @@ from imapvm.config.reload import reload as reload_config
 from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
-from imapvm.ivr.session import Session
+from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
+from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import MailboxRef, StoreError
 from imapvm.storage.outbox import Outbox
@@ -118,7 +119,9 @@ class VoicemailServer:
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
-        self.session = Session(store=self.store, outbox=self.outbox, config=loaded.voicemail)
+        self.session = Session(store=self.store, outbox=self.outbox, config=loaded.voicemail,
+                               exits=self._exit_target, save_password=self._save_password)
+        self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -218,6 +221,9 @@ class VoicemailServer:
         self.loaded = result.active
         self.store.config = result.active.voicemail
         self.session.config = result.active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(result.active.voicemail,
+                                                    result.active.settings.paths.spool)
         self.prompts = PromptLoader(result.active.settings.paths.sounds,
                                     result.active.voicemail.general.prompt)
         self.metrics.reloads.inc(result="applied")
@@ -250,6 +256,19 @@ class VoicemailServer:
         finally:
             self._active.discard(task)
             self.metrics.active_calls.set(len(self._active))
+
+    def _exit_target(self, exit_: Exit) -> str | None:
+        """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
+        template = self.loaded.settings.sip.exit_uri
+        if template is None:
+            return None
+        return template.replace("{extension}", exit_.extension).replace(
+            "{context}", exit_.context)
+
+    async def _save_password(self, box: MailboxRef, password: str) -> None:
+        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
+                                   password)
+        log.info("password of %s changed by phone; saved in %s", box, path)
 
     async def _mwi_lookup(self, mailbox: str) -> MessageSummary | None:
         box = self.mailbox_ref(mailbox)

@@ -13,6 +13,7 @@ advertise = "192.0.2.5"          # Contact/SDP address when listening on a wildc
 rtp_ports = "10000-20000"
 check_users = ["*97", "vm"]      # Request-URI users that reach VoiceMailMain
 tcp = true
+exit_uri = "sip:{extension}@192.0.2.10"   # key 0 -> o, key * -> a, as Asterisk's dialplan
 
 [mwi]
 sip_notify = true
@@ -78,6 +79,10 @@ class SipSettings:
     check_users: tuple[str, ...] = ("*97", "vm")
     """Request-URI users that mean "check my messages" (VoiceMailMain)."""
     tcp: bool = True
+    exit_uri: str | None = None
+    """Where a caller who leaves the menus goes, as a SIP URI template: `{extension}` is `o`
+    (operator, key 0), `a` (key *) or the number to call back / dial out, `{context}` the
+    exitcontext. None: those keys do nothing, as in Asterisk without the extensions."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,16 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
+    text = check.string(sip, "sip.exit_uri", "").strip()
+    if not text:
+        return None
+    if not text.startswith(("sip:", "sips:")) or "{extension}" not in text:
+        check.error("sip.exit_uri", f"'{text}' must be a sip: URI template with {{extension}}")
+        return None
+    return text
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
@@ -240,7 +255,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp"})
+                                   "tcp", "exit_uri"})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -279,6 +294,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         check_users=tuple(str(u) for u in check_users) if check_users is not None
         else defaults.sip.check_users,
         tcp=check.boolean(sip, "sip.tcp", True),
+        exit_uri=_exit_uri(check, sip),
     )
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
