@@ -119,6 +119,9 @@ class DovecotServer:
     quota_kb: int = QUOTA_KB
     tls_port: int = 0
     introspection_url: str = ""
+    extra_config: str = ""
+    """Appended to the generated dovecot.conf (later settings win): e.g. the process and client
+    limits a bench with a thousand connections needs. Empty by default: tests keep the defaults."""
 
     @property
     def separator(self) -> str:
@@ -352,7 +355,7 @@ plugin {{
   quota_rule = *:storage={self.quota_kb}K
   quota_grace = 0
 }}
-"""
+{self.extra_config}"""
 
 
 def _nobody_uid() -> int:

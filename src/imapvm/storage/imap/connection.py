@@ -514,8 +514,9 @@ class ImapConnection:
                 await asyncio.wait_for(self.execute("LOGOUT"), self.timeouts.close)
         self._mark_closed("closed by client")
         self._reader_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader_task
+        # asyncio.wait, not `await task` under suppress(CancelledError): that would also
+        # swallow a cancellation of the caller (a watcher being stopped while it closes).
+        await asyncio.wait([self._reader_task], timeout=2)
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 2)

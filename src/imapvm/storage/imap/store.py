@@ -31,10 +31,11 @@ from imapvm.storage.base import (
     QuotaInfo,
     StoredMessage,
     StoreError,
+    StoreUnavailable,
 )
 from imapvm.storage.imap import expunge
 from imapvm.storage.imap.account import Account, ImapSettings
-from imapvm.storage.imap.connection import ImapConnection, ImapError, Result
+from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError, Result
 from imapvm.storage.imap.protocol import Literal, Raw
 from imapvm.storage.imap.responses import (
     by_uid,
@@ -213,7 +214,24 @@ class ImapStore:
         return (await self._scan(conn, acct, s, name, greetings=greetings)).uids
 
     # -- counting and listing -------------------------------------------------------------
-    async def counts(self, box: MailboxRef) -> Counts:
+    async def select_main_folder(self, box: MailboxRef, conn: ImapConnection) -> str:
+        """SELECT `box`'s main voicemail folder on `conn` (unless it already is) and return its
+        name: an MWI watcher keeps it selected, so IDLE and NOTIFY report its changes."""
+        acct, _ = self.account(box)
+        name = acct.folder_name(Folder.INBOX)
+        try:
+            await acct.ensure_folder(conn, name)
+            await self._select(conn, name)
+        except ConnectionLost as exc:
+            raise StoreUnavailable(f"{acct.label}: {exc}") from exc
+        except ImapError as exc:
+            raise StoreError(f"{acct.label}: {exc}") from exc
+        return name
+
+    async def counts(self, box: MailboxRef, *, conn: ImapConnection | None = None) -> Counts:
+        """New, old and urgent of `box`. With `conn`, on that connection (an MWI watcher counts
+        on the connection it idles on, so a watched account costs one connection, not two);
+        else on a pooled one."""
         acct, s = self.account(box)
 
         async def op(conn: ImapConnection) -> Counts:
@@ -231,6 +249,13 @@ class ImapStore:
             return Counts(new=new, old=old, urgent=urgent,
                           folders={"INBOX": new, "Old": old, "Urgent": urgent})
 
+        if conn is not None:
+            try:
+                return await op(conn)
+            except ConnectionLost as exc:
+                raise StoreUnavailable(f"{acct.label}: {exc}") from exc
+            except ImapError as exc:
+                raise StoreError(f"{acct.label}: {exc}") from exc
         return await acct.run(op)
 
     async def list(self, box: MailboxRef, folder: Folder,

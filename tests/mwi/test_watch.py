@@ -1,0 +1,189 @@
+"""The lamp follows the mailbox whoever changes it: another mail client against real servers.
+
+Dovecot offers NOTIFY; the restricted Dovecot only IDLE (and is also watched by polling);
+Cyrus offers IDLE (it polls its own mailboxes every second). Every step must give exactly one
+update with the right counts: `Recorder.expect` takes the *next* update, so an intermediate
+state (a blink, a transient zero) fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from imapvm.mwi.engine import MwiEngine
+from imapvm.mwi.watch import ImapWatcher, WatchOptions
+from imapvm.storage.base import Counts, MailboxRef
+from imapvm.storage.imap.store import ImapStore
+from tests.conftest import Account, make_account
+from tests.mwi.helpers import Recorder, make_store
+from tests.support.cyrus import CyrusServer
+from tests.support.dovecot import DovecotServer
+from tests.support.mailclient import AsyncMailClient, simple_message
+from tests.support.vmmail import voicemail
+
+BOX = MailboxRef("100", "default")
+NAME = "100@default"
+FAST = WatchOptions(pollfreq=1.0, backoff_initial=0.2, backoff_max=1.0)
+
+
+@dataclass
+class Rig:
+    account: Account
+    store: ImapStore
+    engine: MwiEngine
+    sink: Recorder
+    client: AsyncMailClient
+
+    def watcher(self, box: MailboxRef = BOX) -> ImapWatcher:
+        w = self.engine.watcher(box)
+        assert isinstance(w, ImapWatcher)
+        return w
+
+
+async def rig_for(server: DovecotServer | CyrusServer, options: WatchOptions = FAST,
+                  ) -> AsyncIterator[Rig]:
+    account = make_account(server, "mwi")
+    client = await AsyncMailClient.connect(server, account.user, account.password)
+    store = make_store(account)
+    sink = Recorder()
+    engine = MwiEngine(lambda _box: store, [sink], options)
+    await engine.start()
+    try:
+        yield Rig(account, store, engine, sink, client)
+    finally:
+        await engine.stop()
+        await store.aclose()
+        await client.close()
+
+
+CASES = {
+    "dovecot-notify": ("dovecot_slash", FAST, "notify"),
+    "restricted-idle": ("dovecot_restricted", FAST, "idle"),
+    "restricted-poll": ("dovecot_restricted", WatchOptions(
+        pollfreq=1.0, backoff_initial=0.2, modes=("poll",)), "poll"),
+    "cyrus-idle": ("cyrus", FAST, "idle"),
+}
+
+
+@pytest.fixture(params=list(CASES))
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    fixture, options, _ = CASES[request.param]
+    server = request.getfixturevalue(fixture)
+    mark = server.command_mark() if fixture == "dovecot_restricted" else None
+    async for r in rig_for(server, options):
+        r.expected_mode = CASES[request.param][2]  # type: ignore[attr-defined]
+        yield r
+    if mark is not None:
+        server.assert_only_offered(since=mark)
+
+
+@pytest.mark.slow
+async def test_the_lamp_follows_another_mail_client(rig: Rig) -> None:
+    c, sink = rig.client, rig.sink
+    await c.create("Work")
+    await c.append("INBOX", voicemail("100"))
+    await c.append("INBOX", voicemail("100"))
+    await c.append("INBOX", voicemail("1000"))  # another box's: a substring match, not ours
+    await c.append("INBOX", simple_message())
+    await rig.engine.watch(BOX)
+    await sink.expect(NAME, new=2, old=0)
+    assert rig.watcher().mode == rig.expected_mode  # type: ignore[attr-defined]
+    await c.select("INBOX")
+    first, second = (await c.uids("HEADER X-Asterisk-VM-Extension 100"))[:2]
+
+    await c.read(first)  # a mail program opens it: \Seen
+    await sink.expect(NAME, new=1, old=1)
+    await c.store([second], "+FLAGS", "\\Flagged")  # urgent
+    u = await sink.expect(NAME, new=0, old=1, urgent=1)
+    assert u.mwi_new == 1
+    await c.append("INBOX", voicemail("100"))
+    await sink.expect(NAME, new=1, old=1, urgent=1)
+    await c.move([first], "Work")  # COPY + \Deleted + EXPUNGE
+    await sink.expect(NAME, new=1, old=0, urgent=1)
+    await c.delete([second], expunge=False)  # \Deleted alone already removes it from counts
+    await sink.expect(NAME, new=1, old=0, urgent=0)
+    await c.expunge()
+    await c.append("INBOX", simple_message())  # ordinary mail never moves the lamp
+    await sink.quiet(1.3)
+    third = (await c.uids("HEADER X-Asterisk-VM-Extension 100"))[-1]
+    await c.delete([third])
+    await sink.expect(NAME, new=0, old=0)
+    await sink.quiet(1.3)
+
+
+@pytest.mark.slow
+async def test_a_deposit_gives_exactly_one_update(dovecot_slash: DovecotServer) -> None:
+    async for rig in rig_for(dovecot_slash):
+        await rig.client.append("INBOX", voicemail("100"))
+        await rig.engine.watch(BOX)
+        await rig.sink.expect(NAME, new=1, old=0)
+        await rig.store.deposit(BOX, voicemail("100"))
+        rig.engine.local_change(BOX, Counts(new=1))  # what the deposit flow does
+        await rig.sink.expect(NAME, new=2, old=0, within=0.2)  # at once, not after the push
+        await rig.sink.quiet(1.3)  # the server's push is confirmed without a second update
+        assert rig.watcher().recounts >= 2  # the push did cause a recount
+        await rig.store.deposit(BOX, voicemail("100"), urgent=True)
+        rig.engine.local_change(BOX, Counts(urgent=1))
+        u = await rig.sink.expect(NAME, new=2, old=0, urgent=1, within=0.2)
+        assert u.mwi_new == 3
+        await rig.sink.quiet(1.3)
+        assert rig.engine.current(BOX) == u
+
+
+@pytest.mark.slow
+async def test_lists_and_aliases_share_one_connection(dovecot_dot: DovecotServer) -> None:
+    other = MailboxRef("101", "default")
+    async for rig in rig_for(dovecot_dot):
+        await rig.client.append("INBOX", voicemail("100"))
+        name = await rig.engine.watch("100@default,101@default")
+        rig.engine.alias(MailboxRef("5101", "aliases"), other)
+        got = {(await rig.sink.next()).name for _ in range(2)}
+        assert got == {name, "5101@aliases"}
+        assert rig.engine.current(name).new == 1  # type: ignore[union-attr]
+        await rig.client.append("INBOX", voicemail("101"))
+        got2 = {(u.name, u.new) for u in [await rig.sink.next(), await rig.sink.next()]}
+        assert got2 == {(name, 2), ("5101@aliases", 1)}
+        assert rig.engine.watcher(BOX) is rig.engine.watcher(other)
+        assert rig.watcher().connects == 1
+        await rig.engine.unwatch(name)
+        assert rig.engine.watcher(BOX) is None
+        assert rig.engine.watcher(other) is not None  # the alias still needs it
+
+
+@pytest.fixture
+def private_dovecot() -> Iterator[DovecotServer]:
+    """A server of this test's own, which it may stop and start."""
+    server = DovecotServer("slash")
+    try:
+        server.start()
+    except Exception as exc:
+        pytest.fail(f"cannot start dovecot: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+async def test_server_down_keeps_counts_stale_and_restart_recounts(
+        private_dovecot: DovecotServer) -> None:
+    async for rig in rig_for(private_dovecot):
+        await rig.client.append("INBOX", voicemail("100"))
+        await rig.client.append("INBOX", voicemail("100"), "\\Seen")
+        await rig.engine.watch(BOX)
+        await rig.sink.expect(NAME, new=1, old=1)
+        await rig.watcher().connected.wait()
+        await asyncio.to_thread(private_dovecot.pause)
+        # the lamp keeps its state, marked stale; never zero
+        u = await rig.sink.expect(NAME, new=1, old=1, stale=True)
+        assert not u.counts_changed
+        # a deposit accepted while IMAP is down (the outbox holds it) still lights the lamp
+        rig.engine.local_change(BOX, Counts(new=1))
+        await rig.sink.expect(NAME, new=2, old=1, stale=True, within=0.2)
+        await rig.sink.quiet(1.0)  # retries while down publish nothing more
+        await asyncio.to_thread(private_dovecot.resume)
+        # the reconnect recounts: the truth (the deposit has not landed yet) and fresh
+        await rig.sink.expect(NAME, new=1, old=1, stale=False)
+        assert rig.watcher().connects == 2
