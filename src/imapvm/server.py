@@ -31,9 +31,13 @@ from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
+from imapvm.mwi.engine import MwiEngine, sinks_from_config
+from imapvm.mwi.model import MwiUpdate
+from imapvm.mwi.sinks import CallbackSink
+from imapvm.mwi.watch import WatchOptions
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
-from imapvm.storage.base import MailboxRef, StoreError
+from imapvm.storage.base import Counts, MailboxRef, StoreError
 from imapvm.storage.outbox import Outbox
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
@@ -62,8 +66,6 @@ class Metrics:
         self.deposits = r.counter("imapvm_deposits_total", "Voicemails accepted for delivery")
         self.imap_errors = r.counter("imapvm_store_errors_total", "Store operations that failed")
         self.mwi_published = r.counter("imapvm_mwi_updates_total", "Lamp updates sent")
-        self.mwi_latency = r.histogram("imapvm_mwi_latency_seconds",
-                                       "From a mailbox change to the lamp update")
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
 
 
@@ -119,7 +121,14 @@ class VoicemailServer:
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
-        self.session = Session(store=self.store, outbox=self.outbox, config=loaded.voicemail,
+        general = loaded.voicemail.general
+        self.mwi = MwiEngine(
+            self.store.backend,
+            sinks_from_config(loaded.settings.mwi, general.text("externnotify")),
+            WatchOptions(pollfreq=float(general.number("pollfreq") or 30)),
+        )
+        self.session = Session(store=self.store, outbox=_MwiOutbox(self.outbox, self),
+                               config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
@@ -128,6 +137,7 @@ class VoicemailServer:
         self._stop = asyncio.Event()
         self._draining = False
         self._active: set[asyncio.Task[None]] = set()
+        self._sip_told: dict[str, MessageSummary] = {}
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
@@ -135,6 +145,9 @@ class VoicemailServer:
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
         s = self.loaded.settings.sip
+        unsolicited: dict[str, tuple[str, ...]] = {}
+        for box, uris in self.loaded.settings.mwi.unsolicited.items():
+            unsolicited[box.partition("@")[0]] = uris
         listen = s.listen[0]
         if len(s.listen) > 1:
             log.warning("several sip.listen addresses; this version listens on %s only", listen)
@@ -143,6 +156,7 @@ class VoicemailServer:
             advertised_host=s.advertise or routed_address(listen.host),
             rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
             routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
+            mwi_unsolicited=unsolicited,
         )
 
     async def start(self) -> None:
@@ -153,6 +167,12 @@ class VoicemailServer:
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup)
         await self.sip.start()
+        if self.loaded.settings.mwi.sip_notify:
+            self.mwi.add_sink(CallbackSink(self._publish_sip, name="sip"))
+        self.mwi.add_sink(CallbackSink(self._count_update, name="metrics"))
+        await self.mwi.start()
+        for spec in self._always_watched():
+            await self.mwi.watch(spec)
         http = self.loaded.settings.http.listen
         if http is not None:
             self.http = HealthServer(self.metrics.registry.render, self.health)
@@ -198,6 +218,7 @@ class VoicemailServer:
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
         self.outbox.stop()
+        await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
         if self.http is not None:
@@ -270,21 +291,79 @@ class VoicemailServer:
                                    password)
         log.info("password of %s changed by phone; saved in %s", box, path)
 
+    # -- message waiting ------------------------------------------------------------------
+    def _always_watched(self) -> list[str]:
+        """Mailboxes watched from the start: all with pollmailboxes=yes or when a sink other
+        than SIP (externnotify, AMI, webhook) wants every change; those with unsolicited
+        NOTIFY targets. Others are watched once a phone subscribes."""
+        settings = self.loaded.settings.mwi
+        everything = bool(settings.webhook_url or settings.ami
+                          or self.loaded.voicemail.general.text("externnotify"))
+        out = []
+        for ms in self.loaded.voicemail.all_effective():
+            box = f"{ms.mailbox}@{ms.context}"
+            unsolicited = box in settings.unsolicited or ms.mailbox in settings.unsolicited
+            if everything or ms.pollmailboxes or unsolicited:
+                out.append(box)
+        return out
+
     async def _mwi_lookup(self, mailbox: str) -> MessageSummary | None:
+        """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
             return None
-        try:
-            c = await self.store.counts(box)
-        except StoreError as exc:
-            log.warning("MWI lookup for %s failed: %s", mailbox, exc)
-            return None
-        return MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+        name = await self.mwi.watch(box)
+        update = self.mwi.current(name)
+        if update is not None:
+            summary = _summary(update)
+        else:
+            try:
+                c = await self.store.counts(box)
+            except StoreError as exc:
+                log.warning("MWI lookup for %s failed: %s", mailbox, exc)
+                return None
+            summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+        self._sip_told[mailbox] = summary
+        return summary
+
+    async def _publish_sip(self, update: MwiUpdate) -> None:
+        if self.sip is None:
+            return
+        summary = _summary(update)
+        for name in dict.fromkeys((update.mailbox, update.name)):
+            if self._sip_told.get(name) != summary:  # phones hear changes only, never repeats
+                self._sip_told[name] = summary
+                self.sip.publish_mwi(name, summary)
+
+    async def _count_update(self, update: MwiUpdate) -> None:
+        self.metrics.mwi_published.inc(stale=str(update.stale).lower())
+
+    def deposited(self, box: MailboxRef, urgent: bool) -> None:
+        """A deposit is safe in the outbox: the lamp turns on now, once."""
+        self.metrics.deposits.inc()
+        self.mwi.local_change(box, Counts(urgent=1) if urgent else Counts(new=1))
 
     def mailbox_ref(self, text: str) -> MailboxRef | None:
         number, _, context = text.partition("@")
         found = self.loaded.voicemail.find(number, context or None)
         return MailboxRef(found.number, found.context) if found else None
+
+
+def _summary(update: MwiUpdate) -> MessageSummary:
+    return MessageSummary(new=update.mwi_new, old=update.old, urgent_new=update.urgent)
+
+
+class _MwiOutbox:
+    """The outbox as the flows see it: a deposit safe on disk also tells the MWI engine."""
+
+    def __init__(self, outbox: Outbox, server: VoicemailServer) -> None:
+        self._outbox = outbox
+        self._server = server
+
+    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
+        item = await self._outbox.submit(box, email, urgent=urgent)
+        self._server.deposited(box, urgent)
+        return item
 
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:

@@ -6,13 +6,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.net import free_port
+from tests.support.net import free_port, free_port_udp_and_tcp
 
 
 @dataclass
@@ -84,7 +83,7 @@ async def eventually(predicate: Callable[[], bool], within: float, step: float =
 
 async def start_serve(workdir: Path, *args: str, cwd: Path | None = None) -> ServeProcess:
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    sp = ServeProcess(workdir, free_port(kind=socket.SOCK_DGRAM), free_port())
+    sp = ServeProcess(workdir, free_port_udp_and_tcp(), free_port())
     sp.args = [sys.executable, "-m", "imapvm", "serve",
                "--set", f'sip.listen=["127.0.0.1:{sp.sip_port}"]',
                "--set", f"http.listen=127.0.0.1:{sp.http_port}", *args]

@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .net import free_port
+from .net import free_port, free_port_udp_and_tcp
 
 BARESIP = "baresip"
 MODULES = "/usr/lib/baresip/modules"
@@ -111,7 +111,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     the call up as long as the test needs it.
     """
     exe = require_baresip()
-    phone = Baresip(workdir, free_port(kind=socket.SOCK_DGRAM),
+    phone = Baresip(workdir, free_port_udp_and_tcp(),
                     free_port(kind=socket.SOCK_DGRAM), free_port())
     _write_config(phone, audio, codec)
     args = [exe, "-n", "127.0.0.1", "-f", str(workdir)]

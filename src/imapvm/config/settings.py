@@ -18,6 +18,8 @@ exit_uri = "sip:{extension}@192.0.2.10"   # key 0 -> o, key * -> a, as Asterisk'
 [mwi]
 sip_notify = true
 webhook_url = "https://hooks.example.com/mwi"
+[mwi.unsolicited]
+"1234" = ["sip:1234@192.0.2.20:5060"]   # phones told without subscribing
 [mwi.ami]
 host = "127.0.0.1"
 port = 5038
@@ -99,6 +101,9 @@ class MwiSettings:
     webhook_url: str | None = None
     ami: AmiSettings | None = None
     """`externnotify` lives in voicemail.conf, as in Asterisk."""
+    unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Mailbox (`1234` or `1234@context`) -> SIP URIs told by NOTIFY without subscribing
+    (phones that do not SUBSCRIBE); URIs need an IP address and port."""
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,23 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         exit_uri=_exit_uri(check, sip),
     )
 
-    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
+    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})
+    unsolicited: dict[str, tuple[str, ...]] = {}
+    raw_unsolicited = mwi.get("unsolicited", {})
+    if not isinstance(raw_unsolicited, dict):
+        check.error("mwi.unsolicited", "must be a table of mailbox = [SIP URIs]")
+        raw_unsolicited = {}
+    for box in raw_unsolicited:
+        items = check.string_list(raw_unsolicited, f"mwi.unsolicited.{box}") or []
+        good = []
+        for uri in items:
+            m = re.fullmatch(r"sips?:[^@\s]+@([0-9.]+|\[[0-9a-fA-F:]+\])(:\d+)?", str(uri))
+            if m is None:
+                check.error(f"mwi.unsolicited.{box}",
+                            f"'{uri}' must be a SIP URI with an IP address (no DNS lookups)")
+            else:
+                good.append(str(uri))
+        unsolicited[str(box)] = tuple(good)
     webhook = check.string(mwi, "mwi.webhook_url", "") or None
     if webhook:
         try:
@@ -320,7 +341,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         if isinstance(table, dict) and table and not ami.username:
             check.error("mwi.ami.username", "is required to log in to the AMI")
     mwi_settings = MwiSettings(
-        sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami
+        sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami,
+        unsolicited=unsolicited,
     )
 
     paths = check.table(raw, "paths", {"spool", "outbox", "sounds"})
