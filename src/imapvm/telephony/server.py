@@ -28,6 +28,7 @@ from .message_summary import MessageSummary
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
+from .sip.digest import Credentials, DigestAuth
 from .sip.errors import SipParseError
 from .sip.events import (
     CallConfirmed,
@@ -58,7 +59,9 @@ class SipSettings:
     """Listening address, media ports and policy (mapped from imapvm.toml by the lead).
 
     ``advertised_host`` goes into Contact and SDP; it must be set when ``host`` is a wildcard.
-    ``trusted_networks``: sources allowed to send requests (others get 403); empty = anyone.
+    ``trusted_networks``: sources admitted without authentication; others must pass digest
+    authentication (when the server has ``credentials``) or get 403. ("0.0.0.0/0", "::/0")
+    admits everyone. ``auth_realm`` defaults to the advertised host.
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +89,7 @@ class SipSettings:
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
+    auth_realm: str | None = None
 
 
 class SipServer:
@@ -95,10 +99,14 @@ class SipServer:
         handler: CallHandler,
         prompt_loader: PromptLoader | None = None,
         mwi_lookup: MwiLookup | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
-        ``publish_mwi`` has not told us yet (the MWI engine provides it)."""
+        ``publish_mwi`` has not told us yet (the MWI engine provides it).
+        ``credentials(username)`` gives a subscriber's password for digest authentication of
+        untrusted sources (e.g. the voicemail.conf password of that mailbox)."""
         self.settings = settings
+        self._credentials = credentials
         self._mwi_lookup = mwi_lookup
         self._mwi_state: dict[str, MessageSummary] = {}
         self._handler = handler
@@ -127,12 +135,15 @@ class SipServer:
         if s.tcp:
             self._tcp = TcpSipTransport(self._on_tcp_message)
             await self._tcp.start(s.host, port)
-        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks) or None
+        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
+        auth = None
+        if self._credentials is not None:
+            auth = DigestAuth(s.auth_realm or advertised, self._credentials)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
-            rate_limit=s.rate_limit,
+            rate_limit=s.rate_limit, auth=auth,
         ))
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 

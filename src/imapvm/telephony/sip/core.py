@@ -26,6 +26,7 @@ from ..sdp import (
     parse_sdp,
 )
 from ..sdp import negotiate as negotiate_sdp
+from .digest import DigestAuth
 from .errors import SipParseError
 from .events import (
     CallConfirmed,
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 302: "Moved Temporarily",
-    202: "Accepted", 400: "Bad Request", 423: "Interval Too Brief",
+    202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 423: "Interval Too Brief",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
@@ -91,7 +92,11 @@ MAGIC_COOKIE = "z9hG4bK"
 
 @dataclass(frozen=True)
 class CoreConfig:
-    """What the core needs to know about itself. ``trusted``: None admits every source."""
+    """What the core needs to know about itself.
+
+    ``trusted``: None admits every source; otherwise sources outside these networks must pass
+    digest authentication (``auth``) or get 403.
+    """
 
     local_host: str
     local_port: int
@@ -100,6 +105,7 @@ class CoreConfig:
     timers: TimerConfig = field(default_factory=TimerConfig)
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    auth: DigestAuth | None = None  # digest for untrusted sources; None: they get 403
     symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
     rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
     min_expires: int = 60  # message-summary subscriptions: shortest accepted
@@ -359,13 +365,44 @@ class SipCore:
             if problem is not None:
                 self._respond_stateless(msg, source, problem.status, None, transport)
                 return
-        if not self._trusted(source):
-            if msg.method != "ACK" and self._within_rate(msg, source, now):
-                self._respond_stateless(msg, source, 403, None, transport)
+        if not self._trusted(source) and not self._authenticated(msg, source, now, transport):
             return
         if self.config.trusted is None and not self._within_rate(msg, source, now):
             return  # dropped, not answered: answering a flood only feeds it
         self._on_request(msg, source, now, transport)
+
+    def _authenticated(
+        self, msg: SipRequest, source: Address, now: float, transport: str
+    ) -> bool:
+        """Admit an untrusted source's request, or answer 401/403 and return False.
+
+        Requests inside an existing dialog or transaction were admitted when it was created;
+        ACK and CANCEL cannot be challenged (RFC 3261 §22.1).
+        """
+        auth = self.config.auth
+        if msg.method in ("ACK", "CANCEL") and auth is not None:
+            return True
+        if auth is not None and (
+            msg.to_addr.tag or self._server_txs.get(self._tx_key(msg, msg.method)) is not None
+        ):
+            return True
+        if msg.method == "ACK" or not self._within_rate(msg, source, now):
+            return False
+        if auth is None:
+            self._respond_stateless(msg, source, 403, None, transport)
+            return False
+        verdict, username = auth.verify(msg.headers.get("Authorization"), msg.method,
+                                        source[0], now)
+        if verdict == "ok":
+            target = parse_uri(msg.uri).user
+            if msg.method == "SUBSCRIBE" and target != username:
+                self._respond_stateless(msg, source, 403, "Not your mailbox", transport)
+                return False
+            return True
+        challenge = auth.challenge(source[0], now, stale=verdict == "stale")
+        self._respond_stateless(msg, source, 401, "Unauthorized", transport,
+                                extra=[("WWW-Authenticate", challenge)])
+        return False
 
     def _within_rate(self, msg: SipRequest, source: Address, now: float) -> bool:
         """Per-source limit on new requests. Sources in an explicit trusted list (the PBX)
@@ -790,14 +827,15 @@ class SipCore:
 
     def _respond_stateless(
         self, req: SipRequest, source: Address, status: int, reason: str | None,
-        transport: str = "UDP",
+        transport: str = "UDP", extra: Iterable[tuple[str, str]] = (),
     ) -> None:
         h = req.headers
         if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
             return  # a response without these would be as malformed as the request
         try:
             address = self._response_address(req, source, transport)
-            data = self._build_response(req, source, status, reason, transport=transport)
+            data = self._build_response(req, source, status, reason, extra=extra,
+                                        transport=transport)
         except (SipParseError, IndexError):
             return  # not even a Via to answer to
         self._out.outgoing.append(Send(data, address, transport))
