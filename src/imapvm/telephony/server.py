@@ -123,6 +123,7 @@ class SipServer:
         self._transfers: dict[str, asyncio.Future[int]] = {}
         # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
         self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
+        self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +146,7 @@ class SipServer:
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
             rate_limit=s.rate_limit, auth=auth,
         ))
+        await self._resolve_mwi_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 
     @property
@@ -156,6 +158,9 @@ class SipServer:
         await self._closed.wait()
 
     async def close(self) -> None:
+        if self._core is not None:
+            self.core.end_subscriptions(self._now())
+            self._pump()
         for channel in list(self.channels.values()):
             self.hangup_call(channel)
         if self._tasks:
@@ -303,15 +308,9 @@ class SipServer:
         if self.settings.mwi_presence_server:
             sent += self._publish(mailbox, summary)
         for target in self.settings.mwi_unsolicited.get(mailbox, ()):
-            try:
-                uri = parse_uri(target)
-            except SipParseError:
-                log.warning("bad MWI target %r", target)
-                continue
-            if not is_ip_literal(uri.host):
-                log.warning("MWI target %r needs an IP address (no DNS yet)", target)
-                continue
-            address = (uri.host, uri.port or 5060)
+            address = self._resolved.get(target)
+            if address is None:
+                continue  # warned about at start
             self.core.send_unsolicited_notify(target, address, summary.render(target), now)
             sent += 1
         self._pump()
@@ -328,16 +327,38 @@ class SipServer:
             if not channel.hung_up:
                 self.hangup_call(channel)
 
+    async def _resolve_mwi_targets(self) -> None:
+        """Look configured MWI peers up once at start: the per-message path must not block."""
+        s = self.settings
+        targets = [t for ts in s.mwi_unsolicited.values() for t in ts]
+        if s.mwi_presence_server:
+            targets.append(s.mwi_presence_server)
+        loop = asyncio.get_running_loop()
+        for target in targets:
+            try:
+                uri = parse_uri(target)
+            except SipParseError:
+                log.warning("MWI target %r is not a SIP URI", target)
+                continue
+            port = uri.port or 5060
+            if is_ip_literal(uri.host):
+                self._resolved[target] = (uri.host, port)
+                continue
+            try:
+                infos = await loop.getaddrinfo(uri.host, port, type=2)  # SOCK_DGRAM
+            except OSError as exc:
+                log.warning("cannot resolve MWI target %r: %s", target, exc)
+                continue
+            family_ok = [i for i in infos if ":" in str(i[4][0]) == (":" in s.host)]
+            chosen = (family_ok or infos)[0][4]
+            self._resolved[target] = (str(chosen[0]), int(chosen[1]))
+
     def _presence_address(self) -> Address | None:
-        target = self.settings.mwi_presence_server
-        try:
-            uri = parse_uri(target or "")
-        except SipParseError:
-            uri = None
-        if uri is None or not is_ip_literal(uri.host):
-            log.warning("mwi_presence_server %r must be a SIP URI with an IP address", target)
-            return None
-        return uri.host, uri.port or 5060
+        target = self.settings.mwi_presence_server or ""
+        address = self._resolved.get(target)
+        if address is None:
+            log.warning("mwi_presence_server %r is not usable", target)
+        return address
 
     def _publish(self, mailbox: str, summary: MessageSummary) -> int:
         address = self._presence_address()

@@ -1040,6 +1040,12 @@ class SipCore:
         self._send_notify(sub, f"active;expires={remaining}", body, now)
         return True
 
+    def end_subscriptions(self, now: float, reason: str = "deactivated") -> None:
+        """Final NOTIFY to every subscriber (shutdown): with ``deactivated`` phones
+        re-subscribe at once, reaching another node if there is one (RFC 6665 §4.1.3)."""
+        for sub in list(self._subscriptions.values()):
+            self._terminate_subscription(sub, now, reason)
+
     def subscriptions_for(self, mailbox: str) -> list[str]:
         return [s.handle for s in self._subscriptions.values() if s.mailbox == mailbox]
 
