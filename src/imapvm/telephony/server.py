@@ -131,11 +131,20 @@ class SipServer:
         advertised = s.advertised_host or s.host
         if ipaddress.ip_address(advertised).is_unspecified:
             raise ValueError("listening on a wildcard address needs advertised_host")
-        self._transport = await open_udp(s.host, s.port, self._on_datagram)
-        host, port = self._transport.local_address
-        if s.tcp:
+        for attempt in range(20):
+            self._transport = await open_udp(s.host, s.port, self._on_datagram)
+            host, port = self._transport.local_address
+            if not s.tcp:
+                break
             self._tcp = TcpSipTransport(self._on_tcp_message)
-            await self._tcp.start(s.host, port)
+            try:
+                await self._tcp.start(s.host, port)
+                break
+            except OSError:
+                # With port 0 the OS chose a UDP port whose TCP twin is taken: try another.
+                self._transport.close()
+                if s.port != 0 or attempt == 19:
+                    raise
         trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
         auth = None
         if self._credentials is not None:
