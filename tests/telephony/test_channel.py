@@ -397,3 +397,32 @@ async def test_type_ahead_digits_and_play(
     second.set()
     await asyncio.wait_for(h.finished.wait(), 5)
     assert [h.results[k] for k in ("r1", "r2", "r3", "r4")] == [None, "7", "#", ""]
+
+
+async def test_call_limit_answers_503_and_stats_count() -> None:
+    h = Harness()
+    release = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        await release.wait()
+
+    h.handler = handler
+    settings = SipSettings(port=0, rtp_ports=(35000, 35998), max_calls=1)
+    async with SipServer(settings, h) as server:
+        first, second = (PyPhone("127.0.0.1", server.address) for _ in range(2))
+        await first.open()
+        await second.open()
+        try:
+            assert (await first.call()).status == 200
+            busy = await second.call()
+            assert busy.status == 503
+            assert busy.headers.get("Retry-After") == "5"
+            await first.rtp_packets(2)
+            stats = server.stats()
+            assert stats["active_calls"] == 1
+            assert stats["rtp_packets_sent"] >= 2
+        finally:
+            release.set()
+            first.close()
+            second.close()

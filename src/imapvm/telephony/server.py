@@ -90,6 +90,7 @@ class SipSettings:
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
+    max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
 
 
 class SipServer:
@@ -280,6 +281,11 @@ class SipServer:
             channel.on_ended(event.reason)
 
     def _incoming(self, event: IncomingCall) -> None:
+        limit = self.settings.max_calls
+        if limit is not None and len(self.channels) >= limit:
+            log.warning("call limit %d reached: 503 to %s", limit, event.source)
+            self.core.reject(event.handle, 503, self._now())
+            return
         target = resolve_target(event.request, self.settings.routing)
         channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
                              event.media, self, self._prompt_loader)
@@ -291,6 +297,17 @@ class SipServer:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics: calls, subscriptions, SIP events and RTP packet totals."""
+        out = {"active_calls": len(self.channels),
+               "subscriptions": len(self.core.subscriptions)}
+        out.update({f"sip_{k}": v for k, v in self.core.stats.items()})
+        rtp = [c.rtp for c in self.channels.values() if c.rtp is not None]
+        out["rtp_packets_sent"] = sum(r.stats.sent for r in rtp)
+        out["rtp_packets_received"] = sum(r.stats.received for r in rtp)
+        out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
+        return out
 
     # ---- message-waiting (the MWI engine's SIP sink) ----------------------------------
     async def _first_notify(self, handle: str) -> None:

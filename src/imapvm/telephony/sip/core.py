@@ -315,7 +315,9 @@ class SipCore:
         call = self._calls.get(handle)
         if call is None or call.state != CallState.EARLY:
             return
-        self._respond_tx(call.invite_tx, call.invite, status, now, to_tag=call.local_tag)
+        extra = [("Retry-After", "5")] if status == 503 else []
+        self._respond_tx(call.invite_tx, call.invite, status, now, to_tag=call.local_tag,
+                         extra=extra)
         self._end(call, "rejected")
 
     def redirect(self, handle: str, target: str, now: float) -> bool:
