@@ -25,11 +25,11 @@ from types import TracebackType
 from ..ivr.channel import ChannelHangup
 from .channel import PromptLoader, SipChannel
 from .message_summary import MessageSummary
+from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
 from .sip.digest import Credentials, DigestAuth
-from .sip.errors import SipParseError
 from .sip.events import (
     CallConfirmed,
     CallEnded,
@@ -45,13 +45,11 @@ from .sip.events import (
     TransferResult,
 )
 from .sip.transaction import TimerConfig
-from .sip.uri import is_ip_literal, parse_uri
 from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
 
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[[SipChannel], Awaitable[None]]
-MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,7 @@ class SipServer:
         untrusted sources (e.g. the voicemail.conf password of that mailbox)."""
         self.settings = settings
         self._credentials = credentials
-        self._mwi_lookup = mwi_lookup
-        self._mwi_state: dict[str, MessageSummary] = {}
+        self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
         self._prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
@@ -122,9 +119,6 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._transfers: dict[str, asyncio.Future[int]] = {}
-        # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
-        self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
-        self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -156,7 +150,7 @@ class SipServer:
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
             rate_limit=s.rate_limit, auth=auth,
         ))
-        await self._resolve_mwi_targets()
+        await self.mwi.resolve_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 
     @property
@@ -179,9 +173,7 @@ class SipServer:
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        for _, _, refresh in self._published.values():
-            if refresh is not None:
-                refresh.cancel()
+        self.mwi.close()
         if self._transport is not None:
             self._transport.close()
         if self._tcp is not None:
@@ -250,7 +242,7 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self._first_notify(event.handle))
+            self._spawn(self.mwi.first_notify(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
             log.info("subscription %s ended: %s", event.handle, event.reason)
@@ -264,7 +256,7 @@ class SipServer:
             log.info("call %s: transfer progress %d", event.handle, event.status)
             return
         if isinstance(event, PublishResult):
-            self._published_result(event)
+            self.mwi.on_publish_result(event)
             return
         channel = self.channels.get(event.handle)
         if channel is None:
@@ -309,38 +301,10 @@ class SipServer:
         out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
         return out
 
-    # ---- message-waiting (the MWI engine's SIP sink) ----------------------------------
-    async def _first_notify(self, handle: str) -> None:
-        sub = self.core.subscriptions.get(handle)
-        if sub is None:
-            return
-        summary = self._mwi_state.get(sub.mailbox or "")
-        if summary is None and self._mwi_lookup is not None and sub.mailbox:
-            try:
-                summary = await self._mwi_lookup(sub.mailbox)
-            except Exception:
-                log.exception("MWI lookup failed for %s", sub.mailbox)
-        summary = summary or MessageSummary(0, 0)
-        self.core.notify(handle, summary.render(sub.account), self._now())
-        self._pump()
-
     def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox`` (and configured phones); returns NOTIFYs sent."""
-        self._mwi_state[mailbox] = summary
-        now, sent = self._now(), 0
-        for handle in self.core.subscriptions_for(mailbox):
-            sub = self.core.subscriptions[handle]
-            sent += self.core.notify(handle, summary.render(sub.account), now)
-        if self.settings.mwi_presence_server:
-            sent += self._publish(mailbox, summary)
-        for target in self.settings.mwi_unsolicited.get(mailbox, ()):
-            address = self._resolved.get(target)
-            if address is None:
-                continue  # warned about at start
-            self.core.send_unsolicited_notify(target, address, summary.render(target), now)
-            sent += 1
-        self._pump()
-        return sent
+        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
+        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
+        return self.mwi.publish(mailbox, summary)
 
     async def _run(self, channel: SipChannel) -> None:
         try:
@@ -352,87 +316,6 @@ class SipServer:
         finally:
             if not channel.hung_up:
                 self.hangup_call(channel)
-
-    async def _resolve_mwi_targets(self) -> None:
-        """Look configured MWI peers up once at start: the per-message path must not block."""
-        s = self.settings
-        targets = [t for ts in s.mwi_unsolicited.values() for t in ts]
-        if s.mwi_presence_server:
-            targets.append(s.mwi_presence_server)
-        loop = asyncio.get_running_loop()
-        for target in targets:
-            try:
-                uri = parse_uri(target)
-            except SipParseError:
-                log.warning("MWI target %r is not a SIP URI", target)
-                continue
-            port = uri.port or 5060
-            if is_ip_literal(uri.host):
-                self._resolved[target] = (uri.host, port)
-                continue
-            try:
-                infos = await loop.getaddrinfo(uri.host, port, type=2)  # SOCK_DGRAM
-            except OSError as exc:
-                log.warning("cannot resolve MWI target %r: %s", target, exc)
-                continue
-            family_ok = [i for i in infos if ":" in str(i[4][0]) == (":" in s.host)]
-            chosen = (family_ok or infos)[0][4]
-            self._resolved[target] = (str(chosen[0]), int(chosen[1]))
-
-    def _presence_address(self) -> Address | None:
-        target = self.settings.mwi_presence_server or ""
-        address = self._resolved.get(target)
-        if address is None:
-            log.warning("mwi_presence_server %r is not usable", target)
-        return address
-
-    def _publish(self, mailbox: str, summary: MessageSummary) -> int:
-        address = self._presence_address()
-        if address is None:
-            return 0
-        domain = self.settings.mwi_publish_domain or address[0]
-        aor = f"sip:{mailbox}@{domain}"
-        body = summary.render(aor)
-        etag, _, timer = self._published.get(aor, (None, b"", None))
-        if timer is not None:
-            timer.cancel()
-        self._published[aor] = (etag, body, None)
-        self.core.publish(aor, address, body, self._now(), etag,
-                          self.settings.mwi_publish_expires)
-        return 1
-
-    def _published_result(self, event: PublishResult) -> None:
-        _, body, timer = self._published.get(event.aor, (None, b"", None))
-        if timer is not None:
-            timer.cancel()
-        address = self._presence_address()
-        if 200 <= event.status < 300 and event.etag:
-            refresh_in = max(1.0, event.expires * 0.9) if event.expires else None
-            handle = None if refresh_in is None else asyncio.get_running_loop().call_later(
-                refresh_in, self._refresh_publication, event.aor
-            )
-            self._published[event.aor] = (event.etag, body, handle)
-        elif event.status == 412 and address is not None and body:
-            # The presence server forgot our entity (restart): publish the state afresh.
-            self._published[event.aor] = (None, body, None)
-            self.core.publish(event.aor, address, body, self._now(), None,
-                              self.settings.mwi_publish_expires)
-            self._pump()
-        elif event.status == 423 and address is not None and body and event.min_expires:
-            self.core.publish(event.aor, address, body, self._now(), None, event.min_expires)
-            self._pump()
-        else:
-            log.warning("PUBLISH for %s answered %d", event.aor, event.status)
-
-    def _refresh_publication(self, aor: str) -> None:
-        etag, body, _ = self._published.get(aor, (None, b"", None))
-        address = self._presence_address()
-        if etag is None or address is None:
-            return
-        self._published[aor] = (etag, body, None)
-        self.core.publish(aor, address, b"", self._now(), etag,
-                          self.settings.mwi_publish_expires)
-        self._pump()
 
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:
