@@ -368,3 +368,61 @@ async def test_silent_phone_is_hung_up_after_rtp_timeout() -> None:
             p.close()
     assert results["reason"] == "local-bye"
     assert results["rec"][1] == "hangup"  # type: ignore[index]
+
+
+async def test_type_ahead_digits_and_play(
+    harness: tuple[Harness, SipServer], phone: PyPhone
+) -> None:
+    h, _ = harness
+    first, second = asyncio.Event(), asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        await first.wait()
+        h.results["r1"] = await channel.play(tone(440, 0.2), "#")  # "7" waits: no interrupt
+        h.results["r2"] = await channel.get_digits(1, 0.5)
+        await second.wait()
+        h.results["r3"] = await channel.play(tone(440, 5.0), "#")  # "1#" waiting: ends at once
+        h.results["r4"] = await channel.get_digits(1, 0.2)
+
+    h.handler = handler
+    await phone.call()
+    seq = await phone.send_dtmf("7", seq=1, ts=1000)
+    await asyncio.sleep(0.1)
+    first.set()
+    await asyncio.sleep(0.5)
+    seq = await phone.send_dtmf("1", seq=seq, ts=3000)
+    await phone.send_dtmf("#", seq=seq, ts=5000)
+    await asyncio.sleep(0.1)
+    second.set()
+    await asyncio.wait_for(h.finished.wait(), 5)
+    assert [h.results[k] for k in ("r1", "r2", "r3", "r4")] == [None, "7", "#", ""]
+
+
+async def test_call_limit_answers_503_and_stats_count() -> None:
+    h = Harness()
+    release = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        await release.wait()
+
+    h.handler = handler
+    settings = SipSettings(port=0, rtp_ports=(35000, 35998), max_calls=1)
+    async with SipServer(settings, h) as server:
+        first, second = (PyPhone("127.0.0.1", server.address) for _ in range(2))
+        await first.open()
+        await second.open()
+        try:
+            assert (await first.call()).status == 200
+            busy = await second.call()
+            assert busy.status == 503
+            assert busy.headers.get("Retry-After") == "5"
+            await first.rtp_packets(2)
+            stats = server.stats()
+            assert stats["active_calls"] == 1
+            assert stats["rtp_packets_sent"] >= 2
+        finally:
+            release.set()
+            first.close()
+            second.close()

@@ -122,8 +122,9 @@ async def test_server_notifies_subscribers_and_configured_phones() -> None:
 
     listener = PyPhone("127.0.0.1", ("127.0.0.1", 9))
     await listener.open()
-    host, port = listener.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-    settings = SipSettings(port=0, mwi_unsolicited={"1234": (f"sip:1234@{host}:{port}",)})
+    _, port = listener.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    # a host name: resolved once at start
+    settings = SipSettings(port=0, mwi_unsolicited={"1234": (f"sip:1234@localhost:{port}",)})
     async with SipServer(settings, no_calls, mwi_lookup=lookup) as server:
         phone = PyPhone("127.0.0.1", server.address)
         await phone.open()
@@ -187,3 +188,24 @@ async def test_publish_to_presence_server_refresh_and_412() -> None:
             assert parse_message_summary(modify.body)[2] == MessageSummary(0, 3)
         finally:
             presence.close()
+
+
+async def test_shutdown_ends_subscriptions_with_deactivated() -> None:
+    async def no_calls(channel: object) -> None:
+        raise AssertionError("no call expected")
+
+    server = SipServer(SipSettings(port=0), no_calls)
+    await server.start()
+    phone = PyPhone("127.0.0.1", server.address)
+    await phone.open()
+    try:
+        uri = f"sip:1234@127.0.0.1:{server.address[1]}"
+        phone.send_request("SUBSCRIBE", uri, extra=f"{SUB}\r\nExpires: 600\r\n", cseq=1)
+        assert (await phone.final_response()).status == 200
+        await phone.next_sip()  # the first NOTIFY
+        await server.close()
+        last = await phone.next_sip()
+        assert isinstance(last, SipRequest)
+        assert last.headers.get("Subscription-State") == "terminated;reason=deactivated"
+    finally:
+        phone.close()

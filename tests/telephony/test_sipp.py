@@ -101,3 +101,18 @@ async def test_caller_bye_over_tcp(server: tuple[SipServer, Recorder], tmp_path:
     assert result.ok, result.output + result.errors
     await asyncio.wait_for(rec.done.wait(), 5)
     assert rec.ended["answer"] == "remote-bye"
+
+
+async def test_subscribe_with_digest_auth_gets_notify(tmp_path: Path) -> None:
+    from imapvm.telephony.message_summary import MessageSummary
+
+    async def lookup(mailbox: str) -> MessageSummary:
+        return MessageSummary(2, 5, 1, 0)
+
+    settings = SipSettings(port=0, trusted_networks=())  # nobody trusted: all must log in
+    async with SipServer(settings, Recorder(), mwi_lookup=lookup,
+                         credentials={"1234": "secret"}.get) as srv:
+        result = await run_sipp(SCENARIOS / "uac_subscribe_auth.xml", srv.address, tmp_path,
+                                service="1234")
+        assert result.ok, result.output + result.errors
+        assert len(srv.core.subscriptions) == 1

@@ -104,16 +104,23 @@ class SipChannel:
         await self.answer()
         assert self.rtp is not None
         pcm = await self._resolve(audio)
-        if self._digits and self._digits[0] in interrupt_digits:
-            return self._digits.popleft()
+        # Type-ahead: an interrupt digit already waiting ends the prompt before it starts
+        # (with everything typed before it); other waiting digits stay for get_digits.
+        for index, digit in enumerate(self._digits):
+            if digit in interrupt_digits:
+                for _ in range(index + 1):
+                    self._digits.popleft()
+                return digit
+        waiting = len(self._digits)
         done = self.rtp.play(pcm)
         try:
             while not done.done():
                 self._digit_event.clear()
                 await self._wait_any(done, self._digit_event)
                 self._check()
-                while self._digits:
-                    digit = self._digits.popleft()
+                while len(self._digits) > waiting:  # pressed during this prompt
+                    digit = self._digits[waiting]
+                    del self._digits[waiting]
                     if digit in interrupt_digits:
                         return digit
         finally:

@@ -25,10 +25,11 @@ from types import TracebackType
 from ..ivr.channel import ChannelHangup
 from .channel import PromptLoader, SipChannel
 from .message_summary import MessageSummary
+from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
-from .sip.errors import SipParseError
+from .sip.digest import Credentials, DigestAuth
 from .sip.events import (
     CallConfirmed,
     CallEnded,
@@ -44,13 +45,11 @@ from .sip.events import (
     TransferResult,
 )
 from .sip.transaction import TimerConfig
-from .sip.uri import is_ip_literal, parse_uri
 from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
 
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[[SipChannel], Awaitable[None]]
-MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,9 @@ class SipSettings:
     """Listening address, media ports and policy (mapped from imapvm.toml by the lead).
 
     ``advertised_host`` goes into Contact and SDP; it must be set when ``host`` is a wildcard.
-    ``trusted_networks``: sources allowed to send requests (others get 403); empty = anyone.
+    ``trusted_networks``: sources admitted without authentication; others must pass digest
+    authentication (when the server has ``credentials``) or get 403. ("0.0.0.0/0", "::/0")
+    admits everyone. ``auth_realm`` defaults to the advertised host.
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +87,8 @@ class SipSettings:
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
+    auth_realm: str | None = None
+    max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
 
 
 class SipServer:
@@ -95,12 +98,15 @@ class SipServer:
         handler: CallHandler,
         prompt_loader: PromptLoader | None = None,
         mwi_lookup: MwiLookup | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
-        ``publish_mwi`` has not told us yet (the MWI engine provides it)."""
+        ``publish_mwi`` has not told us yet (the MWI engine provides it).
+        ``credentials(username)`` gives a subscriber's password for digest authentication of
+        untrusted sources (e.g. the voicemail.conf password of that mailbox)."""
         self.settings = settings
-        self._mwi_lookup = mwi_lookup
-        self._mwi_state: dict[str, MessageSummary] = {}
+        self._credentials = credentials
+        self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
         self._prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
@@ -113,8 +119,6 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._transfers: dict[str, asyncio.Future[int]] = {}
-        # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
-        self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,18 +126,31 @@ class SipServer:
         advertised = s.advertised_host or s.host
         if ipaddress.ip_address(advertised).is_unspecified:
             raise ValueError("listening on a wildcard address needs advertised_host")
-        self._transport = await open_udp(s.host, s.port, self._on_datagram)
-        host, port = self._transport.local_address
-        if s.tcp:
+        for attempt in range(20):
+            self._transport = await open_udp(s.host, s.port, self._on_datagram)
+            host, port = self._transport.local_address
+            if not s.tcp:
+                break
             self._tcp = TcpSipTransport(self._on_tcp_message)
-            await self._tcp.start(s.host, port)
-        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks) or None
+            try:
+                await self._tcp.start(s.host, port)
+                break
+            except OSError:
+                # With port 0 the OS chose a UDP port whose TCP twin is taken: try another.
+                self._transport.close()
+                if s.port != 0 or attempt == 19:
+                    raise
+        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
+        auth = None
+        if self._credentials is not None:
+            auth = DigestAuth(s.auth_realm or advertised, self._credentials)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
-            rate_limit=s.rate_limit,
+            rate_limit=s.rate_limit, auth=auth,
         ))
+        await self.mwi.resolve_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
 
     @property
@@ -145,6 +162,9 @@ class SipServer:
         await self._closed.wait()
 
     async def close(self) -> None:
+        if self._core is not None:
+            self.core.end_subscriptions(self._now())
+            self._pump()
         for channel in list(self.channels.values()):
             self.hangup_call(channel)
         if self._tasks:
@@ -153,9 +173,7 @@ class SipServer:
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
-        for _, _, refresh in self._published.values():
-            if refresh is not None:
-                refresh.cancel()
+        self.mwi.close()
         if self._transport is not None:
             self._transport.close()
         if self._tcp is not None:
@@ -224,7 +242,7 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self._first_notify(event.handle))
+            self._spawn(self.mwi.first_notify(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
             log.info("subscription %s ended: %s", event.handle, event.reason)
@@ -238,7 +256,7 @@ class SipServer:
             log.info("call %s: transfer progress %d", event.handle, event.status)
             return
         if isinstance(event, PublishResult):
-            self._published_result(event)
+            self.mwi.on_publish_result(event)
             return
         channel = self.channels.get(event.handle)
         if channel is None:
@@ -255,6 +273,11 @@ class SipServer:
             channel.on_ended(event.reason)
 
     def _incoming(self, event: IncomingCall) -> None:
+        limit = self.settings.max_calls
+        if limit is not None and len(self.channels) >= limit:
+            log.warning("call limit %d reached: 503 to %s", limit, event.source)
+            self.core.reject(event.handle, 503, self._now())
+            return
         target = resolve_target(event.request, self.settings.routing)
         channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
                              event.media, self, self._prompt_loader)
@@ -267,44 +290,21 @@ class SipServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # ---- message-waiting (the MWI engine's SIP sink) ----------------------------------
-    async def _first_notify(self, handle: str) -> None:
-        sub = self.core.subscriptions.get(handle)
-        if sub is None:
-            return
-        summary = self._mwi_state.get(sub.mailbox or "")
-        if summary is None and self._mwi_lookup is not None and sub.mailbox:
-            try:
-                summary = await self._mwi_lookup(sub.mailbox)
-            except Exception:
-                log.exception("MWI lookup failed for %s", sub.mailbox)
-        summary = summary or MessageSummary(0, 0)
-        self.core.notify(handle, summary.render(sub.account), self._now())
-        self._pump()
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics: calls, subscriptions, SIP events and RTP packet totals."""
+        out = {"active_calls": len(self.channels),
+               "subscriptions": len(self.core.subscriptions)}
+        out.update({f"sip_{k}": v for k, v in self.core.stats.items()})
+        rtp = [c.rtp for c in self.channels.values() if c.rtp is not None]
+        out["rtp_packets_sent"] = sum(r.stats.sent for r in rtp)
+        out["rtp_packets_received"] = sum(r.stats.received for r in rtp)
+        out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
+        return out
 
     def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox`` (and configured phones); returns NOTIFYs sent."""
-        self._mwi_state[mailbox] = summary
-        now, sent = self._now(), 0
-        for handle in self.core.subscriptions_for(mailbox):
-            sub = self.core.subscriptions[handle]
-            sent += self.core.notify(handle, summary.render(sub.account), now)
-        if self.settings.mwi_presence_server:
-            sent += self._publish(mailbox, summary)
-        for target in self.settings.mwi_unsolicited.get(mailbox, ()):
-            try:
-                uri = parse_uri(target)
-            except SipParseError:
-                log.warning("bad MWI target %r", target)
-                continue
-            if not is_ip_literal(uri.host):
-                log.warning("MWI target %r needs an IP address (no DNS yet)", target)
-                continue
-            address = (uri.host, uri.port or 5060)
-            self.core.send_unsolicited_notify(target, address, summary.render(target), now)
-            sent += 1
-        self._pump()
-        return sent
+        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
+        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
+        return self.mwi.publish(mailbox, summary)
 
     async def _run(self, channel: SipChannel) -> None:
         try:
@@ -316,65 +316,6 @@ class SipServer:
         finally:
             if not channel.hung_up:
                 self.hangup_call(channel)
-
-    def _presence_address(self) -> Address | None:
-        target = self.settings.mwi_presence_server
-        try:
-            uri = parse_uri(target or "")
-        except SipParseError:
-            uri = None
-        if uri is None or not is_ip_literal(uri.host):
-            log.warning("mwi_presence_server %r must be a SIP URI with an IP address", target)
-            return None
-        return uri.host, uri.port or 5060
-
-    def _publish(self, mailbox: str, summary: MessageSummary) -> int:
-        address = self._presence_address()
-        if address is None:
-            return 0
-        domain = self.settings.mwi_publish_domain or address[0]
-        aor = f"sip:{mailbox}@{domain}"
-        body = summary.render(aor)
-        etag, _, timer = self._published.get(aor, (None, b"", None))
-        if timer is not None:
-            timer.cancel()
-        self._published[aor] = (etag, body, None)
-        self.core.publish(aor, address, body, self._now(), etag,
-                          self.settings.mwi_publish_expires)
-        return 1
-
-    def _published_result(self, event: PublishResult) -> None:
-        _, body, timer = self._published.get(event.aor, (None, b"", None))
-        if timer is not None:
-            timer.cancel()
-        address = self._presence_address()
-        if 200 <= event.status < 300 and event.etag:
-            refresh_in = max(1.0, event.expires * 0.9) if event.expires else None
-            handle = None if refresh_in is None else asyncio.get_running_loop().call_later(
-                refresh_in, self._refresh_publication, event.aor
-            )
-            self._published[event.aor] = (event.etag, body, handle)
-        elif event.status == 412 and address is not None and body:
-            # The presence server forgot our entity (restart): publish the state afresh.
-            self._published[event.aor] = (None, body, None)
-            self.core.publish(event.aor, address, body, self._now(), None,
-                              self.settings.mwi_publish_expires)
-            self._pump()
-        elif event.status == 423 and address is not None and body and event.min_expires:
-            self.core.publish(event.aor, address, body, self._now(), None, event.min_expires)
-            self._pump()
-        else:
-            log.warning("PUBLISH for %s answered %d", event.aor, event.status)
-
-    def _refresh_publication(self, aor: str) -> None:
-        etag, body, _ = self._published.get(aor, (None, b"", None))
-        address = self._presence_address()
-        if etag is None or address is None:
-            return
-        self._published[aor] = (etag, body, None)
-        self.core.publish(aor, address, b"", self._now(), etag,
-                          self.settings.mwi_publish_expires)
-        self._pump()
 
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:

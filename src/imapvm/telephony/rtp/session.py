@@ -161,10 +161,11 @@ class RtpSession(asyncio.DatagramProtocol):
             self._send_frame()
         except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
             log.debug("RTP send failed: %s", exc)
-        self._check_inactivity(now)
-        for digit, duration in self._dtmf.expire(now):
-            if self.digit_sink:
-                self.digit_sink(digit, duration)
+        if self._n % 25 == 0:  # twice a second is plenty for these two checks
+            self._check_inactivity(now)
+            for digit, duration in self._dtmf.expire(now):
+                if self.digit_sink:
+                    self.digit_sink(digit, duration)
         self._schedule()
 
     def _check_inactivity(self, now: float) -> None:

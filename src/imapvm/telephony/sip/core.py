@@ -1,5 +1,9 @@
 """The sans-I/O SIP user agent server: requests in, responses, events and deadlines out.
 
+This module handles calls (INVITE, re-INVITE, CANCEL, BYE, INFO, UPDATE, REFER) and the
+request dispatch; ``base.py`` holds the shared state and sending machinery and ``notifier.py``
+the message-summary subscriptions.
+
 Drive it with ``receive(data, source, now)`` for every datagram, ``handle_timer(now)`` when
 ``next_deadline()`` passes, and the call-control methods (``ring``, ``answer``, ``reject``,
 ``hangup``). Collect ``take_outgoing()`` datagrams and ``take_events()`` after each call.
@@ -12,9 +16,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from ..sdp import (
@@ -26,85 +28,46 @@ from ..sdp import (
     parse_sdp,
 )
 from ..sdp import negotiate as negotiate_sdp
+from .base import (
+    ALLOW,
+    DTMF_EVENT_DIGITS,
+    KNOWN_METHODS,
+    MWI_EVENT,
+    SUPPORTED_EXTENSIONS,
+    CoreConfig,
+    new_tag,
+)
 from .errors import SipParseError
 from .events import (
     CallConfirmed,
     CallEnded,
     DtmfReceived,
-    Event,
     IncomingCall,
     MediaUpdated,
     PublishResult,
-    SubscriptionEnded,
-    SubscriptionRefreshed,
-    SubscriptionStarted,
     TransferProgress,
     TransferResult,
 )
 from .message import (
-    DEFAULT_LIMITS,
-    Headers,
-    Limits,
     SipRequest,
     SipResponse,
     parse_message,
     request_uri_error,
 )
-from .ratelimit import RateLimiter
+from .notifier import Notifier, Subscription, publish_result
 from .transaction import (
     Address,
     InviteServerTransaction,
-    NonInviteClientTransaction,
     NonInviteServerTransaction,
     Send,
     ServerTransaction,
     State,
-    TimerConfig,
 )
-from .uri import NameAddr, format_host, is_ip_literal, parse_name_addr, parse_uri, parse_via
+from .uri import NameAddr, parse_name_addr, parse_uri
 
 log = logging.getLogger(__name__)
 
-REASONS = {
-    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 302: "Moved Temporarily",
-    202: "Accepted", 400: "Bad Request", 423: "Interval Too Brief",
-    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
-    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
-    489: "Bad Event", 491: "Request Pending", 500: "Server Internal Error",
-    501: "Not Implemented", 503: "Service Unavailable", 505: "Version Not Supported",
-    513: "Message Too Large", 603: "Decline",
-}  # fmt: skip
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, NOTIFY"
-MWI_EVENT = "message-summary"
-MWI_CONTENT_TYPE = "application/simple-message-summary"
-SUPPORTED_EXTENSIONS = frozenset({"timer"})
-KNOWN_METHODS = frozenset(
-    {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER", "SUBSCRIBE",
-     "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "PRACK"}
-)  # fmt: skip
-DTMF_EVENT_DIGITS = "0123456789*#ABCD"
-MAGIC_COOKIE = "z9hG4bK"
-
-
-@dataclass(frozen=True)
-class CoreConfig:
-    """What the core needs to know about itself. ``trusted``: None admits every source."""
-
-    local_host: str
-    local_port: int
-    user_agent: str = "imapvm"
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
-    timers: TimerConfig = field(default_factory=TimerConfig)
-    limits: Limits = DEFAULT_LIMITS
-    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
-    symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
-    rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
-    min_expires: int = 60  # message-summary subscriptions: shortest accepted
-    max_expires: int = 3600  # and longest granted
-
+__all__ = ["Call", "CallState", "CoreConfig", "SipCore", "Subscription", "parse_dtmf_info"]
 
 class CallState(Enum):
     EARLY = "early"  # INVITE received, no final response yet
@@ -148,58 +111,8 @@ class Call:
         return (self.invite.call_id, self.local_tag, self.remote_tag)
 
 
-@dataclass
-class Subscription:
-    """A message-summary subscription dialog (RFC 6665); we are the notifier."""
-
-    handle: str
-    request: SipRequest  # the initial SUBSCRIBE
-    source: Address
-    local_tag: str
-    remote_tag: str
-    remote_target: str
-    route_set: list[str]
-    mailbox: str | None
-    account: str
-    expires_at: float
-    remote_cseq: int = 0
-    local_cseq: int = 0
-    terminated: bool = False
-    transport: str = "UDP"
-
-    @property
-    def dialog_key(self) -> tuple[str, str, str]:
-        return (self.request.call_id, self.local_tag, self.remote_tag)
-
-
-@dataclass
-class _Pending:
-    outgoing: list[Send] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-
-def _new_tag() -> str:
-    return secrets.token_hex(6)
-
-
-class SipCore:
+class SipCore(Notifier):
     """UAS core: transactions, dialogs, INVITE/re-INVITE/CANCEL/BYE/OPTIONS/INFO/UPDATE."""
-
-    def __init__(self, config: CoreConfig) -> None:
-        self.config = config
-        self._server_txs: dict[tuple[str, ...], ServerTransaction] = {}
-        self._client_txs: dict[tuple[str, ...], NonInviteClientTransaction] = {}
-        self._calls: dict[str, Call] = {}
-        self._dialogs: dict[tuple[str, str, str], Call] = {}
-        self._subscriptions: dict[str, Subscription] = {}
-        self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
-        self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
-        self._refers: dict[tuple[str, ...], str] = {}  # REFER transaction -> call
-        self._publishes: dict[tuple[str, ...], str] = {}  # PUBLISH transaction -> AOR
-        self._out = _Pending()
-        # Operational counters: retransmissions sent and absorbed, input dropped or refused.
-        self.stats: Counter[str] = Counter()
-        self._limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
 
     # ---- driver interface -------------------------------------------------------------
     def receive(self, data: bytes, source: Address, now: float, transport: str = "UDP") -> None:
@@ -212,14 +125,6 @@ class SipCore:
             self._receive(data, source, now, transport)
         except Exception:  # a bug must not take the server down with it
             log.exception("SIP core failed on a datagram from %s", source)
-
-    def take_outgoing(self) -> list[Send]:
-        out, self._out.outgoing = self._out.outgoing, []
-        return out
-
-    def take_events(self) -> list[Event]:
-        events, self._out.events = self._out.events, []
-        return events
 
     def next_deadline(self) -> float | None:
         deadlines = [d for tx in self._server_txs.values() if (d := tx.deadline()) is not None]
@@ -309,7 +214,9 @@ class SipCore:
         call = self._calls.get(handle)
         if call is None or call.state != CallState.EARLY:
             return
-        self._respond_tx(call.invite_tx, call.invite, status, now, to_tag=call.local_tag)
+        extra = [("Retry-After", "5")] if status == 503 else []
+        self._respond_tx(call.invite_tx, call.invite, status, now, to_tag=call.local_tag,
+                         extra=extra)
         self._end(call, "rejected")
 
     def redirect(self, handle: str, target: str, now: float) -> bool:
@@ -359,13 +266,44 @@ class SipCore:
             if problem is not None:
                 self._respond_stateless(msg, source, problem.status, None, transport)
                 return
-        if not self._trusted(source):
-            if msg.method != "ACK" and self._within_rate(msg, source, now):
-                self._respond_stateless(msg, source, 403, None, transport)
+        if not self._trusted(source) and not self._authenticated(msg, source, now, transport):
             return
         if self.config.trusted is None and not self._within_rate(msg, source, now):
             return  # dropped, not answered: answering a flood only feeds it
         self._on_request(msg, source, now, transport)
+
+    def _authenticated(
+        self, msg: SipRequest, source: Address, now: float, transport: str
+    ) -> bool:
+        """Admit an untrusted source's request, or answer 401/403 and return False.
+
+        Requests inside an existing dialog or transaction were admitted when it was created;
+        ACK and CANCEL cannot be challenged (RFC 3261 §22.1).
+        """
+        auth = self.config.auth
+        if msg.method in ("ACK", "CANCEL") and auth is not None:
+            return True
+        if auth is not None and (
+            msg.to_addr.tag or self._server_txs.get(self._tx_key(msg, msg.method)) is not None
+        ):
+            return True
+        if msg.method == "ACK" or not self._within_rate(msg, source, now):
+            return False
+        if auth is None:
+            self._respond_stateless(msg, source, 403, None, transport)
+            return False
+        verdict, username = auth.verify(msg.headers.get("Authorization"), msg.method,
+                                        source[0], now)
+        if verdict == "ok":
+            target = parse_uri(msg.uri).user
+            if msg.method == "SUBSCRIBE" and target != username:
+                self._respond_stateless(msg, source, 403, "Not your mailbox", transport)
+                return False
+            return True
+        challenge = auth.challenge(source[0], now, stale=verdict == "stale")
+        self._respond_stateless(msg, source, 401, "Unauthorized", transport,
+                                extra=[("WWW-Authenticate", challenge)])
+        return False
 
     def _within_rate(self, msg: SipRequest, source: Address, now: float) -> bool:
         """Per-source limit on new requests. Sources in an explicit trusted list (the PBX)
@@ -389,14 +327,6 @@ class SipCore:
         except ValueError:
             return False
         return any(ip in net for net in self.config.trusted)
-
-    def _tx_key(self, req: SipRequest, method: str) -> tuple[str, ...]:
-        via = req.vias[0]
-        branch = via.branch or ""
-        if branch.startswith(MAGIC_COOKIE):
-            return (branch, via.sent_by, method)
-        # RFC 2543 peers: no usable branch, fall back to the request's identity (§17.2.3).
-        return (req.call_id, str(req.cseq[0]), req.from_addr.tag or "", via.sent_by, method)
 
     def _on_request(self, req: SipRequest, source: Address, now: float, transport: str) -> None:
         method = req.method
@@ -476,7 +406,7 @@ class SipCore:
             if accepted is None:
                 self._respond_tx(tx, req, 488, now)
                 return
-        local_tag = _new_tag()
+        local_tag = new_tag()
         call = Call(
             handle=f"{local_tag}",
             invite=req,
@@ -680,7 +610,7 @@ class SipCore:
         call = next((c for c in self._calls.values() if c.invite_tx is invite_tx), None)
         if invite_tx.state == State.PROCEEDING:
             inv = call.invite if call else req
-            tag = call.local_tag if call else _new_tag()
+            tag = call.local_tag if call else new_tag()
             # The 487 answers the INVITE, so it must carry the INVITE's CSeq method.
             self._respond_tx(invite_tx, inv if call else _as_invite(req), 487, now, to_tag=tag)
             if call:
@@ -699,113 +629,13 @@ class SipCore:
                 self._out.events.append(TransferResult(referred, resp.status))
             published = self._publishes.pop(tx.key, None)
             if published:
-                self._out.events.append(_publish_result(published, resp))
+                self._out.events.append(publish_result(published, resp))
             owner = self._tx_owner.pop(tx.key, None)
             if owner and resp.status in (404, 410, 481, 489, 408, 500, 503):
                 self._drop_subscription(owner, f"notify-{resp.status}")
 
     def _invite_tx_timed_out(self, tx: InviteServerTransaction) -> None:
         log.info("non-2xx final to INVITE never acknowledged (Timer H)")
-
-    # ---- sending ----------------------------------------------------------------------
-    def _response_address(
-        self, req: SipRequest, source: Address, transport: str = "UDP"
-    ) -> Address:
-        """RFC 3261 §18.2.2 with RFC 3581: received/rport, else the sent-by port; over TCP
-        the connection the request came on."""
-        via = req.vias[0]
-        if "rport" in via.params or transport != "UDP":
-            return source
-        return (source[0], via.port or 5060)
-
-    def _top_via(self, req: SipRequest, source: Address) -> list[str]:
-        vias = req.headers.get_all("Via")
-        try:
-            top = parse_via(vias[0])
-        except (SipParseError, IndexError):
-            return vias
-        params = dict(top.params)
-        if top.host != source[0] or "rport" in params:
-            params["received"] = source[0]
-        if "rport" in params:
-            params["rport"] = str(source[1])
-        return [str(type(top)(top.transport, top.host, top.port, params)), *vias[1:]]
-
-    def _build_response(
-        self,
-        req: SipRequest,
-        source: Address,
-        status: int,
-        reason: str | None = None,
-        to_tag: str | None = None,
-        contact: bool = False,
-        body: bytes = b"",
-        extra: Iterable[tuple[str, str]] = (),
-        transport: str = "UDP",
-    ) -> bytes:
-        headers = Headers()
-        for via in self._top_via(req, source):
-            headers.add("Via", via)
-        headers.add("From", req.headers.get("From") or "")
-        to = req.headers.get("To") or ""
-        if to_tag and status > 100:
-            try:
-                if parse_name_addr(to).tag is None:
-                    to = f"{to};tag={to_tag}"
-            except SipParseError:
-                pass
-        headers.add("To", to)
-        headers.add("Call-ID", req.call_id)
-        headers.add("CSeq", req.headers.get("CSeq") or "")
-        if status >= 180 and req.method == "INVITE":
-            for rr in req.headers.raw("Record-Route"):
-                headers.add("Record-Route", rr)
-        if contact:
-            headers.add("Contact", f"<{self._contact_uri(transport)}>")
-        headers.add("Server", self.config.user_agent)
-        for name, value in extra:
-            headers.add(name, value)
-        if body:
-            headers.add("Content-Type", "application/sdp")
-        resp = SipResponse(headers=headers, body=body, status=status,
-                           reason=reason or REASONS.get(status, "Unknown"))
-        return resp.serialize()
-
-    def _respond_tx(
-        self,
-        tx: ServerTransaction,
-        req: SipRequest,
-        status: int,
-        now: float,
-        reason: str | None = None,
-        to_tag: str | None = None,
-        contact: bool = False,
-        body: bytes = b"",
-        extra: Iterable[tuple[str, str]] = (),
-    ) -> bytes:
-        data = self._build_response(req, tx.address, status, reason, to_tag, contact, body,
-                                    extra, tx.transport)
-        self._out.outgoing += tx.respond(data, status, now)
-        return data
-
-    def _respond_stateless(
-        self, req: SipRequest, source: Address, status: int, reason: str | None,
-        transport: str = "UDP",
-    ) -> None:
-        h = req.headers
-        if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
-            return  # a response without these would be as malformed as the request
-        try:
-            address = self._response_address(req, source, transport)
-            data = self._build_response(req, source, status, reason, transport=transport)
-        except (SipParseError, IndexError):
-            return  # not even a Via to answer to
-        self._out.outgoing.append(Send(data, address, transport))
-
-    def _contact_uri(self, transport: str = "UDP") -> str:
-        param = "" if transport == "UDP" else f";transport={transport.lower()}"
-        return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
-                + param)
 
     def _local_sdp(self, call: Call, offer: bool = False) -> bytes:
         assert call.local_rtp is not None
@@ -836,29 +666,6 @@ class SipCore:
         call.ok_data, call.ok_cseq = data, cseq
         call.ok_interval, call.ok_next, call.ok_give_up = t1, now + t1, now + 64 * t1
 
-    def _in_dialog_destination(
-        self, remote_target: str, route_set: list[str], source: Address
-    ) -> tuple[str, list[str], Address]:
-        """(Request-URI, Route values, address) for a request we send in a dialog."""
-        target = remote_target
-        routes = list(route_set)  # a UAS keeps Record-Route order (§12.1.1)
-        next_hop = target
-        if routes:
-            first = parse_name_addr(routes[0]).uri
-            if "lr" in first.params:
-                next_hop = str(first)
-            else:  # strict router: its URI becomes the Request-URI (§12.2.1.1)
-                routes = [*routes[1:], f"<{target}>"]
-                target = str(first)
-                next_hop = target
-        address = source
-        if not self.config.symmetric_signalling:
-            uri = parse_uri(next_hop)
-            if is_ip_literal(uri.host):
-                port = uri.port or (5061 if uri.scheme == "sips" else 5060)
-                address = (uri.host, port)
-        return target, routes, address
-
     def _send_bye(self, call: Call, now: float, reason: str) -> None:
         call.local_cseq += 1
         local: NameAddr = call.invite.to_addr
@@ -870,202 +677,6 @@ class SipCore:
         )
         self._end(call, reason)
 
-    def _send_in_dialog(
-        self, method: str, call_id: str, local: str, remote: str, remote_target: str,
-        route_set: list[str], source: Address, cseq: int, now: float,
-        extra: Iterable[tuple[str, str]] = (), body: bytes = b"", content_type: str = "",
-        transport: str = "UDP",
-    ) -> tuple[str, ...]:
-        """Send a request inside a dialog through a non-INVITE client transaction.
-
-        Over TCP it goes back on the connection the dialog came in on (``source``).
-        """
-        try:
-            target, routes, address = self._in_dialog_destination(
-                remote_target, route_set, source
-            )
-        except SipParseError:
-            target, routes, address = remote_target, [], source
-        if transport != "UDP":
-            address = source
-        branch = MAGIC_COOKIE + secrets.token_hex(8)
-        headers = Headers()
-        headers.add("Via", f"SIP/2.0/{transport} "
-                    f"{format_host(self.config.local_host)}:{self.config.local_port}"
-                    f";branch={branch};rport")
-        headers.add("Max-Forwards", "70")
-        headers.add("From", local)
-        headers.add("To", remote)
-        headers.add("Call-ID", call_id)
-        headers.add("CSeq", f"{cseq} {method}")
-        for route in routes:
-            headers.add("Route", route)
-        headers.add("Contact", f"<{self._contact_uri(transport)}>")
-        headers.add("User-Agent", self.config.user_agent)
-        for name, value in extra:
-            headers.add(name, value)
-        if body:
-            headers.add("Content-Type", content_type)
-        request = SipRequest(headers=headers, body=body, method=method, uri=target)
-        tx = NonInviteClientTransaction(
-            (branch, method), self.config.timers, State.TRYING, address,
-            transport=transport, request=request.serialize(),
-        )
-        self._client_txs[tx.key] = tx
-        self._out.outgoing += tx.start(now)
-        return tx.key
-
-    # ---- message-summary subscriptions (RFC 6665, RFC 3842) ---------------------------
-    def _subscribe_expiry(self, req: SipRequest) -> int | None:
-        """Granted expiry, or None when below the minimum (423)."""
-        value = (req.headers.get("Expires") or "").strip()
-        asked = int(value) if value.isdigit() and len(value) < 10 else self.config.max_expires
-        if asked == 0:
-            return 0
-        if asked < self.config.min_expires:
-            return None
-        return min(asked, self.config.max_expires)
-
-    def _event_ok(self, req: SipRequest, tx: ServerTransaction, now: float) -> bool:
-        event = (req.headers.get("Event") or "").split(";")[0].strip().lower()
-        if event != MWI_EVENT:
-            self._respond_tx(tx, req, 489, now, extra=[("Allow-Events", MWI_EVENT)])
-            return False
-        return True
-
-    def _new_subscribe(
-        self, req: SipRequest, tx: ServerTransaction, source: Address, now: float
-    ) -> None:
-        if not self._event_ok(req, tx, now):
-            return
-        expires = self._subscribe_expiry(req)
-        if expires is None:
-            self._respond_tx(tx, req, 423, now,
-                             extra=[("Min-Expires", str(self.config.min_expires))])
-            return
-        contacts = req.headers.get_all("Contact")
-        try:
-            remote_target = str(parse_name_addr(contacts[0]).uri) if contacts else ""
-            ruri = parse_uri(req.uri)
-        except SipParseError:
-            remote_target = ""
-        if not remote_target:
-            self._respond_tx(tx, req, 400, now, reason="Missing or bad Contact")
-            return
-        local_tag = _new_tag()
-        sub = Subscription(
-            handle=local_tag, request=req, source=source, local_tag=local_tag,
-            remote_tag=req.from_addr.tag or "", remote_target=remote_target,
-            route_set=req.headers.get_all("Record-Route"),
-            mailbox=ruri.user.split(";")[0] if ruri.user else None,
-            account=f"{ruri.scheme}:{ruri.user}@{format_host(ruri.host)}" if ruri.user
-            else str(ruri),
-            expires_at=now + expires, remote_cseq=req.cseq[0], transport=tx.transport,
-        )
-        self._respond_tx(tx, req, 200, now, to_tag=local_tag, contact=True,
-                         extra=[("Expires", str(expires))])
-        self._subscriptions[sub.handle] = sub
-        self._sub_dialogs[sub.dialog_key] = sub
-        self._out.events.append(SubscriptionStarted(sub.handle, sub.mailbox, sub.account, req,
-                                                    source))
-        if expires == 0:
-            sub.terminated = True  # a one-off fetch: the first NOTIFY also ends it
-
-    def _refresh_subscribe(self, req: SipRequest, tx: ServerTransaction, now: float) -> None:
-        sub = self._sub_dialogs.get((req.call_id, req.to_addr.tag or "", req.from_addr.tag or ""))
-        if sub is None:
-            self._respond_tx(tx, req, 481, now)
-            return
-        if not self._event_ok(req, tx, now):
-            return
-        expires = self._subscribe_expiry(req)
-        if expires is None:
-            self._respond_tx(tx, req, 423, now,
-                             extra=[("Min-Expires", str(self.config.min_expires))])
-            return
-        sub.remote_cseq = max(sub.remote_cseq, req.cseq[0])
-        self._respond_tx(tx, req, 200, now, contact=True, extra=[("Expires", str(expires))])
-        sub.expires_at = now + expires
-        if expires == 0:
-            sub.terminated = True
-        self._out.events.append(SubscriptionRefreshed(sub.handle))
-
-    def notify(self, handle: str, body: bytes, now: float) -> bool:
-        """Send a message-summary NOTIFY in a subscription (its state comes from the core)."""
-        sub = self._subscriptions.get(handle)
-        if sub is None:
-            return False
-        if sub.terminated:
-            self._terminate_subscription(sub, now, None, body)
-            return True
-        remaining = max(0, int(sub.expires_at - now))
-        self._send_notify(sub, f"active;expires={remaining}", body, now)
-        return True
-
-    def subscriptions_for(self, mailbox: str) -> list[str]:
-        return [s.handle for s in self._subscriptions.values() if s.mailbox == mailbox]
-
-    @property
-    def subscriptions(self) -> dict[str, Subscription]:
-        return self._subscriptions
-
-    def _send_notify(self, sub: Subscription, state: str, body: bytes, now: float) -> None:
-        sub.local_cseq += 1
-        local = sub.request.to_addr
-        key = self._send_in_dialog(
-            "NOTIFY", sub.request.call_id,
-            str(local) if local.tag else f"{local};tag={sub.local_tag}",
-            sub.request.headers.get("From") or "", sub.remote_target, sub.route_set,
-            sub.source, sub.local_cseq, now,
-            extra=[("Event", MWI_EVENT), ("Subscription-State", state)],
-            body=body, content_type=MWI_CONTENT_TYPE, transport=sub.transport,
-        )
-        self._tx_owner[key] = sub.handle
-
-    def _terminate_subscription(
-        self, sub: Subscription, now: float, reason: str | None, body: bytes = b""
-    ) -> None:
-        state = "terminated" + (f";reason={reason}" if reason else "")
-        self._send_notify(sub, state, body, now)
-        self._drop_subscription(sub.handle, reason or "unsubscribed")
-
-    def _drop_subscription(self, handle: str, reason: str) -> None:
-        sub = self._subscriptions.pop(handle, None)
-        if sub is None:
-            return
-        self._sub_dialogs.pop(sub.dialog_key, None)
-        self._out.events.append(SubscriptionEnded(handle, reason))
-
-    def publish(
-        self, aor: str, address: Address, body: bytes, now: float, etag: str | None = None,
-        expires: int = 3600,
-    ) -> None:
-        """PUBLISH message-summary state for ``aor`` to a presence server (RFC 3903).
-
-        With ``etag`` and an empty body it refreshes; with ``etag`` and a body it modifies;
-        ``expires=0`` removes. The answer arrives as a ``PublishResult`` event.
-        """
-        extra = [("Event", MWI_EVENT), ("Expires", str(expires))]
-        if etag:
-            extra.append(("SIP-If-Match", etag))
-        key = self._send_in_dialog(
-            "PUBLISH", secrets.token_hex(12) + "@imapvm", f"<{aor}>;tag={_new_tag()}",
-            f"<{aor}>", aor, [], address, 1, now, extra=extra, body=body,
-            content_type=MWI_CONTENT_TYPE,
-        )
-        self._publishes[key] = aor
-
-    def send_unsolicited_notify(
-        self, target: str, address: Address, body: bytes, now: float
-    ) -> None:
-        """Out-of-dialog message-summary NOTIFY for phones configured without SUBSCRIBE."""
-        self._send_in_dialog(
-            "NOTIFY", secrets.token_hex(12) + "@imapvm", f"<{self._contact_uri()}>;tag="
-            + _new_tag(), f"<{target}>", target, [], address, 1, now,
-            extra=[("Event", MWI_EVENT), ("Subscription-State", "active")],
-            body=body, content_type=MWI_CONTENT_TYPE,
-        )
-
     def _end(self, call: Call, reason: str) -> None:
         if call.state == CallState.ENDED:
             return
@@ -1074,16 +685,6 @@ class SipCore:
         self._calls.pop(call.handle, None)
         self._dialogs.pop(call.dialog_key, None)
         self._out.events.append(CallEnded(call.handle, reason))
-
-
-def _publish_result(aor: str, resp: SipResponse) -> PublishResult:
-    expires = (resp.headers.get("Expires") or "").strip()
-    min_expires = (resp.headers.get("Min-Expires") or "").strip()
-    return PublishResult(
-        aor, resp.status, resp.headers.get("SIP-ETag"),
-        int(expires) if expires.isdigit() and len(expires) < 10 else 0,
-        int(min_expires) if min_expires.isdigit() and len(min_expires) < 10 else None,
-    )
 
 
 def _as_invite(cancel: SipRequest) -> SipRequest:
