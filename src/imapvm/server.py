@@ -165,7 +165,7 @@ class VoicemailServer:
             directory.mkdir(parents=True, exist_ok=True)
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
-                             mwi_lookup=self._mwi_lookup)
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
         await self.sip.start()
         if self.loaded.settings.mwi.sip_notify:
             self.mwi.add_sink(CallbackSink(self._publish_sip, name="sip"))
@@ -277,6 +277,15 @@ class VoicemailServer:
         finally:
             self._active.discard(task)
             self.metrics.active_calls.set(len(self._active))
+
+    def _sip_password(self, username: str) -> str | None:
+        """Digest credentials of a phone outside the trusted networks: its mailbox number and
+        mailbox password (an empty password never authenticates)."""
+        box = self.mailbox_ref(username)
+        if box is None:
+            return None
+        password = self.session.password(box)
+        return password or None
 
     def _exit_target(self, exit_: Exit) -> str | None:
         """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
