@@ -117,6 +117,7 @@ class ScriptedChannel:
             return False
         self.script.popleft()
         self.buffer.extend(head.keys)
+        self._heard.clear()  # "after" counts from the previous key on
         return True
 
     def _label(self, audio: Audio | str) -> str:
@@ -149,6 +150,7 @@ class ScriptedChannel:
         head = self._head()
         if isinstance(head, Press) and head.during is not None and head.during == audio:
             self.script.popleft()
+            self._heard.clear()
             if head.keys[:1] and head.keys[0] in interrupt_digits:
                 self.buffer.extend(head.keys)
                 self._heard_it(audio)

@@ -69,7 +69,7 @@ async def choose_recipients(channel: Channel, view: MailboxView, *, allow_self: 
     return []
 
 
-async def _forward_options(channel: Channel, view: MailboxView) -> Audio | None | bool:
+async def _forward_options(channel: Channel, view: MailboxView) -> Audio | bool | None:
     """1 = record a comment (returned), 2 = none (None), * or silence = cancel (False)."""
     s = view.settings
     retries = 0
