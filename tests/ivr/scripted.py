@@ -12,7 +12,8 @@ The script is what the caller does, in order:
   ``"#"``, ``"silence"``, ``"max"``, ``"0"`` or ``"hangup"``).
 * ``Hangup()``: the caller hangs up at the next wait.
 
-When the script runs out, the caller hangs up (so a flow always ends). Everything heard is in
+Every prompt name played must exist in the installed Asterisk sound set. When the script
+runs out, the caller hangs up (so a flow always ends). Everything heard is in
 ``played``: prompt names, and ``audio:N.Ns`` for audio (consecutive pieces merged). Keys typed
 ahead (left in the buffer from a longer ``Press``) interrupt the next prompt before it is heard,
 so that prompt is not listed, as on a real phone.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imapvm.audio import prompts
 from imapvm.ivr.channel import Audio, CallerId, CallTarget, ChannelHangup, RecordResult
 
 
@@ -127,6 +129,8 @@ class ScriptedChannel:
 
     def _heard_it(self, audio: Audio | str) -> None:
         if isinstance(audio, str):
+            # every prompt a flow plays must be a real Asterisk sound file
+            assert prompts.find(prompts.DEFAULT_SOUNDS, audio) is not None, audio
             self.played.append(audio)
             self._heard.add(audio)
             self._last_audio = False

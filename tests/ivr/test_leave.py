@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imapvm.ivr.channel import CallTarget
 from imapvm.ivr.leave import LeaveOptions, leave_message
-from imapvm.storage.base import Folder, GreetingKind
+from imapvm.storage.base import Folder, GreetingKind, StoreUnavailable
 from tests.ivr.conftest import BOB, BOX, WorldFactory
 from tests.ivr.scripted import Hangup, Press, Rec, ScriptedChannel, Wait
 
@@ -228,3 +228,32 @@ async def test_unknown_mailbox_is_asked_for(make_world: WorldFactory) -> None:
     assert ch.played[:2] == ["vm-whichbox", "vm-theperson"]
     await w.settle()
     assert (await w.store.counts(BOB)).new == 1
+
+
+async def test_greetings_only_mailbox(make_world: WorldFactory) -> None:
+    w = await make_world(alice="maxmsg=0")
+    ch = ScriptedChannel([])
+    result = await leave_message(ch, w.session)
+    assert ch.played == INVENTED_UNAVAIL
+    assert result.status == "SUCCESS"
+    assert ch.record_calls == []
+
+
+async def test_store_down_still_takes_the_message(make_world: WorldFactory) -> None:
+    """Greeting and quota unknown: the caller still leaves a message, kept in the outbox."""
+    w = await make_world()
+    w.outbox.stop()
+    await w.outbox.flush(0.1)
+
+    class Down:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            async def fail(*args: object, **kwargs: object) -> None:
+                raise StoreUnavailable("IMAP server unreachable")
+            return fail
+
+    w.session.store = Down()  # type: ignore[assignment]
+    ch = ScriptedChannel([Rec(3)])
+    result = await leave_message(ch, w.session)
+    assert ch.played == [*INVENTED_UNAVAIL, "vm-intro", "beep", "vm-goodbye"]
+    assert result.status == "SUCCESS"
+    assert w.outbox.depth() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from imapvm.ivr.channel import CallerId, CallTarget
 from imapvm.ivr.main import MainOptions, voicemail_main
 from imapvm.message import parse_message
-from imapvm.storage.base import Folder, GreetingKind, MailboxRef
+from imapvm.storage.base import Folder, GreetingKind, MailboxRef, StoreUnavailable
 from tests.ivr.conftest import BOB, BOX, NOW, WorldFactory, conf_text
 from tests.ivr.scripted import Press, Rec, ScriptedChannel, Wait
 
@@ -319,3 +319,62 @@ async def test_new_user_records_name_then_password(make_world: WorldFactory) -> 
                              "vm-passchanged"]
     assert await w.store.get_greeting(BOX, GreetingKind.NAME) is not None
     assert w.session.password(BOX) == "9876"
+
+
+async def test_autoplay_plays_urgent_first(make_world: WorldFactory) -> None:
+    w = await make_world()
+    await w.add_message(caller="5550001")
+    await w.add_message(caller="5550009", urgent=True)
+    ch = ScriptedChannel([after("#")], target=OWN)
+    await voicemail_main(ch, w.session,
+                         options=MainOptions(skip_password=True, autoplay=Folder.INBOX))
+    assert ch.played[:3] == ["vm-first", "vm-Urgent", "vm-message"]
+
+
+async def test_star_at_login_leaves_to_a(make_world: WorldFactory) -> None:
+    w = await make_world(exits=True)
+    ch = ScriptedChannel(["*#"], target=CHECK)
+    result = await voicemail_main(ch, w.session)
+    assert ch.played == ["vm-login"]
+    assert ch.transfers == ["sip:a@default"]
+    assert result.exit is not None
+    assert result.exit.kind == "star"
+
+
+async def test_temp_greeting_warning_and_full_mailbox_warning(make_world: WorldFactory) -> None:
+    w = await make_world(alice="tempgreetwarn=yes|maxmsg=2")
+    await w.add_greeting(GreetingKind.TEMP)
+    await w.add_message()
+    await w.add_message()
+    ch = ScriptedChannel([after("#", "vm-messages")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    assert ch.played[:5] == ["vm-mailboxfull", "vm-tempgreetactive", "vm-youhave", "digits/2",
+                             "vm-INBOX"]
+
+
+async def test_outdial_is_a_transfer(make_world: WorldFactory) -> None:
+    w = await make_world(alice="dialout=fromvm", exits=True)
+    ch = ScriptedChannel([after("3", "vm-helpexit"), after("4", "vm-starmain"),
+                          after("5551212#", "vm-star-cancel")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    i = ch.played.index("vm-tomakecall")
+    assert ch.played[i:i + 2] == ["vm-tomakecall", "vm-starmain"]
+    assert ch.played[-4:] == ["vm-enter-num-to-call", "vm-then-pound", "vm-star-cancel",
+                              "vm-dialout"]
+    assert ch.transfers == ["sip:5551212@fromvm"]
+
+
+async def test_store_down_says_sorry(make_world: WorldFactory) -> None:
+    w = await make_world()
+
+    class Down:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            async def fail(*args: object, **kwargs: object) -> None:
+                raise StoreUnavailable("IMAP server unreachable")
+            return fail
+
+    w.session.store = Down()  # type: ignore[assignment]
+    ch = ScriptedChannel([], target=OWN)
+    result = await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    assert ch.played == ["vm-sorry"]
+    assert result.mailbox == BOX

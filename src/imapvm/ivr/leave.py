@@ -87,6 +87,10 @@ async def leave_message(
         result = await _leave(channel, session, list(boxes), options)
     except ChannelHangup:
         return LeaveResult("FAILED")
+    except (OSError, StoreError, ValueError) as exc:
+        # The message could not be made durable: never say goodbye as if it were safe.
+        log.error("leave a message: %s", exc)
+        result = LeaveResult("FAILED")
     if result.exit is not None:
         target = session.exit_target(result.exit)
         if target is not None and await channel.transfer(target):

@@ -34,11 +34,13 @@ FOLDER_WAIT = 4.0
 @dataclass(frozen=True)
 class MainOptions:
     """``VoiceMailMain()`` options: ``s`` (skip the password; only with a known mailbox, for
-    trusted identities), ``p`` (prefix), ``r`` (read-only: no deleting)."""
+    trusted identities), ``p`` (prefix), ``r`` (read-only: no deleting), ``a`` (autoplay)."""
 
     skip_password: bool = False
     prefix: str = ""
     read_only: bool = False
+    #: ``a(folder)``: skip the intro and play this folder at once (urgent messages first).
+    autoplay: Folder | None = None
 
 
 @dataclass
@@ -81,6 +83,12 @@ async def voicemail_main(
             result.exit = await _session(channel, session, login, options)
     except ChannelHangup:
         return result
+    except StoreError as exc:  # the store is down: nothing sensible can be offered
+        log.error("VoiceMailMain for %s: %s", result.mailbox, exc)
+        try:
+            await channel.play("vm-sorry")
+        except ChannelHangup:
+            return result
     if result.exit is not None:
         target = session.exit_target(result.exit)
         if target is not None and await channel.transfer(target):
@@ -154,7 +162,10 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
             cmd = await new_user_setup(channel, view)
         if cmd != "t":
             await _quota_warnings(channel, view)
-            cmd = await _intro(channel, view)
+            if options.autoplay is not None:
+                cmd = await _autoplay(channel, view, options.autoplay)
+            else:
+                cmd = await _intro(channel, view)
         view.repeats = 0
         view.starting = True
         while cmd not in ("t", "#"):
@@ -204,6 +215,16 @@ async def _quota_warnings(channel: Channel, view: MailboxView) -> None:
         await channel.play("vm-mailboxfull", ANY)
     if view.settings.maxmsg and view.new + view.old >= view.settings.maxmsg:
         await channel.play("vm-mailboxfull", ANY)
+
+
+async def _autoplay(channel: Channel, view: MailboxView, folder: Folder) -> str:
+    """``a(folder)``: straight to the first message (of Urgent when there are urgent ones);
+    an empty folder is announced and the call ends."""
+    await view.open(Folder.URGENT if view.urgent else folder)
+    if view.last == -1:
+        await _browse(channel, view)
+        return "t"
+    return "1"
 
 
 async def _intro(channel: Channel, view: MailboxView) -> str:
