@@ -128,7 +128,7 @@ async def test_review_menu_urgent_listen_rerecord_accept(make_world: WorldFactor
 
 async def test_review_prompts_in_full_then_timeouts_keep_the_message(
         make_world: WorldFactory) -> None:
-    w = await make_world(alice="review=yes|operator=yes")
+    w = await make_world(alice="review=yes|operator=yes", exits=True)
     ch = ScriptedChannel([Rec(2), Wait(), Wait(), Wait(), Wait()])
     await leave_message(ch, w.session, options=LeaveOptions(skip_instructions=True))
     menu = ["vm-review", "vm-review-urgent", "vm-reachoper"]

@@ -22,7 +22,7 @@ import numpy as np
 from imapvm.audio.convert import concat
 from imapvm.audio.core import Audio as AudioValue
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel
+from imapvm.ivr.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.keys import menu_key, read_string
 from imapvm.ivr.leave import LeaveOptions, leave_message, load_greeting, next_number
 from imapvm.ivr.mailbox import MailboxView, load_audio
@@ -82,6 +82,8 @@ async def _forward_options(channel: Channel, view: MailboxView) -> Audio | bool 
                                 silence_threshold=s.silencethreshold, review=True,
                                 operator=False, leaveurgent=False)
             take = await record_with_review(channel, rs, caller=True, forward_intro=True)
+            if take.outcome == "hangup":  # as Asterisk: no forward from a call that ended
+                raise ChannelHangup("hung up while recording a forward comment")
             if take.audio is None or not len(take.audio):
                 return None
             return take.audio

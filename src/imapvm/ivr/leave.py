@@ -113,10 +113,12 @@ async def _ask_mailbox(channel: Channel, session: Session) -> list[MailboxRef]:
 
 
 def record_settings(session: Session, box: MailboxRef) -> RecordSettings:
+    """The caller's recording limits; ``0`` reaches the operator only when there is one."""
     s = session.settings(box)
+    operator = s.operator and session.exit_target(session.operator_exit(box)) is not None
     return RecordSettings(max_seconds=s.maxsecs, max_silence=s.maxsilence,
                           silence_threshold=s.silencethreshold, review=s.review,
-                          operator=s.operator, leaveurgent=s.leaveurgent)
+                          operator=operator, leaveurgent=s.leaveurgent)
 
 
 async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
