@@ -378,3 +378,30 @@ async def test_store_down_says_sorry(make_world: WorldFactory) -> None:
     result = await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
     assert ch.played == ["vm-sorry"]
     assert result.mailbox == BOX
+
+
+async def test_saycid_internal_and_external_and_sayduration(make_world: WorldFactory) -> None:
+    w = await make_world(conf=zoned(alice="saycid=yes|envelope=no|saydurationm=1",
+                                    general="cidinternalcontexts=default"))
+    await w.add_message(caller="5678", seconds=2)  # Bob, an internal mailbox, no name
+    await w.add_message(caller="5550001", seconds=65)
+    await w.add_message(caller="", name="", seconds=2)
+    await w.add_greeting(GreetingKind.NAME, BOB, seconds=0.5)
+    ch = ScriptedChannel(["1", after("6"), after("6"), after("#")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    first = ch.played.index("vm-first")
+    # Bob's recorded name (0.5 s) then the 2 s message: the double lists audio back to back
+    assert ch.played[first:first + 4] == ["vm-first", "vm-message", "audio:2.5s", "vm-advopts"]
+    second = ch.played.index("vm-message", first + 2)
+    assert ch.played[second:second + 9] == [
+        "vm-message", "digits/2", "vm-from-phonenumber", "digits/5", "digits/5", "digits/5",
+        "digits/0", "digits/0", "digits/1"]
+    assert ch.played[second + 9:second + 12] == ["vm-duration", "digits/1", "vm-minutes"]
+    last = ch.played.index("vm-last")
+    assert ch.played[last:last + 3] == ["vm-last", "vm-message", "vm-unknown-caller"]
+
+
+def test_scripted_channel_is_a_channel() -> None:
+    from imapvm.ivr.channel import Channel
+
+    assert isinstance(ScriptedChannel([]), Channel)
