@@ -50,6 +50,12 @@ class Entry:
     heard: bool = False
 
     @property
+    def caller_number(self) -> str:
+        """The caller's number; "" when unknown (Asterisk's file spool writes ``Unknown``)."""
+        number = self.info.caller_id[1]
+        return "" if number.lower() == "unknown" else number
+
+    @property
     def urgent_flag(self) -> bool:
         flag = self.info.header("x-asterisk-vm-flag")
         return flag.lower() == "urgent" if flag else self.info.urgent
@@ -141,7 +147,7 @@ def envelope_prompts(session: Session, settings: MailboxSettings, info: StoredMe
 async def caller_prompts(session: Session, settings: MailboxSettings, info: StoredMessage,
                          ) -> list[Audio | str]:
     """saycid: an internal caller by recorded name or extension, else the phone number."""
-    number = info.caller_id[1]
+    number = Entry(info.ref, info).caller_number
     if not number:
         return ["vm-unknown-caller"]
     contexts = session.config.general["cidinternalcontexts"] or ()

@@ -473,7 +473,7 @@ async def _reply(channel: Channel, view: MailboxView) -> None:
     from imapvm.ivr.leave import LeaveOptions, leave_message
 
     assert view.current is not None
-    number = view.current.info.caller_id[1]
+    number = view.current.caller_number
     if not number:
         await channel.play("vm-nonumber", ANY)
         return
@@ -501,7 +501,7 @@ async def _callback(channel: Channel, view: MailboxView) -> None:
     """3-2: call the message's sender back, or another number when dialout is allowed."""
     assert view.current is not None
     s = view.settings
-    number = view.current.info.caller_id[1]
+    number = view.current.caller_number
     if not number:
         await channel.play("vm-nonumber", ANY)
         return
