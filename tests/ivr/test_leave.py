@@ -257,3 +257,16 @@ async def test_store_down_still_takes_the_message(make_world: WorldFactory) -> N
     assert ch.played == [*INVENTED_UNAVAIL, "vm-intro", "beep", "vm-goodbye"]
     assert result.status == "SUCCESS"
     assert w.outbox.depth() == 1
+
+
+async def test_handle_call_routes_by_purpose(make_world: WorldFactory) -> None:
+    from imapvm.ivr import LeaveResult, MainResult, handle_call
+
+    w = await make_world()
+    deposit = ScriptedChannel(["#", Rec(2)])
+    assert isinstance(await handle_call(deposit, w.session), LeaveResult)
+    check = ScriptedChannel(["4321#", Press("#", after="vm-message")],
+                            target=CallTarget("check", "1234"))
+    assert isinstance(await handle_call(check, w.session), MainResult)
+    assert check.played[:5] == ["vm-password", "vm-youhave", "digits/1", "vm-INBOX",
+                                "vm-message"]
