@@ -265,6 +265,7 @@ async def test_handle_call_routes_by_purpose(make_world: WorldFactory) -> None:
     w = await make_world()
     deposit = ScriptedChannel(["#", Rec(2)])
     assert isinstance(await handle_call(deposit, w.session), LeaveResult)
+    await w.settle()
     check = ScriptedChannel(["4321#", Press("#", after="vm-message")],
                             target=CallTarget("check", "1234"))
     assert isinstance(await handle_call(check, w.session), MainResult)
