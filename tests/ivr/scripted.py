@@ -158,6 +158,7 @@ class ScriptedChannel:
             if head.keys[:1] and head.keys[0] in interrupt_digits:
                 self.buffer.extend(head.keys)
                 self._heard_it(audio)
+                self._heard.discard(audio if isinstance(audio, str) else "")
                 self._last_audio = False
                 return self.buffer.popleft()
             self._heard_it(audio)  # a key the prompt does not take is lost, as on a real call
@@ -167,7 +168,8 @@ class ScriptedChannel:
                 self._last_audio = False
                 return self.buffer.popleft()
         elif interrupt_digits and self._feed(only=interrupt_digits):
-            self._heard_it(audio)  # pressed during it: it was (partly) heard
+            self._heard_it(audio)  # pressed during it: it was (partly) heard...
+            self._heard.discard(audio if isinstance(audio, str) else "")  # ...not in full
             self._last_audio = False
             return self.buffer.popleft()
         self._heard_it(audio)

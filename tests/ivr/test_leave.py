@@ -271,3 +271,11 @@ async def test_handle_call_routes_by_purpose(make_world: WorldFactory) -> None:
     assert isinstance(await handle_call(check, w.session), MainResult)
     assert check.played[:5] == ["vm-password", "vm-youhave", "digits/1", "vm-INBOX",
                                 "vm-message"]
+
+
+async def test_temp_greeting_plays_even_without_b_or_u(make_world: WorldFactory) -> None:
+    w = await make_world()
+    await w.add_greeting(GreetingKind.TEMP, seconds=1.0)
+    ch = ScriptedChannel([Rec(2)])
+    await leave_message(ch, w.session, options=LeaveOptions(greeting=None))
+    assert ch.played == ["audio:1.0s", "vm-intro", "beep", "vm-goodbye"]

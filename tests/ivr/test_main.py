@@ -404,3 +404,45 @@ def test_scripted_channel_is_a_channel() -> None:
     from imapvm.ivr.channel import Channel
 
     assert isinstance(ScriptedChannel([]), Channel)
+
+
+async def test_send_a_new_message_from_advanced_options(make_world: WorldFactory) -> None:
+    w = await make_world(alice="sendvoicemail=yes")
+    ch = ScriptedChannel([after("3", "vm-helpexit"), after("5", "vm-starmain"), "1234*5678#",
+                          Rec(3), after("#")], target=OWN, caller=CallerId("1234", "Alice"))
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    i = ch.played.index("vm-leavemsg")
+    assert ch.played[i:i + 2] == ["vm-leavemsg", "vm-starmain"]
+    j = ch.played.index("vm-extension")
+    assert ch.played[j:j + 12] == ["vm-extension", "digits/1", "digits/2", "digits/3",
+                                   "digits/4", "digits/5", "digits/6", "digits/7", "digits/8",
+                                   "vm-intro", "beep", "vm-goodbye"]
+    await w.settle()
+    assert (await w.store.counts(BOX)).new == 1  # to oneself is allowed here
+    assert (await w.store.counts(BOB)).new == 1
+
+
+async def test_locked_password_and_cancelled_folder_change(make_world: WorldFactory) -> None:
+    w = await make_world(conf=conf_text().replace("1234 => 4321", "1234 => -4321"))
+    ch = ScriptedChannel([after("0", "vm-messages"), "5", after("*", "vm-options"),
+                          after("2", "vm-helpexit"), Press("#", after="vm-changeto"),
+                          after("#")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    i = ch.played.index("vm-options")
+    assert ch.played[i:i + 3] == ["vm-options", "vm-no", "vm-options"]
+    j = ch.played.index("vm-changeto")
+    # cancelled: the current folder is named again
+    assert ch.played[j:j + 4] == ["vm-changeto", "vm-press", "vm-Urgent", "vm-messages"]
+
+
+async def test_forward_to_a_full_mailbox(make_world: WorldFactory) -> None:
+    w = await make_world(extra="7777 => 1,Full,full@example.com,,maxmsg=1")
+    await w.add_message()
+    await w.add_message(MailboxRef("7777", "default"))
+    ch = ScriptedChannel(["1", after("8"), "7777#", "5678#", after("2", "vm-starmain"),
+                          after("#")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    i = ch.played.index("vm-extension")
+    assert ch.played[i:i + 3] == ["vm-extension", "vm-mailboxfull", "vm-extension"]
+    await w.settle()
+    assert (await w.store.counts(BOB)).new == 1

@@ -191,15 +191,19 @@ async def _full(session: Session, box: MailboxRef) -> bool:
 
 async def _play_greeting(channel: Channel, session: Session, box: MailboxRef,
                          options: LeaveOptions, exit_keys: str) -> tuple[str | None, bool]:
-    """The greeting (temp over busy/unavail), or the invented one; (digit, recorded one?)."""
-    if options.greeting is None:
-        return None, False
-    kinds = [GreetingKind.TEMP,
-             GreetingKind.BUSY if options.greeting == "busy" else GreetingKind.UNAVAIL]
+    """The greeting (temp over busy/unavail), or the invented one; (digit, recorded one?).
+
+    As in Asterisk, a temporary greeting plays even when neither b nor u was asked for, and
+    nothing is invented then."""
+    kinds = [GreetingKind.TEMP]
+    if options.greeting is not None:
+        kinds.append(GreetingKind.BUSY if options.greeting == "busy" else GreetingKind.UNAVAIL)
     for kind in kinds:
         audio = await load_greeting(session, box, kind)
         if audio is not None:
             return await channel.play(audio, exit_keys), True
+    if options.greeting is None:
+        return None, False
     return await _invented(channel, session, box, options.greeting == "busy", exit_keys), False
 
 
