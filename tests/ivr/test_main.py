@@ -446,3 +446,35 @@ async def test_forward_to_a_full_mailbox(make_world: WorldFactory) -> None:
     assert ch.played[i:i + 3] == ["vm-extension", "vm-mailboxfull", "vm-extension"]
     await w.settle()
     assert (await w.store.counts(BOB)).new == 1
+
+
+async def test_new_user_forcegreetings_and_giving_up_on_passwords(
+        make_world: WorldFactory) -> None:
+    conf = (conf_text(general="minpassword=4").replace("1234 => 4321", "1234 => 1234")
+            .replace("alice@example.com,,", "alice@example.com,,forcegreetings=yes"))
+    w = await make_world(conf=conf)
+    ch = ScriptedChannel(["1234#", Rec(2), "1", Rec(2), "1", "12#", "34#", "56#"], target=OWN)
+    result = await voicemail_main(ch, w.session)
+    assert ch.played == ["vm-password", "vm-newuser",
+                         "vm-rec-unv", "beep", "vm-review", "vm-msgsaved",
+                         "vm-rec-busy", "beep", "vm-review", "vm-msgsaved",
+                         "vm-newpassword", "vm-invalid-password",
+                         "vm-newpassword", "vm-invalid-password",
+                         "vm-newpassword", "vm-invalid-password"]
+    assert ch.hung_up
+    assert result.mailbox == BOX
+    assert await w.store.get_greeting(BOX, GreetingKind.BUSY) is not None
+    assert w.session.password(BOX) == "1234"  # still new next time
+
+
+async def test_prefix_and_restart_key(make_world: WorldFactory) -> None:
+    w = await make_world(conf=zoned())
+    await w.add_message(seconds=4)
+    ch = ScriptedChannel(["34#", "4321#", "1", after("2", "digits/p-m"), after("#")],
+                         target=CHECK)
+    result = await voicemail_main(ch, w.session, options=MainOptions(prefix="12"))
+    assert result.mailbox == BOX
+    start = ch.played.index("vm-first")
+    # 2 restarts the message from its beginning
+    assert ch.played[start + 2 + len(ENVELOPE):start + 4 + len(ENVELOPE)] == [
+        "audio:0.5s", "audio:4.0s"]
