@@ -279,3 +279,20 @@ async def test_temp_greeting_plays_even_without_b_or_u(make_world: WorldFactory)
     ch = ScriptedChannel([Rec(2)])
     await leave_message(ch, w.session, options=LeaveOptions(greeting=None))
     assert ch.played == ["audio:1.0s", "vm-intro", "beep", "vm-goodbye"]
+
+
+async def test_change_hook_hears_of_deposits_and_sessions(make_world: WorldFactory) -> None:
+    w = await make_world()
+    changed: list[str] = []
+
+    async def hook(box: object) -> None:
+        changed.append(str(box))
+
+    w.session.changed = hook
+    await leave_message(ScriptedChannel(["#", Rec(2)]), w.session, [BOX, BOB])
+    await w.settle()
+    check = ScriptedChannel(["4321#", "#"], target=CallTarget("check", "1234"))
+    from imapvm.ivr import voicemail_main
+
+    await voicemail_main(check, w.session)
+    assert changed == ["1234@default", "5678@default", "1234@default"]

@@ -122,6 +122,7 @@ async def forward_message(channel: Channel, view: MailboxView) -> str:
         built = await asyncio.to_thread(build_voicemail, dep, session.email_settings(box),
                                         recording, intro=comment_audio)
         await session.outbox.submit(box, built.raw, urgent=dep.flag == FLAG_URGENT)
+        await session.notify_changed(box)
     return await channel.play("vm-msgforwarded", "0123456789*#") or ""
 
 

@@ -251,6 +251,7 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
         result.deposits[box] = await deposit(session, box, recording, flag=flag,
                                              caller_num=channel.caller.number or "",
                                              caller_name=channel.caller.name or "")
+        await session.notify_changed(box)
     return result
 
 

@@ -202,6 +202,7 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
         return leave.exit
     finally:
         await view.close()
+        await session.notify_changed(box)
 
 
 async def _quota_warnings(channel: Channel, view: MailboxView) -> None:
