@@ -64,3 +64,18 @@ def test_every_prompt_the_flows_say_exists() -> None:
              *say.digits("0123456789*#"), *say.duration_minutes(600)]
     missing = [n for n in names if prompts.find(prompts.DEFAULT_SOUNDS, n) is None]
     assert missing == []
+
+
+def test_every_prompt_named_in_the_flows_is_required() -> None:
+    """`imapvm doctor` checks REQUIRED: it must list every prompt the menus can play."""
+    import re
+    from pathlib import Path
+
+    import imapvm.ivr
+
+    source = "".join(p.read_text() for p in Path(imapvm.ivr.__file__).parent.glob("*.py"))
+    named = set(re.findall(r'"((?:vm|pbx)-[A-Za-z0-9-]+|beep|transfer|digits/[a-z0-9-]+)"',
+                           source))
+    named |= {f"vm-{t}" for t in ("Cust1", "Cust2", "Cust3", "Cust4", "Cust5")}
+    named |= set(say.number(1_234_567_891)) | set(say.digits("*#")) | set(say.number(-1))
+    assert sorted(named - set(prompts.REQUIRED)) == []
