@@ -12,7 +12,8 @@ The script is what the caller does, in order:
   ``"#"``, ``"silence"``, ``"max"``, ``"0"`` or ``"hangup"``).
 * ``Hangup()``: the caller hangs up at the next wait.
 
-When the script runs out, the caller hangs up (so a flow always ends). Everything heard is in
+Every prompt name played must exist in the installed Asterisk sound set. When the script
+runs out, the caller hangs up (so a flow always ends). Everything heard is in
 ``played``: prompt names, and ``audio:N.Ns`` for audio (consecutive pieces merged). Keys typed
 ahead (left in the buffer from a longer ``Press``) interrupt the next prompt before it is heard,
 so that prompt is not listed, as on a real phone.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imapvm.audio import prompts
 from imapvm.ivr.channel import Audio, CallerId, CallTarget, ChannelHangup, RecordResult
 
 
@@ -117,6 +119,7 @@ class ScriptedChannel:
             return False
         self.script.popleft()
         self.buffer.extend(head.keys)
+        self._heard.clear()  # "after" counts from the previous key on
         return True
 
     def _label(self, audio: Audio | str) -> str:
@@ -126,6 +129,8 @@ class ScriptedChannel:
 
     def _heard_it(self, audio: Audio | str) -> None:
         if isinstance(audio, str):
+            # every prompt a flow plays must be a real Asterisk sound file
+            assert prompts.find(prompts.DEFAULT_SOUNDS, audio) is not None, audio
             self.played.append(audio)
             self._heard.add(audio)
             self._last_audio = False
@@ -149,9 +154,11 @@ class ScriptedChannel:
         head = self._head()
         if isinstance(head, Press) and head.during is not None and head.during == audio:
             self.script.popleft()
+            self._heard.clear()
             if head.keys[:1] and head.keys[0] in interrupt_digits:
                 self.buffer.extend(head.keys)
                 self._heard_it(audio)
+                self._heard.discard(audio if isinstance(audio, str) else "")
                 self._last_audio = False
                 return self.buffer.popleft()
             self._heard_it(audio)  # a key the prompt does not take is lost, as on a real call
@@ -161,7 +168,8 @@ class ScriptedChannel:
                 self._last_audio = False
                 return self.buffer.popleft()
         elif interrupt_digits and self._feed(only=interrupt_digits):
-            self._heard_it(audio)  # pressed during it: it was (partly) heard
+            self._heard_it(audio)  # pressed during it: it was (partly) heard...
+            self._heard.discard(audio if isinstance(audio, str) else "")  # ...not in full
             self._last_audio = False
             return self.buffer.popleft()
         self._heard_it(audio)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imapvm.ivr.channel import CallTarget
 from imapvm.ivr.leave import LeaveOptions, leave_message
-from imapvm.storage.base import Folder, GreetingKind
+from imapvm.storage.base import Folder, GreetingKind, StoreUnavailable
 from tests.ivr.conftest import BOB, BOX, WorldFactory
 from tests.ivr.scripted import Hangup, Press, Rec, ScriptedChannel, Wait
 
@@ -128,7 +128,7 @@ async def test_review_menu_urgent_listen_rerecord_accept(make_world: WorldFactor
 
 async def test_review_prompts_in_full_then_timeouts_keep_the_message(
         make_world: WorldFactory) -> None:
-    w = await make_world(alice="review=yes|operator=yes")
+    w = await make_world(alice="review=yes|operator=yes", exits=True)
     ch = ScriptedChannel([Rec(2), Wait(), Wait(), Wait(), Wait()])
     await leave_message(ch, w.session, options=LeaveOptions(skip_instructions=True))
     menu = ["vm-review", "vm-review-urgent", "vm-reachoper"]
@@ -228,3 +228,71 @@ async def test_unknown_mailbox_is_asked_for(make_world: WorldFactory) -> None:
     assert ch.played[:2] == ["vm-whichbox", "vm-theperson"]
     await w.settle()
     assert (await w.store.counts(BOB)).new == 1
+
+
+async def test_greetings_only_mailbox(make_world: WorldFactory) -> None:
+    w = await make_world(alice="maxmsg=0")
+    ch = ScriptedChannel([])
+    result = await leave_message(ch, w.session)
+    assert ch.played == INVENTED_UNAVAIL
+    assert result.status == "SUCCESS"
+    assert ch.record_calls == []
+
+
+async def test_store_down_still_takes_the_message(make_world: WorldFactory) -> None:
+    """Greeting and quota unknown: the caller still leaves a message, kept in the outbox."""
+    w = await make_world()
+    w.outbox.stop()
+    await w.outbox.flush(0.1)
+
+    class Down:
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            async def fail(*args: object, **kwargs: object) -> None:
+                raise StoreUnavailable("IMAP server unreachable")
+            return fail
+
+    w.session.store = Down()  # type: ignore[assignment]
+    ch = ScriptedChannel([Rec(3)])
+    result = await leave_message(ch, w.session)
+    assert ch.played == [*INVENTED_UNAVAIL, "vm-intro", "beep", "vm-goodbye"]
+    assert result.status == "SUCCESS"
+    assert w.outbox.depth() == 1
+
+
+async def test_handle_call_routes_by_purpose(make_world: WorldFactory) -> None:
+    from imapvm.ivr import LeaveResult, MainResult, handle_call
+
+    w = await make_world()
+    deposit = ScriptedChannel(["#", Rec(2)])
+    assert isinstance(await handle_call(deposit, w.session), LeaveResult)
+    await w.settle()
+    check = ScriptedChannel(["4321#", Press("#", after="vm-message")],
+                            target=CallTarget("check", "1234"))
+    assert isinstance(await handle_call(check, w.session), MainResult)
+    assert check.played[:5] == ["vm-password", "vm-youhave", "digits/1", "vm-INBOX",
+                                "vm-message"]
+
+
+async def test_temp_greeting_plays_even_without_b_or_u(make_world: WorldFactory) -> None:
+    w = await make_world()
+    await w.add_greeting(GreetingKind.TEMP, seconds=1.0)
+    ch = ScriptedChannel([Rec(2)])
+    await leave_message(ch, w.session, options=LeaveOptions(greeting=None))
+    assert ch.played == ["audio:1.0s", "vm-intro", "beep", "vm-goodbye"]
+
+
+async def test_change_hook_hears_of_deposits_and_sessions(make_world: WorldFactory) -> None:
+    w = await make_world()
+    changed: list[str] = []
+
+    async def hook(box: object) -> None:
+        changed.append(str(box))
+
+    w.session.changed = hook
+    await leave_message(ScriptedChannel(["#", Rec(2)]), w.session, [BOX, BOB])
+    await w.settle()
+    check = ScriptedChannel(["4321#", "#"], target=CallTarget("check", "1234"))
+    from imapvm.ivr import voicemail_main
+
+    await voicemail_main(check, w.session)
+    assert changed == ["1234@default", "5678@default", "1234@default"]

@@ -87,6 +87,10 @@ async def leave_message(
         result = await _leave(channel, session, list(boxes), options)
     except ChannelHangup:
         return LeaveResult("FAILED")
+    except (OSError, StoreError, ValueError) as exc:
+        # The message could not be made durable: never say goodbye as if it were safe.
+        log.error("leave a message: %s", exc)
+        result = LeaveResult("FAILED")
     if result.exit is not None:
         target = session.exit_target(result.exit)
         if target is not None and await channel.transfer(target):
@@ -109,10 +113,12 @@ async def _ask_mailbox(channel: Channel, session: Session) -> list[MailboxRef]:
 
 
 def record_settings(session: Session, box: MailboxRef) -> RecordSettings:
+    """The caller's recording limits; ``0`` reaches the operator only when there is one."""
     s = session.settings(box)
+    operator = s.operator and session.exit_target(session.operator_exit(box)) is not None
     return RecordSettings(max_seconds=s.maxsecs, max_silence=s.maxsilence,
                           silence_threshold=s.silencethreshold, review=s.review,
-                          operator=s.operator, leaveurgent=s.leaveurgent)
+                          operator=operator, leaveurgent=s.leaveurgent)
 
 
 async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
@@ -185,15 +191,19 @@ async def _full(session: Session, box: MailboxRef) -> bool:
 
 async def _play_greeting(channel: Channel, session: Session, box: MailboxRef,
                          options: LeaveOptions, exit_keys: str) -> tuple[str | None, bool]:
-    """The greeting (temp over busy/unavail), or the invented one; (digit, recorded one?)."""
-    if options.greeting is None:
-        return None, False
-    kinds = [GreetingKind.TEMP,
-             GreetingKind.BUSY if options.greeting == "busy" else GreetingKind.UNAVAIL]
+    """The greeting (temp over busy/unavail), or the invented one; (digit, recorded one?).
+
+    As in Asterisk, a temporary greeting plays even when neither b nor u was asked for, and
+    nothing is invented then."""
+    kinds = [GreetingKind.TEMP]
+    if options.greeting is not None:
+        kinds.append(GreetingKind.BUSY if options.greeting == "busy" else GreetingKind.UNAVAIL)
     for kind in kinds:
         audio = await load_greeting(session, box, kind)
         if audio is not None:
             return await channel.play(audio, exit_keys), True
+    if options.greeting is None:
+        return None, False
     return await _invented(channel, session, box, options.greeting == "busy", exit_keys), False
 
 
@@ -241,6 +251,7 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
         result.deposits[box] = await deposit(session, box, recording, flag=flag,
                                              caller_num=channel.caller.number or "",
                                              caller_name=channel.caller.name or "")
+        await session.notify_changed(box)
     return result
 
 

@@ -111,7 +111,7 @@ async def record_with_review(
                 cmd = None
             elif cmd == "0":
                 if not (caller and rs.operator):
-                    cmd = await channel.play("vm-sorry") or None
+                    cmd = await channel.play("vm-sorry", ANY) or None
                     continue
                 if audio is None and not recorded:
                     return Take(None, "operator", urgent)
@@ -126,7 +126,7 @@ async def record_with_review(
                 await channel.play("vm-deleted")
                 return Take(None, "operator", urgent)
             elif cmd is not None:
-                cmd = await channel.play("vm-sorry") or None
+                cmd = await channel.play("vm-sorry", ANY) or None
             else:
                 if caller and not rs.review and not forward_intro:
                     return Take(audio, "accepted", urgent)

@@ -14,6 +14,7 @@ extension does not exist.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from imapvm.config.voicemail import VoicemailConfig
 from imapvm.message.from_config import email_settings
 from imapvm.message.settings import EmailSettings
 from imapvm.storage.base import MailboxRef, Store
+
+log = logging.getLogger(__name__)
 
 ExitKind = Literal["operator", "star", "callback", "outdial"]
 
@@ -51,6 +54,7 @@ class DepositSink(Protocol):
 
 ExitResolver = Callable[[Exit], str | None]
 PasswordSaver = Callable[[MailboxRef, str], Awaitable[None]]
+ChangeHook = Callable[[MailboxRef], Awaitable[None]]
 
 
 def no_exits(_exit: Exit) -> None:
@@ -69,6 +73,10 @@ class Session:
     #: Persists a changed password (voicemail.conf rewrite, secret.conf, realtime...); None =
     #: kept for the running process only (``passwords``), which the server should not rely on.
     save_password: PasswordSaver | None = None
+    #: Told when a flow changed a mailbox (a deposit queued, a VoiceMailMain call ended), so
+    #: the MWI engine can recount at once instead of waiting for IMAP to tell it (spool boxes
+    #: have no push at all). Failures are logged, never raised into the call.
+    changed: ChangeHook | None = None
     clock: Callable[[], float] = time.time
     #: Message playback is cut into pieces this long so that ``#``/``*`` know where they are.
     playback_chunk: float = 0.5
@@ -97,6 +105,14 @@ class Session:
     def prompt(self, name: str) -> str:
         """A prompt name after voicemail.conf's overrides (``vm-login=...``)."""
         return self.config.general.prompt(name)
+
+    async def notify_changed(self, box: MailboxRef) -> None:
+        if self.changed is None:
+            return
+        try:
+            await self.changed(box)
+        except Exception:  # a lamp must never break a call
+            log.exception("change hook for %s failed", box)
 
     def exit_target(self, exit_: Exit) -> str | None:
         return self.exits(exit_)
