@@ -29,6 +29,7 @@ from imapvm.config.reload import reload as reload_config
 from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
+from imapvm.ivr.main import voicemail_main
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi.engine import MwiEngine, sinks_from_config
@@ -127,8 +128,9 @@ class VoicemailServer:
             sinks_from_config(loaded.settings.mwi, general.text("externnotify")),
             WatchOptions(pollfreq=float(general.number("pollfreq") or 30)),
         )
-        self.session = Session(store=self.store, outbox=_MwiOutbox(self.outbox, self),
-                               config=loaded.voicemail,
+        self.deposits = _MwiOutbox(self.outbox, self)
+        self.session = Session(store=self.store, outbox=self.deposits,
+                               changed=self.deposits.changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
@@ -363,16 +365,41 @@ def _summary(update: MwiUpdate) -> MessageSummary:
 
 
 class _MwiOutbox:
-    """The outbox as the flows see it: a deposit safe on disk also tells the MWI engine."""
+    """The outbox as the flows see it: a deposit safe on disk turns the lamp on at once, and
+    once the store has it the engine recounts to confirm. While a deposit is on its way, no
+    other recount is started for that box: it could only see the store without the message
+    and blink the lamp off."""
 
     def __init__(self, outbox: Outbox, server: VoicemailServer) -> None:
         self._outbox = outbox
         self._server = server
+        self.in_flight: dict[MailboxRef, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
         item = await self._outbox.submit(box, email, urgent=urgent)
+        self.in_flight[box] = self.in_flight.get(box, 0) + 1
         self._server.deposited(box, urgent)
+        task = asyncio.create_task(self._confirm(box, item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return item
+
+    async def _confirm(self, box: MailboxRef, item: str) -> None:
+        try:
+            await self._outbox.delivered(item)
+        except Exception:  # refused for good (kept under rejected/): the recount tells the truth
+            log.warning("deposit %s for %s was not stored; recounting", item, box)
+        finally:
+            self.in_flight[box] -= 1
+            if not self.in_flight[box]:
+                del self.in_flight[box]
+                self._server.mwi.refresh(box)
+
+    async def changed(self, box: MailboxRef) -> None:
+        """A flow changed `box` (VoiceMailMain ended, a deposit was queued)."""
+        if box not in self.in_flight:
+            self._server.mwi.refresh(box)
 
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
@@ -380,9 +407,14 @@ async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
     await leave_message(channel, server.session)
 
 
+async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
+    """A call to a check-messages user (`*97`): VoiceMailMain."""
+    await voicemail_main(channel, server.session)
+
+
 def default_flows() -> tuple[CallFlow, CallFlow | None]:
     """The flows `imapvm serve` runs: (leave a message, check messages)."""
-    return deposit_call, None
+    return deposit_call, check_call
 
 
 class JsonFormatter(logging.Formatter):
