@@ -4,6 +4,7 @@ Python SIP phone subscribed for its lamp, and a plain IMAP client as the mail us
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
@@ -139,5 +140,89 @@ async def test_lamp_follows_deposits_and_the_mail_client(tmp_path: Path,
         assert "imapvm_deposits_total 1" in metrics
     finally:
         lamp.close()
+        await mail.close()
+        assert await serve.stop() == 0
+
+
+def _prompt(name: str) -> np.ndarray:
+    data, _ = soundfile.read(f"/usr/share/asterisk/sounds/en_US_f_Allison/{name}.wav",
+                             dtype="int16")
+    return data
+
+
+async def _keys(phone, keys: str, gap: float = 0.35) -> None:  # type: ignore[no-untyped-def]
+    for key in keys:
+        await phone.send_digit(key)
+        await asyncio.sleep(gap)
+
+
+async def _check_call(tmp_path: Path, serve: ServeProcess, name: str):  # type: ignore[no-untyped-def]
+    """baresip calls *97 with a long silence as its microphone; the test presses keys."""
+    quiet = tmp_path / f"{name}.wav"
+    soundfile.write(quiet, np.zeros(90 * 8000, np.int16), 8000, subtype="PCM_16")
+    phone = await start_baresip(tmp_path / name, quiet,
+                                dial=f"sip:*97@127.0.0.1:{serve.sip_port}", kill_after=120)
+    await phone.wait_event("CALL_ESTABLISHED", within=10)
+    await asyncio.sleep(3.0)  # vm-login
+    await _keys(phone, "1234#")
+    await asyncio.sleep(1.5)  # vm-password
+    await _keys(phone, "4242#")
+    return phone
+
+
+async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
+                                                   dovecot_slash: DovecotServer) -> None:
+    from tests.telephony.conftest import best_correlation, read_pcm
+
+    acct = make_account(dovecot_slash)
+    serve = await _serve_for(tmp_path, dovecot_slash, acct)
+    conf = tmp_path / "voicemail.conf"
+    note = tmp_path / "note.wav"
+    soundfile.write(note, speech(3.0).samples, 8000, subtype="PCM_16")
+    for caller in ("Bob <5550001>", "Eve <5550002>"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "imapvm", "deposit", "1234", "--audio", str(note),
+            "--caller", caller, "--config", str(conf))
+        assert await proc.wait() == 0
+    mail = await AsyncMailClient.connect(dovecot_slash, acct.user, acct.password)
+    try:
+        await mail.select("INBOX")
+        first, second = await mail.uids()
+
+        # promise 1: hearing it on the phone makes the mail client see it read
+        phone = await _check_call(tmp_path, serve, "check1")
+        try:
+            await asyncio.sleep(5.0)  # "you have 2 new messages", then the instructions
+            await _keys(phone, "1")  # play the first message
+            async with asyncio.timeout(10):
+                while "\\Seen" not in await mail.flags(first):  # noqa: ASYNC110 - other process
+                    await asyncio.sleep(0.2)
+            assert "\\Seen" not in await mail.flags(second)
+            # promise 2: deleting it on the phone removes it from the mail client
+            await asyncio.sleep(8.0)  # envelope and the 3 s message
+            await _keys(phone, "7")
+            await asyncio.sleep(2.5)  # "message deleted"
+            await _keys(phone, "#")
+            await phone.wait_event("CALL_CLOSED", within=20)
+        finally:
+            await phone.stop()
+        async with asyncio.timeout(10):
+            while first in await mail.uids():  # noqa: ASYNC110 - other process
+                await asyncio.sleep(0.2)
+        assert await mail.uids() == [second]
+
+        # promise 4: the mail client deletes the other one; the phone no longer offers it
+        await mail.delete([second])
+        phone = await _check_call(tmp_path, serve, "check2")
+        try:
+            await asyncio.sleep(6.0)  # the intro plays
+            await _keys(phone, "#")
+            await phone.wait_event("CALL_CLOSED", within=20)
+        finally:
+            await phone.stop()
+        heard = np.concatenate([read_pcm(p) for p in phone.recordings])
+        assert best_correlation(_prompt("vm-no"), heard) > 0.9  # "you have no messages"
+        assert best_correlation(_prompt("vm-INBOX"), heard) < 0.8  # not "... new message"
+    finally:
         await mail.close()
         assert await serve.stop() == 0

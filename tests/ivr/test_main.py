@@ -64,6 +64,16 @@ async def test_own_mailbox_and_skip_password(make_world: WorldFactory) -> None:
     assert ch.played[0] == "vm-youhave"
 
 
+async def test_a_phone_whose_number_is_no_mailbox_is_asked_for_one(
+    make_world: WorldFactory,
+) -> None:
+    w = await make_world()
+    stranger = CallTarget("check", "5550199", None, "*97")
+    ch = ScriptedChannel(["1234#", "4321#", after("#")], target=stranger)
+    assert (await voicemail_main(ch, w.session)).mailbox == BOX
+    assert ch.played[:3] == ["vm-login", "vm-password", "vm-youhave"]
+
+
 async def test_intro_counts(make_world: WorldFactory) -> None:
     w = await make_world()
     await w.add_message(urgent=True)

@@ -71,7 +71,10 @@ async def voicemail_main(
     the front end knows it: ``channel.target.mailbox`` of a "check" call is used by default)."""
     options = options or MainOptions()
     if mailbox is None and channel.target.purpose == "check":
-        mailbox = channel.target.mailbox
+        # The caller's own number is only a hint: a phone whose number is no mailbox is asked
+        # for one, rather than for the password of a mailbox that does not exist.
+        own = channel.target.mailbox
+        mailbox = own if own and session.find(own, context) else None
     result = MainResult(None)
     try:
         await channel.answer()
