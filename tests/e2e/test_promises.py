@@ -226,3 +226,62 @@ async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
     finally:
         await mail.close()
         assert await serve.stop() == 0
+
+
+async def test_forward_with_comment_by_phone(tmp_path: Path, dovecot_slash: DovecotServer) -> None:
+    alice, bob = make_account(dovecot_slash), make_account(dovecot_slash)
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(f"""[general]
+format=wav|gsm
+imapserver=127.0.0.1
+imapport={dovecot_slash.port}
+imapflags=notls
+
+[default]
+1234 => 4242,Alice,,,imapuser={alice.user}|imappassword={alice.password}
+1235 => 5353,Bob,,,imapuser={bob.user}|imappassword={bob.password}
+""")
+    serve = await start_serve(tmp_path / "run", "--config", str(conf),
+                              "--set", f"paths.spool={tmp_path / 'spool'}",
+                              "--set", f"paths.outbox={tmp_path / 'outbox'}")
+    await serve.wait_healthy()
+    note = tmp_path / "note.wav"
+    soundfile.write(note, speech(3.0).samples, 8000, subtype="PCM_16")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imapvm", "deposit", "1234", "--audio", str(note),
+        "--caller", "Carol <5550007>", "--config", str(conf))
+    assert await proc.wait() == 0
+    # the forwarding user talks all the time; what is recorded is what she says as a comment
+    talk = tmp_path / "talk.wav"
+    soundfile.write(talk, speech(90.0).samples, 8000, subtype="PCM_16")
+    phone = await start_baresip(tmp_path / "fwd", talk,
+                                dial=f"sip:*97@127.0.0.1:{serve.sip_port}", kill_after=150)
+    try:
+        await phone.wait_event("CALL_ESTABLISHED", within=10)
+        for wait, keys in ((3.0, "1234#"), (1.5, "4242#"), (5.0, "1"), (8.0, "8"),
+                           (1.5, "1235#"), (5.0, "1"), (8.5, ""), (3.0, "#"), (2.0, "1"),
+                           (4.5, "#")):
+            await asyncio.sleep(wait)
+            await _keys(phone, keys)
+        await phone.wait_event("CALL_CLOSED", within=20)
+    finally:
+        await phone.stop()
+    mail = await AsyncMailClient.connect(dovecot_slash, bob.user, bob.password)
+    try:
+        await mail.select("INBOX")
+        async with asyncio.timeout(10):
+            while not await mail.uids():  # noqa: ASYNC110 - the server's outbox, another process
+                await asyncio.sleep(0.2)
+        [uid] = await mail.uids()
+        raw = await mail.fetch(uid)
+    finally:
+        await mail.close()
+        assert await serve.stop() == 0
+    from imapvm.message import parse_message
+
+    forwarded = parse_message(raw)
+    assert forwarded.meta.caller_id_num == "5550007"  # the original caller, not Alice
+    assert forwarded.meta.caller_id_name == "Carol"
+    assert forwarded.intro is not None  # Alice's spoken comment, played first
+    assert forwarded.intro.decode().whole_seconds >= 1
+    assert forwarded.message.decode().whole_seconds == 3
