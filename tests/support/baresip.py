@@ -104,7 +104,8 @@ class Baresip:
 
 
 async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
-                        codec: str = "PCMU", kill_after: float = 60.0) -> Baresip:
+                        codec: str = "PCMU", kill_after: float = 60.0,
+                        account: str | None = None) -> Baresip:
     """Start baresip with ``audio`` as microphone; dial ``dial`` once it runs.
 
     baresip ends the call when the audio file ends, so pad ``audio`` with silence to keep
@@ -113,7 +114,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     exe = require_baresip()
     phone = Baresip(workdir, free_port_udp_and_tcp(),
                     free_port(kind=socket.SOCK_DGRAM), free_port())
-    _write_config(phone, audio, codec)
+    _write_config(phone, audio, codec, account)
     args = [exe, "-n", "127.0.0.1", "-f", str(workdir)]
     shell = f"ulimit -v 2000000; exec timeout -s KILL {kill_after} " + " ".join(
         f"'{a}'" for a in args
@@ -141,7 +142,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     return phone
 
 
-def _write_config(phone: Baresip, audio: Path, codec: str) -> None:
+def _write_config(phone: Baresip, audio: Path, codec: str, account: str | None = None) -> None:
     workdir = phone.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rec").mkdir(exist_ok=True)
@@ -155,11 +156,11 @@ def _write_config(phone: Baresip, audio: Path, codec: str) -> None:
         f"module_path {MODULES}\n"
         "module cons.so\nmodule g711.so\nmodule aufile.so\nmodule aubridge.so\n"
         "module sndfile.so\nmodule_app account.so\nmodule_app menu.so\n"
-        "module_app ctrl_tcp.so\n"
+        "module_app ctrl_tcp.so\nmodule_app mwi.so\n"
         f"cons_listen 127.0.0.1:{phone.cons_port}\n"
         f"ctrl_tcp_listen 127.0.0.1:{phone.ctrl_port}\n"
         f"snd_path {workdir / 'rec'}\n"
     )
     (workdir / "accounts").write_text(
-        f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec};mwi=no\n"
+        (account or f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec};mwi=no") + "\n"
     )

@@ -69,3 +69,32 @@ async def test_baresip_call_audio_digits_and_what_it_hears(
     loud = heard[np.abs(heard) > 1000]
     assert len(loud) > 8000 * 0.5
     assert abs(dominant_frequency(heard) - 440) < 10
+
+
+async def test_baresip_registers_subscribes_and_shows_our_mwi(
+    tmp_path: Path, caller_wav: Path
+) -> None:
+    from imapvm.telephony.message_summary import MessageSummary
+    from tests.e2e.serve import eventually
+
+    async def lookup(mailbox: str) -> MessageSummary:
+        return MessageSummary(2, 8, 1, 2) if mailbox == "1234" else MessageSummary(0, 0)
+
+    async def no_calls(channel: SipChannel) -> None:
+        raise AssertionError("no call expected")
+
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(33000, 33998))
+    async with SipServer(settings, no_calls, mwi_lookup=lookup) as server:
+        host, port = server.address
+        phone = await start_baresip(
+            tmp_path / "baresip", caller_wav,
+            account=f"<sip:1234@{host}:{port}>;regint=600;mwi=yes;audio_codecs=PCMU")
+        log = tmp_path / "baresip" / "stdout.log"
+        try:
+            await eventually(lambda: "Voice-Message: 2/8 (1/2)" in log.read_text(), 15)
+            assert "Messages-Waiting: yes" in log.read_text()
+            assert server.publish_mwi("1234", MessageSummary(0, 3)) >= 1
+            await eventually(lambda: "Messages-Waiting: no" in log.read_text(), 10)
+            assert "Voice-Message: 0/3" in log.read_text()
+        finally:
+            await phone.stop()

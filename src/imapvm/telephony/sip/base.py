@@ -46,7 +46,7 @@ REASONS = {
     513: "Message Too Large", 603: "Decline",
 }  # fmt: skip
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, SUBSCRIBE, NOTIFY, REGISTER"
 MWI_EVENT = "message-summary"
 MWI_CONTENT_TYPE = "application/simple-message-summary"
 SUPPORTED_EXTENSIONS = frozenset({"timer"})
@@ -78,6 +78,10 @@ class CoreConfig:
     rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
     min_expires: int = 60  # message-summary subscriptions: shortest accepted
     max_expires: int = 3600  # and longest granted
+    # REGISTER is accepted (phones such as baresip subscribe to message-summary only once
+    # registered) but binds nothing: imapvm calls no phone. The 200 is held back this long,
+    # because baresip 1.0.0 loops subscribing when it arrives before its MWI module is ready.
+    register_delay: float = 0.2
 
 
 @dataclass
@@ -102,6 +106,7 @@ class CoreBase:
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str, str], Call] = {}
         self._subscriptions: dict[str, Subscription] = {}
+        self._registers: list[tuple[float, ServerTransaction, SipRequest]] = []  # held REGISTERs
         self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
         self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
         self._refers: dict[tuple[str, ...], str] = {}  # REFER transaction -> call

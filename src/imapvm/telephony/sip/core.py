@@ -131,6 +131,7 @@ class SipCore(Notifier):
         deadlines += [d for tx in self._client_txs.values() if (d := tx.deadline()) is not None]
         deadlines += [min(c.ok_next, c.ok_give_up) for c in self._calls.values() if c.ok_data]
         deadlines += [s.expires_at for s in self._subscriptions.values()]
+        deadlines += [due for due, _tx, _req in self._registers]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -141,6 +142,10 @@ class SipCore(Notifier):
             log.exception("SIP core failed in its timers")
 
     def _handle_timer(self, now: float) -> None:
+        due = [r for r in self._registers if r[0] <= now]
+        self._registers = [r for r in self._registers if r[0] > now]
+        for _due, rtx, rreq in due:
+            self._answer_register(rtx, rreq, now)
         for key, stx in list(self._server_txs.items()):
             d = stx.deadline()
             if d is not None and now >= d:
@@ -368,12 +373,27 @@ class SipCore(Notifier):
             self._respond_tx(tx, req, 200, now, extra=self._capabilities())
         elif method == "SUBSCRIBE":
             self._new_subscribe(req, tx, source, now)
+        elif method == "REGISTER":
+            self._registers.append((now + self.config.register_delay, tx, req))
         elif method in ("BYE", "INFO", "UPDATE", "NOTIFY", "PRACK"):
             self._respond_tx(tx, req, 481, now)
         elif method in KNOWN_METHODS:
             self._respond_tx(tx, req, 405, now, extra=[("Allow", ALLOW)])
         else:
             self._respond_tx(tx, req, 501, now, extra=[("Allow", ALLOW)])
+
+    def _answer_register(self, tx: ServerTransaction, req: SipRequest, now: float) -> None:
+        """200 with the phone's Contact echoed and the expiry it asked for (bounded)."""
+        extra: list[tuple[str, str]] = []
+        asked = req.headers.get("Expires")
+        expires = int(asked) if asked and asked.strip().isdigit() else 3600
+        expires = min(expires, self.config.max_expires)
+        for contact in req.headers.get_all("Contact"):
+            if contact.strip() != "*":
+                value = contact if "expires=" in contact else f"{contact};expires={expires}"
+                extra.append(("Contact", value))
+        extra.append(("Expires", str(expires)))
+        self._respond_tx(tx, req, 200, now, extra=extra)
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Accept", "application/sdp, application/dtmf-relay, "
