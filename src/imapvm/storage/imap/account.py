@@ -95,6 +95,7 @@ class Account:
         self._slots = asyncio.Semaphore(max(1, settings.pool_size))
         self._discover_lock = asyncio.Lock()
         self._known_folders: set[str] = set()
+        self._no_verify_ctx: ssl.SSLContext | None = None
         self._closed = False
 
     # -- connections ----------------------------------------------------------------------
@@ -102,11 +103,12 @@ class Account:
         """A new logged-in connection (not from the pool: watchers keep theirs)."""
         s = self.settings
         ctx = None
-        if s.tls is not TlsMode.NONE:
-            ctx = ssl.create_default_context()
-            if not s.verify_certificate:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
+        if s.tls is not TlsMode.NONE and not s.verify_certificate:
+            if self._no_verify_ctx is None:  # a context of its own (verification off), once
+                self._no_verify_ctx = ssl.create_default_context()
+                self._no_verify_ctx.check_hostname = False
+                self._no_verify_ctx.verify_mode = ssl.CERT_NONE
+            ctx = self._no_verify_ctx
         try:
             conn = await ImapConnection.open(s.host, s.port, tls=s.tls, ssl_context=ctx,
                                              timeouts=s.timeouts, label=self.label)

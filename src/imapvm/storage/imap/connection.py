@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import itertools
 import logging
 import ssl
@@ -131,7 +132,9 @@ class ImapConnection:
         label: str = "",
     ) -> ImapConnection:
         timeouts = timeouts or Timeouts()
-        ctx = ssl_context or ssl.create_default_context()
+        ctx = ssl_context
+        if ctx is None and tls is not TlsMode.NONE:
+            ctx = _default_tls_context()  # loading the CA store costs ~25 ms: once
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -151,6 +154,7 @@ class ImapConnection:
             await conn.refresh_capabilities(greeting)
             if tls in (TlsMode.STARTTLS_REQUIRED, TlsMode.STARTTLS_IF_OFFERED):
                 if "STARTTLS" in conn.capabilities:
+                    assert ctx is not None
                     await conn._starttls(ctx)
                 elif tls is TlsMode.STARTTLS_REQUIRED:
                     raise ConnectionLost(f"{host}:{port} does not offer STARTTLS (imapflags=tls)")
@@ -520,6 +524,11 @@ class ImapConnection:
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 def _show(args: Sequence[bytes | str | int]) -> str:
