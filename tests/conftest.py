@@ -92,6 +92,12 @@ def cyrus() -> Iterator[CyrusServer]:
     yield from _start(CyrusServer())  # type: ignore[misc]
 
 
+@pytest.fixture
+def private_dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot of one test's own, which it may stop (`pause`) and start (`resume`)."""
+    yield from _start(DovecotServer("slash"))  # type: ignore[misc]
+
+
 SERVER_VARIANTS = ["dovecot_slash", "dovecot_dot", "dovecot_restricted", "cyrus"]
 
 

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import soundfile
+
 from tests.support.net import free_port, free_port_udp_and_tcp
 
 
@@ -94,3 +97,39 @@ async def start_serve(workdir: Path, *args: str, cwd: Path | None = None) -> Ser
         stderr=asyncio.subprocess.STDOUT,
     )
     return sp
+
+
+async def serve_config(tmp_path: Path, conf_text: str) -> ServeProcess:
+    """`imapvm serve` with this voicemail.conf, spool and outbox under `tmp_path`, healthy."""
+    conf = tmp_path / "voicemail.conf"
+    await asyncio.to_thread(conf.write_text, conf_text)
+    serve = await start_serve(tmp_path / "run", "--config", str(conf),
+                              "--set", f"paths.spool={tmp_path / 'spool'}",
+                              "--set", f"paths.outbox={tmp_path / 'outbox'}")
+    await serve.wait_healthy()
+    return serve
+
+
+def imap_conf(port: int, mailboxes: str) -> str:
+    """A voicemail.conf storing `mailboxes` (mailbox lines) on the test IMAP server at `port`."""
+    return (f"[general]\nformat=wav|gsm\nimapserver=127.0.0.1\nimapport={port}\n"
+            f"imapflags=notls\n\n[default]\n{mailboxes}\n")
+
+
+async def leave_message_by_phone(tmp_path: Path, serve: ServeProcess, speech_seconds: float,
+                                 mailbox: str = "1234") -> None:
+    """baresip calls `mailbox`, stays silent through ~13 s of greeting and instructions, says
+    `speech_seconds` of speech and hangs up (at the end of its audio file)."""
+    from tests.support.baresip import start_baresip
+    from tests.support.speech import speech
+
+    caller = tmp_path / "caller.wav"
+    samples = np.concatenate([np.zeros(14 * 8000, np.int16), speech(speech_seconds).samples])
+    await asyncio.to_thread(soundfile.write, caller, samples, 8000, subtype="PCM_16")
+    phone = await start_baresip(tmp_path / "caller", caller,
+                                dial=f"sip:{mailbox}@127.0.0.1:{serve.sip_port}")
+    try:
+        await phone.wait_event("CALL_ESTABLISHED", within=10)
+        await phone.wait_event("CALL_CLOSED", within=40)
+    finally:
+        await phone.stop()

@@ -15,7 +15,7 @@ import soundfile
 from imapvm.telephony.message_summary import MessageSummary, parse_message_summary
 from imapvm.telephony.sip.message import SipRequest
 from tests.conftest import Account, make_account
-from tests.e2e.serve import ServeProcess, start_serve
+from tests.e2e.serve import ServeProcess, imap_conf, leave_message_by_phone, serve_config
 from tests.support.baresip import start_baresip
 from tests.support.dovecot import DovecotServer
 from tests.support.mailclient import AsyncMailClient
@@ -64,41 +64,15 @@ class Lamp:
         self.phone.close()
 
 
-async def _serve_for(tmp_path: Path, dovecot: DovecotServer, acct: Account) -> ServeProcess:
-    conf = tmp_path / "voicemail.conf"
-    conf.write_text(f"""[general]
-format=wav|gsm
-imapserver=127.0.0.1
-imapport={dovecot.port}
-imapflags=notls
-
-[default]
-1234 => 4242,Alice Example,alice@example.org,,imapuser={acct.user}|imappassword={acct.password}
-""")
-    serve = await start_serve(tmp_path / "run", "--config", str(conf),
-                              "--set", f"paths.spool={tmp_path / 'spool'}",
-                              "--set", f"paths.outbox={tmp_path / 'outbox'}")
-    await serve.wait_healthy()
-    return serve
-
-
-async def _leave_message(tmp_path: Path, serve: ServeProcess) -> None:
-    caller = tmp_path / "caller.wav"
-    soundfile.write(caller, np.concatenate([np.zeros(14 * 8000, np.int16),
-                                            speech(3.0).samples]), 8000, subtype="PCM_16")
-    phone = await start_baresip(tmp_path / "caller", caller,
-                                dial=f"sip:1234@127.0.0.1:{serve.sip_port}")
-    try:
-        await phone.wait_event("CALL_ESTABLISHED", within=10)
-        await phone.wait_event("CALL_CLOSED", within=40)
-    finally:
-        await phone.stop()
+def _alice(dovecot: DovecotServer, acct: Account) -> str:
+    return imap_conf(dovecot.port, "1234 => 4242,Alice Example,alice@example.org,,"
+                                   f"imapuser={acct.user}|imappassword={acct.password}")
 
 
 async def test_lamp_follows_deposits_and_the_mail_client(tmp_path: Path,
                                                          dovecot_slash: DovecotServer) -> None:
     acct = make_account(dovecot_slash)
-    serve = await _serve_for(tmp_path, dovecot_slash, acct)
+    serve = await serve_config(tmp_path, _alice(dovecot_slash, acct))
     subscriber = PyPhone("127.0.0.1", ("127.0.0.1", serve.sip_port))
     await subscriber.open()
     lamp = Lamp(subscriber)
@@ -109,7 +83,7 @@ async def test_lamp_follows_deposits_and_the_mail_client(tmp_path: Path,
         await lamp.wait_for(lambda v, w: v is not None and not w, 10)  # the lamp starts off
 
         # a caller leaves a message: the lamp turns on exactly once, with no blink
-        await _leave_message(tmp_path, serve)
+        await leave_message_by_phone(tmp_path, serve, 3.0)
         await lamp.wait_for(lambda v, w: w and v == MessageSummary(1, 0), 20)
         await mail.select("INBOX")
         uids: list[int] = []
@@ -175,7 +149,7 @@ async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
     from tests.telephony.conftest import best_correlation, read_pcm
 
     acct = make_account(dovecot_slash)
-    serve = await _serve_for(tmp_path, dovecot_slash, acct)
+    serve = await serve_config(tmp_path, _alice(dovecot_slash, acct))
     conf = tmp_path / "voicemail.conf"
     note = tmp_path / "note.wav"
     soundfile.write(note, speech(3.0).samples, 8000, subtype="PCM_16")
@@ -230,21 +204,10 @@ async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
 
 async def test_forward_with_comment_by_phone(tmp_path: Path, dovecot_slash: DovecotServer) -> None:
     alice, bob = make_account(dovecot_slash), make_account(dovecot_slash)
+    serve = await serve_config(tmp_path, imap_conf(dovecot_slash.port, (
+        f"1234 => 4242,Alice,,,imapuser={alice.user}|imappassword={alice.password}\n"
+        f"1235 => 5353,Bob,,,imapuser={bob.user}|imappassword={bob.password}")))
     conf = tmp_path / "voicemail.conf"
-    conf.write_text(f"""[general]
-format=wav|gsm
-imapserver=127.0.0.1
-imapport={dovecot_slash.port}
-imapflags=notls
-
-[default]
-1234 => 4242,Alice,,,imapuser={alice.user}|imappassword={alice.password}
-1235 => 5353,Bob,,,imapuser={bob.user}|imappassword={bob.password}
-""")
-    serve = await start_serve(tmp_path / "run", "--config", str(conf),
-                              "--set", f"paths.spool={tmp_path / 'spool'}",
-                              "--set", f"paths.outbox={tmp_path / 'outbox'}")
-    await serve.wait_healthy()
     note = tmp_path / "note.wav"
     soundfile.write(note, speech(3.0).samples, 8000, subtype="PCM_16")
     proc = await asyncio.create_subprocess_exec(

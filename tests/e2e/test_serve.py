@@ -6,13 +6,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
-from tests.e2e.serve import eventually, start_serve
-from tests.support.baresip import start_baresip
-from tests.support.speech import speech
+from tests.e2e.serve import eventually, leave_message_by_phone, serve_config, start_serve
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -55,25 +51,11 @@ async def test_sighup_applies_good_configuration_and_refuses_bad(tmp_path: Path)
 
 @pytest.mark.slow
 async def test_a_caller_leaves_a_message_that_lands_in_the_spool(tmp_path: Path) -> None:
-    conf = tmp_path / "voicemail.conf"
-    conf.write_text("[general]\nformat=wav|gsm\n\n[default]\n1234 => 4242,Alice Example\n")
     spool = tmp_path / "spool"
-    serve = await start_serve(tmp_path / "run", "--config", str(conf),
-                              "--set", f"paths.spool={spool}",
-                              "--set", f"paths.outbox={tmp_path / 'outbox'}")
-    # about 13 s of greeting and instructions, then 4 s of speech; baresip hangs up at the end
-    caller = tmp_path / "caller.wav"
-    soundfile.write(caller, np.concatenate([np.zeros(14 * 8000, np.int16),
-                                            speech(4.0).samples]), 8000, subtype="PCM_16")
+    conf = "[general]\nformat=wav|gsm\n\n[default]\n1234 => 4242,Alice Example\n"
+    serve = await serve_config(tmp_path, conf)
     try:
-        await serve.wait_healthy()
-        phone = await start_baresip(tmp_path / "phone", caller,
-                                    dial=f"sip:1234@127.0.0.1:{serve.sip_port}")
-        try:
-            await phone.wait_event("CALL_ESTABLISHED", within=10)
-            await phone.wait_event("CALL_CLOSED", within=40)
-        finally:
-            await phone.stop()
+        await leave_message_by_phone(tmp_path, serve, 4.0)
         inbox = spool / "default" / "1234" / "INBOX"
         await eventually((inbox / "msg0000.txt").exists, 15)
         txt = (inbox / "msg0000.txt").read_text()

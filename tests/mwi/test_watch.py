@@ -9,7 +9,7 @@ state (a blink, a transient zero) fails the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -152,18 +152,6 @@ async def test_lists_and_aliases_share_one_connection(dovecot_dot: DovecotServer
         await rig.engine.unwatch(name)
         assert rig.engine.watcher(BOX) is None
         assert rig.engine.watcher(other) is not None  # the alias still needs it
-
-
-@pytest.fixture
-def private_dovecot() -> Iterator[DovecotServer]:
-    """A server of this test's own, which it may stop and start."""
-    server = DovecotServer("slash")
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start dovecot: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow
