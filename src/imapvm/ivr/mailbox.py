@@ -171,15 +171,20 @@ async def controlled_play(channel: Channel, session: Session, samples: Audio,
     fwd, rev, pause, restart, stop = (keys[k] for k in
                                       ("forward", "reverse", "pause", "restart", "stop"))
     interrupts = fwd + rev + pause + restart + stop
-    chunk = max(1, int(session.playback_chunk * 8000))
     skip = int(skipms * 8)
     pos = 0
+    clock = asyncio.get_running_loop().time
     while pos < len(samples):
-        piece = samples[pos:pos + chunk]
-        digit = await channel.play(piece, interrupts)
+        # The rest of the message in one piece (no gaps on the line); where a key stopped it
+        # follows from the time it played, to the RTP frame.
+        rest = samples[pos:]
+        started = clock()
+        digit = await channel.play(rest, interrupts)
         if digit is None:
-            pos += len(piece)
-        elif digit in stop:
+            pos = len(samples)
+            continue
+        pos += min(len(rest), int((clock() - started) * 8000))
+        if digit in stop:
             return digit
         elif digit in fwd:
             pos += skip

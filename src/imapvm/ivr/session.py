@@ -78,8 +78,6 @@ class Session:
     #: have no push at all). Failures are logged, never raised into the call.
     changed: ChangeHook | None = None
     clock: Callable[[], float] = time.time
-    #: Message playback is cut into pieces this long so that ``#``/``*`` know where they are.
-    playback_chunk: float = 0.5
     #: Passwords changed during this process's life, applied over voicemail.conf's.
     passwords: dict[MailboxRef, str] = field(default_factory=dict)
 
