@@ -168,7 +168,11 @@ class VoicemailServer:
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
-        await self.sip.start()
+        try:
+            await self.sip.start()
+        except OSError as exc:
+            listen = self.loaded.settings.sip.listen[0]
+            raise OSError(exc.errno, f"SIP on {listen}: {exc.strerror or exc}") from exc
         if self.loaded.settings.mwi.sip_notify:
             self.mwi.add_sink(CallbackSink(self._publish_sip, name="sip"))
         self.mwi.add_sink(CallbackSink(self._count_update, name="metrics"))
@@ -178,7 +182,10 @@ class VoicemailServer:
         http = self.loaded.settings.http.listen
         if http is not None:
             self.http = HealthServer(self.metrics.registry.render, self.health)
-            host, port = await self.http.start(http.host, http.port)
+            try:
+                host, port = await self.http.start(http.host, http.port)
+            except OSError as exc:
+                raise OSError(exc.errno, f"HTTP on {http}: {exc.strerror or exc}") from exc
             log.info("health and metrics on http://%s:%d/healthz and /metrics", host, port)
         host, port = self.sip.address
         if self.embedded:
