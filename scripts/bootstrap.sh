@@ -9,7 +9,7 @@ PROFILE=${1:-server}
 
 # Debian packages. The server needs Python, the prompts and espeak-ng (for prompts the set lacks);
 # the tests also need the real IMAP servers and SIP peers they start.
-PKGS=(python3 python3-venv python3-pip ca-certificates asterisk-core-sounds-en-wav espeak-ng sox)
+PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools)
 fi
@@ -30,7 +30,9 @@ fi
 if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/cyrus/usr/lib/cyrus/bin/imapd" ]; then
   echo "bootstrap: unpacking Cyrus imapd from cyrus-imapd.deb" >&2
   mkdir -p "$ROOT/.cache/cyrus-deb" "$ROOT/.cache/cyrus"; chmod 777 "$ROOT/.cache/cyrus-deb"
-  (cd "$ROOT/.cache/cyrus-deb" && rm -f cyrus-imapd_*.deb && apt-get download -qq cyrus-imapd >/dev/null)
+  (cd "$ROOT/.cache/cyrus-deb" && rm -f cyrus-imapd_*.deb &&
+   { apt-get download -qq cyrus-imapd >/dev/null 2>&1 ||
+     { apt-get update -qq && apt-get download -qq cyrus-imapd >/dev/null; }; })
   dpkg-deb -x "$ROOT"/.cache/cyrus-deb/cyrus-imapd_*.deb "$ROOT/.cache/cyrus"
 fi
 
@@ -40,8 +42,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-STAMP=.venv/.imapvm-$PROFILE-$(sha256sum pyproject.toml | cut -c1-16)
-if [ ! -f "$STAMP" ]; then
+HASH=$(sha256sum pyproject.toml | cut -c1-16)
+STAMP=.venv/.imapvm-$PROFILE-$HASH
+# The test profile installs everything the server profile does.
+if [ ! -f "$STAMP" ] && ! { [ "$PROFILE" = server ] && [ -f ".venv/.imapvm-test-$HASH" ]; }; then
   echo "bootstrap: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   if [ "$PROFILE" = test ]; then

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cyrus import CyrusServer
 from tests.support.dovecot import DovecotServer
+from tests.support.oauth import Introspection
 
 _counter = itertools.count(1)
 
@@ -70,8 +71,31 @@ def dovecot_restricted() -> Iterator[DovecotServer]:
 
 
 @pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[DovecotServer]:
+    yield from _start(DovecotServer("tls"))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def introspection() -> Iterator[Introspection]:
+    server = Introspection().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth(introspection: Introspection) -> Iterator[DovecotServer]:
+    yield from _start(DovecotServer("oauth", introspection_url=introspection.url))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
 def cyrus() -> Iterator[CyrusServer]:
     yield from _start(CyrusServer())  # type: ignore[misc]
+
+
+@pytest.fixture
+def private_dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot of one test's own, which it may stop (`pause`) and start (`resume`)."""
+    yield from _start(DovecotServer("slash"))  # type: ignore[misc]
 
 
 SERVER_VARIANTS = ["dovecot_slash", "dovecot_dot", "dovecot_restricted", "cyrus"]

@@ -9,7 +9,7 @@ state (a blink, a transient zero) fails the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -207,18 +207,6 @@ async def test_past_the_connection_limit_boxes_are_polled_until_a_slot_frees(
         await client.close()
         for store in stores.values():
             await store.aclose()
-
-
-@pytest.fixture
-def private_dovecot() -> Iterator[DovecotServer]:
-    """A server of this test's own, which it may stop and start."""
-    server = DovecotServer("slash")
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start dovecot: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +20,6 @@ from tests.support.mailclient import MailClient
 from tests.support.vmmail import message_id, voicemail
 
 BOX = MailboxRef("1234", "default")
-
-
-@pytest.fixture
-def private_dovecot() -> Iterator[DovecotServer]:
-    """A server of this test's own, which it may stop and start."""
-    server = DovecotServer("slash")
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"cannot start dovecot: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 def make_store(acct: Account, **overrides: object) -> ImapStore:

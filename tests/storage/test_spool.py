@@ -51,6 +51,11 @@ async def test_heard_moves_to_old_and_renumbering_keeps_refs_valid(store: SpoolS
     assert sorted(p.name for p in inbox.glob("*.txt")) == ["msg0000.txt", "msg0001.txt"]
     counts = await store.counts(BOX)
     assert (counts.new, counts.old) == (2, 1)
+    # the reference follows the heard message into Old, as it stays valid in IMAP
+    assert (await store.fetch_audio(BOX, refs[0])).message.fmt == "wav"
+    await store.mark_unheard(BOX, refs[0])
+    assert (await store.counts(BOX)).new == 3
+    await store.mark_heard(BOX, refs[0])
     # refs[2] was msg0002 and is msg0001 now: it still reaches the same message
     audio = await store.fetch_audio(BOX, refs[2])
     assert audio.message.fmt == "wav"

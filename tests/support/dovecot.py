@@ -5,6 +5,10 @@ runs in the foreground as a child process, and is stopped with SIGTERM. Three va
 
 - ``slash``: hierarchy separator ``/``;
 - ``dot``: hierarchy separator ``.``;
+- ``oauth``: separator ``/`` with the oauth2 passdb (XOAUTH2 and OAUTHBEARER) asking
+  `introspection_url` (a test's local HTTP server) whether a bearer token is valid;
+- ``tls``: separator ``/`` with TLS: STARTTLS on the plain port and implicit TLS on `tls_port`,
+  with a self-signed certificate for 127.0.0.1 (`cert_path`);
 - ``restricted``: separator ``/`` but advertising only what an old server (UW-IMAP 2005)
   offers. Dovecot still *executes* UIDPLUS, MOVE, NOTIFY, ... when a client sends them, so this
   variant logs every finished command and `assert_only_offered` checks that a client used nothing
@@ -113,6 +117,8 @@ class DovecotServer:
     process: subprocess.Popen[bytes] | None = None
     users: dict[str, str] = field(default_factory=dict)
     quota_kb: int = QUOTA_KB
+    tls_port: int = 0
+    introspection_url: str = ""
     extra_config: str = ""
     """Appended to the generated dovecot.conf (later settings win): e.g. the process and client
     limits a bench with a thousand connections needs. Empty by default: tests keep the defaults."""
@@ -140,6 +146,9 @@ class DovecotServer:
         (self.directory / "run").mkdir()
         os.chown(self.directory / "mail", _nobody_uid(), _nobody_gid())
         self.port = self.port or free_port(self.host)
+        if self.variant == "tls":
+            self.tls_port = self.tls_port or free_port(self.host)
+            self._make_certificate()
         (self.directory / "masters").write_text(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n")
         self._write_users()
         (self.directory / "dovecot.conf").write_text(self._config())
@@ -156,6 +165,18 @@ class DovecotServer:
             self.stop()
             raise RuntimeError(detail) from exc
         return self
+
+    @property
+    def cert_path(self) -> Path:
+        return self.directory / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+             "-keyout", str(self.directory / "key.pem"), "-out", str(self.cert_path)],
+            check=True, capture_output=True,
+        )
 
     def stop(self) -> None:
         proc, self.process = self.process, None
@@ -265,11 +286,21 @@ class DovecotServer:
     def _config(self) -> str:
         d = self.directory
         extra = ""
+        if self.variant == "oauth":
+            (d / "oauth2.conf.ext").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+                "username_attribute = username\nactive_attribute = active\n"
+                "active_value = true\nforce_introspection = yes\n")
+            extra = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                     f"  args = {d}/oauth2.conf.ext\n}}\n")
         if self.variant == "restricted":
             extra = (
                 f"imap_capability = {RESTRICTED_CAPABILITY}\n"
                 "log_debug = event=imap_command_finished\n"
             )
+        ssl = "ssl = no"
+        if self.variant == "tls":
+            ssl = f"ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem"
         return f"""# throwaway test dovecot ({self.variant}); everything lives under {d}
 base_dir = {d}/run
 state_dir = {d}/run/state
@@ -277,9 +308,9 @@ instance_name = imapvm-test-{self.port}
 log_path = {d}/dovecot.log
 protocols = imap
 listen = {self.host}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.variant == "oauth" else ""}
 auth_failure_delay = 0
 auth_master_user_separator = *
 first_valid_uid = 1
@@ -323,7 +354,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {self.host}
+    port = {self.tls_port}
   }}
 }}
 service stats {{

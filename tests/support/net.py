@@ -57,3 +57,18 @@ def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def free_port_udp_and_tcp(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP (SIP listens on both), at the time of asking."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP")

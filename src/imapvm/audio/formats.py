@@ -22,11 +22,10 @@ name      content                                MIME type (Asterisk)  codec
 where Asterisk's are: ``wav`` and ``WAV`` are different formats.
 
 Why these libraries: soundfile bundles libsndfile, whose GSM 06.10 is byte-identical with libgsm,
-sox and toast (``reference/test-infra.md`` §4). G.711 files use lookup tables computed with numpy
-by the ITU-T G.191 reference algorithm (DESIGN.md allows numpy tables for G.711): libsndfile's and
-sox's encoders round differently, and ``audioop``'s µ-law encoder differs from G.191 on 508 of the
-65,536 negative-side inputs (it negates where G.191 takes the one's complement). The tables are
-private; once ``imapvm.audio.g711`` (RTP side) lands, both should share one implementation.
+sox and toast (``reference/test-infra.md`` §4). G.711 files use ``imapvm.audio.g711``, the same
+numpy tables as RTP, computed by the ITU-T G.191 reference algorithm (DESIGN.md allows numpy
+tables for G.711): libsndfile's and sox's encoders round differently, and ``audioop``'s µ-law
+encoder differs from G.191 on 508 of the 65,536 negative-side inputs.
 
 Exact durations: raw GSM carries no length, so a decoded ``.gsm`` is the encoded length rounded up
 to 160 samples (20 ms); ``WAV`` records the true length in its ``fact`` chunk and we trim to it.
@@ -37,7 +36,6 @@ tens of milliseconds, so async callers use ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import soundfile as sf
 
+from imapvm.audio import g711
 from imapvm.audio.convert import to_telephony
 from imapvm.audio.core import MAX_AUDIO_BYTES, TELEPHONY_RATE, Audio
 from imapvm.audio.errors import (
@@ -143,8 +142,7 @@ def encode(audio: Audio, fmt: str | AudioFormat) -> bytes:
     if f.kind == "sln":
         return pcm.astype("<i2").tobytes()
     if f.kind in ("ulaw", "alaw"):
-        table = _ulaw_encode_table() if f.kind == "ulaw" else _alaw_encode_table()
-        return table[pcm.astype(np.int32) + 32768].tobytes()
+        return g711.ulaw_encode(pcm) if f.kind == "ulaw" else g711.alaw_encode(pcm)
     buf = io.BytesIO()
     if f.kind == "raw_gsm":
         sf.write(buf, pcm, TELEPHONY_RATE, format="RAW", subtype="GSM610")
@@ -171,8 +169,8 @@ def decode(data: bytes, fmt: str | AudioFormat, *, resample: bool = True) -> Aud
             raise AudioFormatError(f"signed-linear data has an odd length ({len(data)} bytes)")
         return Audio(np.frombuffer(data, dtype="<i2").astype(np.int16), TELEPHONY_RATE)
     if f.kind in ("ulaw", "alaw"):
-        table = _ulaw_decode_table() if f.kind == "ulaw" else _alaw_decode_table()
-        return Audio(table[np.frombuffer(data, dtype=np.uint8)], TELEPHONY_RATE)
+        pcm = g711.ulaw_decode(data) if f.kind == "ulaw" else g711.alaw_decode(data)
+        return Audio(pcm.copy(), TELEPHONY_RATE)
     if f.kind == "raw_gsm":
         return _decode_raw_gsm(data)
     return _decode_container(data, f, resample=resample)
@@ -271,59 +269,3 @@ def write_file(path: str | Path, audio: Audio, fmt: str | None = None) -> None:
     """Write ``audio`` to ``path``; the format defaults to the file-name suffix."""
     p = Path(path)
     p.write_bytes(encode(audio, fmt or p.suffix.lstrip(".")))
-
-
-# --- G.711 tables (ITU-T G.191 reference algorithm, vectorised) ----------------------------------
-
-_ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32)
-
-
-def _bit_length(values: np.ndarray) -> np.ndarray:
-    """Vectorised ``int.bit_length`` for small non-negative integers."""
-    out = np.zeros(values.shape, dtype=np.int32)
-    v = values.copy()
-    while np.any(v):
-        nz = v != 0
-        out[nz] += 1
-        v >>= 1
-    return out
-
-
-@functools.cache
-def _ulaw_encode_table() -> np.ndarray:
-    """int16 + 32768 → µ-law code: 14-bit magnitude (one's complement for negatives) + bias 33."""
-    x = _ALL_INT16
-    absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
-    segno = _bit_length(absno >> 6) + 1
-    code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 15))
-    return np.where(x >= 0, code | 0x80, code).astype(np.uint8)
-
-
-@functools.cache
-def _alaw_encode_table() -> np.ndarray:
-    """int16 + 32768 → A-law code: 12-bit magnitude (one's complement), segment, even-bit XOR."""
-    x = _ALL_INT16
-    ix = np.where(x < 0, (~x) >> 4, x >> 4)
-    exp = np.maximum(_bit_length(ix) - 4, 0)
-    seg_code = ((ix >> np.maximum(exp - 1, 0)) - 16) + (exp << 4)
-    code = np.where(ix > 15, seg_code, ix)
-    code = np.where(x >= 0, code | 0x80, code)
-    return (code ^ 0x55).astype(np.uint8)
-
-
-@functools.cache
-def _ulaw_decode_table() -> np.ndarray:
-    """µ-law code → int16 (the G.711 expansion scaled to 16 bits)."""
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-    return np.where(u & 0x80, 0x84 - t, t - 0x84).astype(np.int16)
-
-
-@functools.cache
-def _alaw_decode_table() -> np.ndarray:
-    """A-law code → int16 (the G.711 expansion scaled to 16 bits)."""
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    seg = (a & 0x70) >> 4
-    t = ((a & 0x0F) << 4) + np.where(seg == 0, 8, 0x108)
-    t = np.where(seg > 1, t << np.maximum(seg - 1, 0), t)
-    return np.where(a & 0x80, t, -t).astype(np.int16)

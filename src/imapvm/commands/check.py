@@ -12,9 +12,10 @@ import sys
 
 from rich.console import Console
 
+from imapvm.commands._runtime import override_arg
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, load
 from imapvm.config.render import print_report, report_json
-from imapvm.config.settings import DEFAULT_SETTINGS_PATH, parse_override
+from imapvm.config.settings import DEFAULT_SETTINGS_PATH
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        type=_override,
+        type=override_arg,
         help="override an imapvm.toml setting, e.g. --set sip.listen='[\"0.0.0.0:5070\"]' "
         "or --set paths.outbox=/srv/outbox (repeatable)",
     )
@@ -47,13 +48,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--full", action="store_true", help="list every effective setting of every mailbox"
     )
     parser.set_defaults(handler=run)
-
-
-def _override(text: str) -> tuple[str, object]:
-    try:
-        return parse_override(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

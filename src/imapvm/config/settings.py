@@ -9,10 +9,17 @@ reads like a bad file entry.
 [sip]
 listen = ["0.0.0.0:5060", "[::]:5060"]
 trusted = ["127.0.0.1/32", "192.0.2.0/24"]
+advertise = "192.0.2.5"          # Contact/SDP address when listening on a wildcard
+rtp_ports = "10000-20000"
+check_users = ["*97", "vm"]      # Request-URI users that reach VoiceMailMain
+tcp = true
+exit_uri = "sip:{extension}@192.0.2.10"   # key 0 -> o, key * -> a, as Asterisk's dialplan
 
 [mwi]
 sip_notify = true
 webhook_url = "https://hooks.example.com/mwi"
+[mwi.unsolicited]
+"1234" = ["sip:1234@192.0.2.20:5060"]   # phones told without subscribing
 [mwi.ami]
 host = "127.0.0.1"
 port = 5038
@@ -26,6 +33,9 @@ sounds = "/usr/share/asterisk/sounds/en_US_f_Allison"
 
 [http]
 listen = "127.0.0.1:9180"
+
+[imap]
+oauth2_token_command = "/usr/local/bin/m365-token {user}"   # XOAUTH2 instead of passwords
 ```
 """
 
@@ -34,9 +44,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,6 +74,17 @@ class SipSettings:
         ipaddress.ip_network("::1/128"),
     )
     """Peers allowed to send INVITE and SUBSCRIBE: the PBX, never the whole Internet."""
+    advertise: str | None = None
+    """Address put in Contact and SDP; needed when listening on a wildcard address (default:
+    the address the host routes from)."""
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    check_users: tuple[str, ...] = ("*97", "vm")
+    """Request-URI users that mean "check my messages" (VoiceMailMain)."""
+    tcp: bool = True
+    exit_uri: str | None = None
+    """Where a caller who leaves the menus goes, as a SIP URI template: `{extension}` is `o`
+    (operator, key 0), `a` (key *) or the number to call back / dial out, `{context}` the
+    exitcontext. None: those keys do nothing, as in Asterisk without the extensions."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,9 @@ class MwiSettings:
     webhook_url: str | None = None
     ami: AmiSettings | None = None
     """`externnotify` lives in voicemail.conf, as in Asterisk."""
+    unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Mailbox (`1234` or `1234@context`) -> SIP URIs told by NOTIFY without subscribing
+    (phones that do not SUBSCRIBE); URIs need an IP address and port."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +120,19 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class ImapClientSettings:
+    oauth2_token_command: tuple[str, ...] = ()
+    """argv (`{user}` is replaced by the IMAP user) that prints an OAuth 2.0 bearer token: the
+    IMAP login then uses XOAUTH2 (Microsoft 365, Gmail) instead of the password."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     sip: SipSettings = field(default_factory=SipSettings)
     mwi: MwiSettings = field(default_factory=MwiSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    imap: ImapClientSettings = field(default_factory=ImapClientSettings)
     source: str | None = None
 
 
@@ -205,18 +238,29 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
+    text = check.string(sip, "sip.exit_uri", "").strip()
+    if not text:
+        return None
+    if not text.startswith(("sip:", "sips:")) or "{extension}" not in text:
+        check.error("sip.exit_uri", f"'{text}' must be a sip: URI template with {{extension}}")
+        return None
+    return text
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
-        if name not in {"sip", "mwi", "paths", "http"}:
+        if name not in {"sip", "mwi", "paths", "http", "imap"}:
             diags.warning(
                 f"{name}: unknown section ignored"
-                + did_you_mean(name, {"sip", "mwi", "paths", "http"}),
+                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap"}),
                 where(name),
             )
     defaults = ServerSettings()
 
-    sip = check.table(raw, "sip", {"listen", "trusted"})
+    sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
+                                   "tcp", "exit_uri"})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -229,12 +273,52 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
             trusted.append(ipaddress.ip_network(str(item).strip(), strict=False))
         except ValueError:
             check.error(f"sip.trusted[{i}]", f"'{item}' is not an IP address or network")
+    advertise = check.string(sip, "sip.advertise", "").strip() or None
+    if advertise is not None:
+        try:
+            ipaddress.ip_address(advertise)
+        except ValueError:
+            check.error("sip.advertise", f"'{advertise}' is not an IP address")
+            advertise = None
+    rtp_ports = defaults.sip.rtp_ports
+    rtp_text = check.string(sip, "sip.rtp_ports", "")
+    if rtp_text:
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", rtp_text)
+        lo, hi = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        if not m or not 1024 <= lo < hi <= 65535 or hi - lo < 2:
+            check.error("sip.rtp_ports", f"'{rtp_text}' is not a range like 10000-20000 "
+                        "(1024-65535, at least two ports)")
+        else:
+            rtp_ports = (lo, hi)
+    check_users = check.string_list(sip, "sip.check_users")
     sip_settings = SipSettings(
         listen=tuple(listen) if "listen" in sip else defaults.sip.listen,
         trusted=tuple(trusted) if raw_trusted is not None else defaults.sip.trusted,
+        advertise=advertise,
+        rtp_ports=rtp_ports,
+        check_users=tuple(str(u) for u in check_users) if check_users is not None
+        else defaults.sip.check_users,
+        tcp=check.boolean(sip, "sip.tcp", True),
+        exit_uri=_exit_uri(check, sip),
     )
 
-    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami"})
+    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})
+    unsolicited: dict[str, tuple[str, ...]] = {}
+    raw_unsolicited = mwi.get("unsolicited", {})
+    if not isinstance(raw_unsolicited, dict):
+        check.error("mwi.unsolicited", "must be a table of mailbox = [SIP URIs]")
+        raw_unsolicited = {}
+    for box in raw_unsolicited:
+        items = check.string_list(raw_unsolicited, f"mwi.unsolicited.{box}") or []
+        good = []
+        for uri in items:
+            m = re.fullmatch(r"sips?:[^@\s]+@([0-9.]+|\[[0-9a-fA-F:]+\])(:\d+)?", str(uri))
+            if m is None:
+                check.error(f"mwi.unsolicited.{box}",
+                            f"'{uri}' must be a SIP URI with an IP address (no DNS lookups)")
+            else:
+                good.append(str(uri))
+        unsolicited[str(box)] = tuple(good)
     webhook = check.string(mwi, "mwi.webhook_url", "") or None
     if webhook:
         try:
@@ -257,7 +341,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         if isinstance(table, dict) and table and not ami.username:
             check.error("mwi.ami.username", "is required to log in to the AMI")
     mwi_settings = MwiSettings(
-        sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami
+        sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami,
+        unsolicited=unsolicited,
     )
 
     paths = check.table(raw, "paths", {"spool", "outbox", "sounds"})
@@ -276,7 +361,16 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     if "listen" in http:
         value = http["listen"]
         http_listen = None if value == "" else check.endpoint(value, "http.listen", 9180)
-    return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen))
+    imap = check.table(raw, "imap", {"oauth2_token_command"})
+    command: tuple[str, ...] = ()
+    text = check.string(imap, "imap.oauth2_token_command", "")
+    if text.strip():
+        try:
+            command = tuple(shlex.split(text))
+        except ValueError as exc:
+            check.error("imap.oauth2_token_command", f"cannot be split into words: {exc}")
+    return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
+                          ImapClientSettings(command))
 
 
 # ------------------------------------------------------------------------------- file loading
@@ -331,7 +425,7 @@ def load_settings(
         return Location(name, lines.get(bare, 0))
 
     settings = _validate(raw, diags, where)
-    return ServerSettings(settings.sip, settings.mwi, settings.paths, settings.http, source)
+    return replace(settings, source=source)
 
 
 def parse_override(text: str) -> tuple[str, object]:

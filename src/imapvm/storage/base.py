@@ -193,6 +193,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 
 
+class LoginRefused(StoreUnavailable):
+    """The server refused the credentials: retrying at once would only earn a penalty."""
+
+
 class GreetingKind(enum.Enum):
     UNAVAIL = "unavail"
     BUSY = "busy"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.fsutil import fsync_dir, write_durably
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ class Outbox:
         return item.id
 
     def _write_new(self, item: OutboxItem, email: bytes) -> None:
-        _write_durably(self.pending_dir / f"{item.id}.eml", email)
-        _write_durably(self.pending_dir / f"{item.id}.json", _dump(item))  # last: marks complete
-        _fsync_dir(self.pending_dir)
+        write_durably(self.pending_dir / f"{item.id}.eml", email)
+        write_durably(self.pending_dir / f"{item.id}.json", _dump(item))  # last: marks complete
+        fsync_dir(self.pending_dir)
 
     async def delivered(self, item_id: str) -> MessageRef:
         """Wait until the item is in the store (for tests and for callers that want the ref)."""
@@ -193,19 +194,19 @@ class Outbox:
                 fut.set_result(ref)  # type: ignore[arg-type]
 
     def _save_meta(self, item: OutboxItem) -> None:
-        _write_durably(self.pending_dir / f"{item.id}.json", _dump(item))
+        write_durably(self.pending_dir / f"{item.id}.json", _dump(item))
 
     def _remove(self, item: OutboxItem) -> None:
         (self.pending_dir / f"{item.id}.json").unlink(missing_ok=True)
         (self.pending_dir / f"{item.id}.eml").unlink(missing_ok=True)
-        _fsync_dir(self.pending_dir)
+        fsync_dir(self.pending_dir)
 
     def _move_to_rejected(self, item: OutboxItem) -> None:
         os.replace(self.pending_dir / f"{item.id}.eml", self.rejected_dir / f"{item.id}.eml")
-        _write_durably(self.rejected_dir / f"{item.id}.json", _dump(item))
+        write_durably(self.rejected_dir / f"{item.id}.json", _dump(item))
         (self.pending_dir / f"{item.id}.json").unlink(missing_ok=True)
-        _fsync_dir(self.rejected_dir)
-        _fsync_dir(self.pending_dir)
+        fsync_dir(self.rejected_dir)
+        fsync_dir(self.pending_dir)
 
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
         """Wait until nothing is pending (True) or `timeout` passes (False)."""
@@ -226,20 +227,3 @@ class Outbox:
 
 def _dump(item: OutboxItem) -> bytes:
     return json.dumps(asdict(item), sort_keys=True).encode()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,9 +14,11 @@ imapvm never makes a reference point at another message.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import email
 import email.policy
+import email.utils
 import os
 import re
 import threading
@@ -42,6 +44,7 @@ from imapvm.storage.base import (
     StoredMessage,
     StoreError,
 )
+from imapvm.storage.fsutil import write_durably
 
 _MSG = re.compile(r"^msg(\d{4})\.txt$")
 LOCK_TIMEOUT = 10.0
@@ -173,6 +176,15 @@ class SpoolStore:
         for n in order:
             if n in numbers and self._read_txt(d / f"msg{n:04d}.txt").get("msg_id") == ref.key:
                 return folder, n
+        # Heard messages move INBOX -> Old in the spool (a flag change in IMAP): follow them, so
+        # a reference stays valid across mark_heard / mark_unheard as it does in IMAP.
+        for other in (Folder.INBOX, Folder.OLD, Folder.URGENT):
+            if other is folder or not folder.in_main_folder:
+                continue
+            od = self.folder_dir(box, other)
+            for n in self._numbers(od):
+                if self._read_txt(od / f"msg{n:04d}.txt").get("msg_id") == ref.key:
+                    return other, n
         raise MessageGone(f"{ref}: no such message (deleted or moved)")
 
     def _folder_of(self, box: MailboxRef, ref: MessageRef) -> Folder:
@@ -197,7 +209,7 @@ class SpoolStore:
             return [self._message(box, folder, n) for n in numbers]
         return await asyncio.to_thread(work)
 
-    def _audio_files(self, box: MailboxRef, folder: Folder, n: int) -> list[Path]:
+    def _audio_files(self, box: MailboxRef, folder: Folder, n: int) -> builtins.list[Path]:
         d = self.folder_dir(box, folder)
         return sorted(p for p in d.glob(f"msg{n:04d}.*") if p.suffix != ".txt")
 
@@ -223,12 +235,13 @@ class SpoolStore:
         return _as_email(box, listed, audio)
 
     async def mark_heard(self, box: MailboxRef, ref: MessageRef) -> None:
-        folder = self._folder_of(box, ref)
+        folder, _ = await asyncio.to_thread(self._resolve, box, ref)
         if folder in (Folder.INBOX, Folder.URGENT):
             await self.save_to_folder(box, ref, Folder.OLD)
 
     async def mark_unheard(self, box: MailboxRef, ref: MessageRef) -> None:
-        if self._folder_of(box, ref) is Folder.OLD:
+        folder, _ = await asyncio.to_thread(self._resolve, box, ref)
+        if folder is Folder.OLD:
             await self.save_to_folder(box, ref, Folder.INBOX)
 
     async def save_to_folder(self, box: MailboxRef, ref: MessageRef, folder: Folder) -> MessageRef:
@@ -285,10 +298,10 @@ class SpoolStore:
             with self._locked(d):
                 n = self._next_number(d)
                 for part in audio.alternatives:
-                    _write(d / f"msg{n:04d}.{_ext(part.fmt)}", part.data)
+                    write_durably(d / f"msg{n:04d}.{_ext(part.fmt)}", part.data)
                 if audio.intro is not None:
-                    _write(d / f"msg{n:04d}intro.{_ext(audio.intro.fmt)}", audio.intro.data)
-                _write(d / f"msg{n:04d}.txt", txt.encode())  # last: readers look for the txt
+                    write_durably(d / f"msg{n:04d}intro.{_ext(audio.intro.fmt)}", audio.intro.data)
+                write_durably(d / f"msg{n:04d}.txt", txt.encode())  # last: readers look for the txt
             return MessageRef(self._location(box, folder), 0, n,
                               key=_txt_value(txt, "msg_id"))
         return await asyncio.to_thread(work)
@@ -319,7 +332,7 @@ class SpoolStore:
                 for old in d.glob(f"{kind.value}.*"):
                     old.unlink()
                 for part in audio.alternatives:
-                    _write(d / f"{kind.value}.{_ext(part.fmt)}", part.data)
+                    write_durably(d / f"{kind.value}.{_ext(part.fmt)}", part.data)
         await asyncio.to_thread(work)
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None:
@@ -354,15 +367,6 @@ def _fmt(path: Path) -> str:
 
 def _ext(fmt: str) -> str:
     return "WAV" if fmt == "wav49" else fmt
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _split_callerid(text: str) -> tuple[str, str]:
@@ -410,7 +414,11 @@ def _txt_from_headers(box: MailboxRef, msg: email.message.Message) -> str:
 def _as_email(box: MailboxRef, m: StoredMessage, audio: VoicemailAudio) -> bytes:
     """A minimal Asterisk-layout email for a spool message (text part, then the audio)."""
     outer = MIMEMultipart("mixed")
+    # Deterministic from msg_id, so exporting the same message twice gives the same Message-ID.
     mid = m.header("message-id") or f"<imapvm-{m.ref.key or uuid.uuid4().hex}@{box.context}>"
+    outer["Date"] = email.utils.formatdate(m.orig_time or None, localtime=True)
+    outer["From"] = "Asterisk PBX <asterisk@localhost>"
+    outer["To"] = f"<{box.mailbox}@{box.context}>"
     outer["Message-ID"] = mid
     outer["Subject"] = f"[PBX]: New message {m.ref.uid + 1} in mailbox {box.mailbox}"
     outer["X-Asterisk-VM-Message-Num"] = str(m.ref.uid + 1)

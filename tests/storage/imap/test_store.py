@@ -300,3 +300,17 @@ async def test_deposit_message_id_lookup(store: ImapStore) -> None:
     ref = await store.deposit(BOX, email)
     assert await store.contains_message_id(BOX, message_id(email)) == ref
     assert await store.contains_message_id(BOX, "<nope@example>") is None
+
+
+async def test_non_ascii_parent_folder_in_modified_utf7(account: Account,
+                                                        client: AsyncMailClient) -> None:
+    store = ImapStore(settings_for(account, parent_folder="Boîte vocale"))
+    try:
+        ref = await store.deposit(BOX, voicemail("1234"))
+        moved = await store.save_to_folder(BOX, ref, Folder.FRIENDS)
+        wire = f"Bo&AO4-te vocale{account.separator}Friends"
+        assert moved.location == wire
+        assert wire in await client.folders()
+        assert [m.ref for m in await store.list(BOX, Folder.FRIENDS)] == [moved]
+    finally:
+        await store.aclose()

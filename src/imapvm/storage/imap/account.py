@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from imapvm.config.imapflags import TlsMode
-from imapvm.storage.base import Folder, StoreError, StoreUnavailable
+from imapvm.storage.base import Folder, LoginRefused, StoreError, StoreUnavailable
 from imapvm.storage.imap import utf7
 from imapvm.storage.imap.connection import (
     AuthenticationFailed,
@@ -27,11 +29,11 @@ from imapvm.storage.imap.connection import (
     ImapConnection,
     ImapError,
     Timeouts,
-    client_tls_context,
 )
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class ImapSettings:
     imap_greetings: bool = False
     expunge_on_hangup: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
+    oauth2_token_command: tuple[str, ...] = ()
+    """argv printing a bearer token for `{user}`: XOAUTH2 instead of a password."""
     vm_tag: str = ""
     context: str = "default"
     maxmsg: int = 100
@@ -91,13 +95,20 @@ class Account:
         self._slots = asyncio.Semaphore(max(1, settings.pool_size))
         self._discover_lock = asyncio.Lock()
         self._known_folders: set[str] = set()
+        self._no_verify_ctx: ssl.SSLContext | None = None
         self._closed = False
 
     # -- connections ----------------------------------------------------------------------
     async def open_connection(self) -> ImapConnection:
         """A new logged-in connection (not from the pool: watchers keep theirs)."""
         s = self.settings
-        ctx = None if s.tls is TlsMode.NONE else client_tls_context(s.verify_certificate)
+        ctx = None
+        if s.tls is not TlsMode.NONE and not s.verify_certificate:
+            if self._no_verify_ctx is None:  # a context of its own (verification off), once
+                self._no_verify_ctx = ssl.create_default_context()
+                self._no_verify_ctx.check_hostname = False
+                self._no_verify_ctx.verify_mode = ssl.CERT_NONE
+            ctx = self._no_verify_ctx
         try:
             conn = await ImapConnection.open(s.host, s.port, tls=s.tls, ssl_context=ctx,
                                              timeouts=s.timeouts, label=self.label)
@@ -120,7 +131,9 @@ class Account:
             raise StoreUnavailable(f"{self.label}: imapflags=secure forbids sending the password "
                                    "over an unencrypted connection")
         try:
-            if s.authuser:
+            if s.oauth2_token_command:
+                await conn.authenticate_xoauth2(s.user, await self._token())
+            elif s.authuser:
                 if conn.has("AUTH=PLAIN"):
                     await conn.authenticate_plain(s.user, s.authuser, s.authpassword or "")
                 else:  # Dovecot's master-user LOGIN syntax
@@ -128,9 +141,30 @@ class Account:
             else:
                 await conn.login(s.user, s.password or "")
         except AuthenticationFailed as exc:
-            raise StoreUnavailable(str(exc)) from None
+            raise LoginRefused(str(exc)) from None
         except ConnectionLost as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def _token(self) -> str:
+        """Run the configured token command; its first output line is the bearer token."""
+        argv = [a.replace("{user}", self.settings.user) for a in self.settings.oauth2_token_command]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL)
+            out, errout = await asyncio.wait_for(proc.communicate(), self.settings.timeouts.open)
+        except (OSError, TimeoutError) as exc:
+            if "proc" in locals():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            raise StoreUnavailable(f"{self.label}: oauth2 token command {argv[0]!r} failed: "
+                                   f"{exc or 'timeout'}") from None
+        token = out.decode(errors="replace").strip().splitlines()[0] if out.strip() else ""
+        if proc.returncode != 0 or not token:
+            detail = errout.decode(errors="replace").strip()[:200]
+            raise StoreUnavailable(f"{self.label}: oauth2 token command {argv[0]!r} exited "
+                                   f"{proc.returncode} without a token: {detail}")
+        return token
 
     async def _discover(self, conn: ImapConnection) -> ServerInfo:
         info = ServerInfo(capabilities=conn.capabilities)
@@ -174,7 +208,7 @@ class Account:
                 else:
                     await conn.close()
 
-    async def run(self, op, retries: int = 1):  # type: ignore[no-untyped-def]
+    async def run(self, op: Callable[[ImapConnection], Awaitable[T]], retries: int = 1) -> T:
         """Run `await op(conn)` on a pooled connection; on a lost connection retry on a fresh one
         (with a short jittered backoff). Only for idempotent operations."""
         attempt = 0
@@ -185,6 +219,8 @@ class Account:
             except ConnectionLost as exc:
                 if attempt >= retries:
                     raise StoreUnavailable(f"{self.label}: {exc}") from exc
+            except LoginRefused:
+                raise
             except StoreUnavailable:
                 if attempt >= retries:
                     raise

@@ -18,6 +18,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from imapvm.config.imapflags import TlsMode
 from imapvm.storage.imap.protocol import (
@@ -86,18 +87,6 @@ class _Pending:
 _tags = itertools.count(1)
 
 
-@functools.cache
-def client_tls_context(verify: bool) -> ssl.SSLContext:
-    """One TLS client context per process and verification mode. Building one loads the CA
-    store, about 650 KiB that OpenSSL keeps per context: per connection, that was most of the
-    memory of a thousand MWI watchers (and it was built even for plain connections)."""
-    ctx = ssl.create_default_context()
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class ImapConnection:
     """An IMAP client connection. Create with `await ImapConnection.open(...)`."""
 
@@ -121,7 +110,9 @@ class ImapConnection:
         self.encrypted = False
         self._framer = ResponseFramer()
         self._pending: list[_Pending] = []  # in flight, oldest first (pipelining)
-        self._continuation: asyncio.Future[Response] | None = None
+        # Continuation requests ("+ ...") as they arrive; a queue, so one that arrives before
+        # anybody waits for it (during drain(), say) is never lost.
+        self._continuations: asyncio.Queue[Response] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._close_reason: str = ""
@@ -141,7 +132,9 @@ class ImapConnection:
         label: str = "",
     ) -> ImapConnection:
         timeouts = timeouts or Timeouts()
-        ctx = ssl_context or client_tls_context(verify=True)
+        ctx = ssl_context
+        if ctx is None and tls is not TlsMode.NONE:
+            ctx = _default_tls_context()  # loading the CA store costs ~25 ms: once
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -161,6 +154,7 @@ class ImapConnection:
             await conn.refresh_capabilities(greeting)
             if tls in (TlsMode.STARTTLS_REQUIRED, TlsMode.STARTTLS_IF_OFFERED):
                 if "STARTTLS" in conn.capabilities:
+                    assert ctx is not None
                     await conn._starttls(ctx)
                 elif tls is TlsMode.STARTTLS_REQUIRED:
                     raise ConnectionLost(f"{host}:{port} does not offer STARTTLS (imapflags=tls)")
@@ -191,7 +185,12 @@ class ImapConnection:
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
-        await self._writer.start_tls(ctx, server_hostname=self.host)
+        try:
+            await asyncio.wait_for(self._writer.start_tls(ctx, server_hostname=self.host),
+                                   self.timeouts.open)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            await self._abort(f"TLS handshake failed: {exc}")
+            raise ConnectionLost(f"{self.label}: TLS handshake failed: {exc}") from exc
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{self.label}")
         self.encrypted = True
         await self.refresh_capabilities()
@@ -214,14 +213,31 @@ class ImapConnection:
         blob = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode())
         try:
             if self.has("SASL-IR"):
-                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False)
+                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False,
+                                         continuation=[])
             else:
                 res = await self.execute("AUTHENTICATE", "PLAIN", log_args=False,
-                                         continuation=blob)
+                                         continuation=[blob])
         except ImapError as exc:
             raise AuthenticationFailed(
                 f"{self.label}: master login of {authcid!r} as {authzid!r} refused: {exc.text}"
             ) from None
+        await self._after_login(res)
+
+    async def authenticate_xoauth2(self, user: str, token: str) -> None:
+        """SASL XOAUTH2 (Microsoft 365, Gmail): a bearer token instead of a password. On a bad
+        token the server sends an error challenge, which is acknowledged with an empty line."""
+        blob = base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+        try:
+            if self.has("SASL-IR"):
+                res = await self.execute("AUTHENTICATE", "XOAUTH2", blob, log_args=False,
+                                         continuation=[])
+            else:
+                res = await self.execute("AUTHENTICATE", "XOAUTH2", log_args=False,
+                                         continuation=[blob])
+        except ImapError as exc:
+            raise AuthenticationFailed(
+                f"{self.label}: XOAUTH2 login as {user!r} refused: {exc.text}") from None
         await self._after_login(res)
 
     async def _after_login(self, res: Result) -> None:
@@ -236,13 +252,14 @@ class ImapConnection:
         name: str,
         *args: bytes | str | int,
         log_args: bool = True,
-        continuation: bytes | None = None,
+        continuation: Sequence[bytes] | None = None,
         limit: float | None = None,
     ) -> Result:
         """Run one command; raises ImapError on NO/BAD, ConnectionLost if the link dies.
 
-        `continuation` is a line sent when the server asks for one (AUTHENTICATE).
-        """
+        `continuation`: the lines to send, in order, when the server asks for more (SASL
+        exchanges); once they are used up, further requests get an empty line, which is how a
+        client acknowledges a SASL error challenge."""
         async with self._lock:
             return await self._execute_locked(name, args, log_args, continuation, limit)
 
@@ -251,7 +268,7 @@ class ImapConnection:
         name: str,
         args: Sequence[bytes | str | int],
         log_args: bool,
-        continuation: bytes | None,
+        continuation: Sequence[bytes] | None,
         limit: float | None,
     ) -> Result:
         if self._closed.is_set():
@@ -260,27 +277,32 @@ class ImapConnection:
         loop = asyncio.get_running_loop()
         pending = _Pending(name=name, future=loop.create_future(), tag=tag)
         self._pending = [pending]
+        self._drain_continuations()
         chunks = encode_command(tag, name, args, literal_plus=self.has("LITERAL+"))
         log.debug("%s > %s %s", self.label, name, _show(args) if log_args else "<hidden>")
         wait_s = limit if limit is not None else self.timeouts.read
         try:
+            finished_early = False
             for i, chunk in enumerate(chunks):
-                expect_continuation = i < len(chunks) - 1 or continuation is not None
-                if expect_continuation:  # before writing: the answer may come during drain()
-                    self._continuation = loop.create_future()
                 await self._write(chunk)
-                if expect_continuation:
-                    cont = await self._wait_continuation(pending, wait_s)
-                    if cont is None:  # the server finished the command instead of continuing
-                        break
-                    if i == len(chunks) - 1 and continuation is not None:
-                        await self._write(continuation + b"\r\n")
+                if i < len(chunks) - 1 and await self._wait_continuation(pending, wait_s) is None:
+                    finished_early = True  # the server answered instead of continuing
+                    break
+            replies = list(continuation) if continuation is not None else None
+            while replies is not None and not finished_early:
+                if await self._wait_continuation(pending, wait_s) is None:
+                    break
+                await self._write((replies.pop(0) if replies else b"") + b"\r\n")
             done = await self._wait(pending.future, wait_s)
         finally:
             self._pending = []
         if done.status != "OK":
             raise ImapError(name, done.status, done.text, done.code)
         return Result(done.status, done.code, list(done.code_args), done.text, pending.untagged)
+
+    def _drain_continuations(self) -> None:
+        while not self._continuations.empty():
+            self._continuations.get_nowait()
 
     async def pipeline(
         self, commands: Sequence[tuple[str, Sequence[bytes | str | int]]]
@@ -323,17 +345,21 @@ class ImapConnection:
                 self._pending = []
 
     async def _wait_continuation(self, pending: _Pending, wait_s: float) -> Response | None:
-        if self._continuation is None:
-            self._continuation = asyncio.get_running_loop().create_future()
+        """The next continuation request, or None if the command completed instead."""
+        if not self._continuations.empty():
+            return self._continuations.get_nowait()
+        cont = asyncio.ensure_future(self._continuations.get())
         closed = asyncio.ensure_future(self._closed.wait())
+        waits: set[asyncio.Future[Any]] = {cont, pending.future, closed}
         try:
             finished, _ = await asyncio.wait(
-                {self._continuation, pending.future, closed},
-                timeout=wait_s, return_when=asyncio.FIRST_COMPLETED,
+                waits, timeout=wait_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             closed.cancel()
-            cont, self._continuation = self._continuation, None
+            if not cont.done():
+                cont.cancel()
         if cont in finished:
             return cont.result()
         if pending.future in finished:
@@ -345,8 +371,9 @@ class ImapConnection:
 
     async def _wait(self, fut: asyncio.Future[Response], wait_s: float) -> Response:
         closed = asyncio.ensure_future(self._closed.wait())
+        waits: set[asyncio.Future[Any]] = {fut, closed}
         try:
-            finished, _ = await asyncio.wait({fut, closed}, timeout=wait_s,
+            finished, _ = await asyncio.wait(waits, timeout=wait_s,
                                              return_when=asyncio.FIRST_COMPLETED)
         finally:
             closed.cancel()
@@ -387,7 +414,7 @@ class ImapConnection:
 
             self.on_untagged = push
             try:
-                self._continuation = asyncio.get_running_loop().create_future()
+                self._drain_continuations()
                 await self._write(tag + b" IDLE\r\n")
                 cont = await self._wait_continuation(pending, self.timeouts.read)
                 if cont is None:
@@ -427,8 +454,7 @@ class ImapConnection:
             self._greeting.set_result(r)
             return
         if r.kind == "continuation":
-            if self._continuation is not None and not self._continuation.done():
-                self._continuation.set_result(r)
+            self._continuations.put_nowait(r)
             return
         if r.kind == "tagged":
             for p in self._pending:
@@ -498,6 +524,11 @@ class ImapConnection:
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 def _show(args: Sequence[bytes | str | int]) -> str:

@@ -221,14 +221,15 @@ def parse_response(data: bytes) -> Response:
     tok.skip_space()
     kind = "untagged" if tag == b"*" else "tagged"
     if first.upper() in _STATUS:
-        code, code_args = "", []
+        code: str = ""
+        code_args: list[Value] = []
         if tok.peek() == 0x5B:  # [
             code, code_args = _response_code(tok)
             tok.skip_space()
-        text = tok.rest().decode("utf-8", "replace")
+        human = tok.rest().decode("utf-8", "replace")
         status = first.upper().decode()
         return Response(kind=kind, tag=tag, status=status, code=code, code_args=code_args,
-                        text=text, name=status if kind == "untagged" else "", raw=data)
+                        text=human, name=status if kind == "untagged" else "", raw=data)
     if kind == "tagged":
         raise ProtocolError(f"tagged response without status: {data[:80]!r}")
     number = None

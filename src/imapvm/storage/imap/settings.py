@@ -7,7 +7,8 @@ from imapvm.storage.imap.account import ImapSettings
 from imapvm.storage.imap.connection import Timeouts
 
 
-def imap_settings(ms: MailboxSettings, pool_size: int = 3) -> ImapSettings:
+def imap_settings(ms: MailboxSettings, pool_size: int = 3,
+                  oauth2_token_command: tuple[str, ...] = ()) -> ImapSettings:
     """Raises ValueError for a mailbox that is not stored in IMAP."""
     acct = ms.imap
     if acct is None:
@@ -34,4 +35,5 @@ def imap_settings(ms: MailboxSettings, pool_size: int = 3) -> ImapSettings:
         context=ms.context,
         maxmsg=ms.maxmsg,
         pool_size=pool_size,
+        oauth2_token_command=oauth2_token_command,
     )

@@ -443,13 +443,14 @@ class ImapStore:
             raise StoreError(f"appended message {message_id} not found in {name}")
         return MessageRef(name, validity, max(uids))
 
-    async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
-        """The voicemail with this Message-ID in the box's main folder, if any (for the outbox:
+    async def contains_message_id(self, box: MailboxRef, message_id: str,
+                                  folder: Folder = Folder.INBOX) -> MessageRef | None:
+        """The message with this Message-ID in the box's `folder`, if any (for the outbox:
         after a lost connection, a deposit may already have landed)."""
         acct, _ = self.account(box)
 
         async def op(conn: ImapConnection) -> MessageRef | None:
-            name = acct.folder_name(Folder.INBOX)
+            name = acct.folder_name(folder)
             await acct.ensure_folder(conn, name)
             validity = await self._select(conn, name)
             await conn.execute("NOOP")

@@ -1,0 +1,95 @@
+"""What the operator commands share: the config options, loading, the store, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.console import Console
+
+from imapvm.audio.errors import AudioError
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.settings import DEFAULT_SETTINGS_PATH, parse_override
+from imapvm.message import MessageError
+from imapvm.storage.base import MailboxRef, StoreError
+from imapvm.storage.router import RoutingStore
+
+err = Console(stderr=True, highlight=False)
+
+
+class CommandError(Exception):
+    """A problem to report in one line and exit 1 (never a traceback)."""
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="VOICEMAIL_CONF",
+                        help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH})")
+    parser.add_argument("--settings", metavar="IMAPVM_TOML",
+                        help=f"imapvm.toml (default: {DEFAULT_SETTINGS_PATH})")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        type=override_arg, help="override an imapvm.toml setting (repeatable)")
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def override_arg(text: str) -> tuple[str, object]:
+    """argparse type for `--set KEY=VALUE`."""
+    try:
+        return parse_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def load_config(args: argparse.Namespace) -> LoadedConfig:
+    loaded = load(args.config, args.settings, dict(args.set))
+    if not loaded.ok:
+        errors = [d for d in loaded.diagnostics if d.severity.name.lower() == "error"]
+        for d in errors:
+            err.print(str(d), markup=False)
+        raise CommandError(f"the configuration has {len(errors)} error(s); "
+                           "run `imapvm check` for the details")
+    return loaded
+
+
+def open_store(loaded: LoadedConfig) -> RoutingStore:
+    return RoutingStore(loaded.voicemail, loaded.settings.paths.spool,
+                        loaded.settings.imap.oauth2_token_command)
+
+
+def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:
+    """`1234` or `1234@context`, resolved as app_voicemail resolves it."""
+    number, _, context = text.partition("@")
+    found = loaded.voicemail.find(number, context or None)
+    if found is None:
+        raise CommandError(f"no mailbox {text} in {loaded.voicemail_path}")
+    return MailboxRef(found.number, found.context)
+
+
+def run_async(args: argparse.Namespace,
+              body: Callable[[argparse.Namespace, LoadedConfig, RoutingStore], Awaitable[int]],
+              ) -> int:
+    """Load the configuration, open the store, run `body`, close the store; errors as one line."""
+    async def main() -> int:
+        loaded = load_config(args)
+        store = open_store(loaded)
+        try:
+            return await body(args, loaded, store)
+        finally:
+            await store.aclose()
+
+    try:
+        return asyncio.run(main())
+    except (CommandError, StoreError, OSError, ValueError, AudioError, MessageError) as exc:
+        err.print(f"imapvm {args.command}: {exc}", markup=False)
+        return 1
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")

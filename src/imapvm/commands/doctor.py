@@ -1,0 +1,182 @@
+"""`imapvm doctor`: check everything the server depends on, and say what it will do.
+
+For every IMAP account in voicemail.conf: login (as the mailbox owner or the master user), the
+server's capabilities and the strategies imapvm picks from them (how it expunges, moves, watches
+and counts), the hierarchy delimiter and namespace, the voicemail folders, quota and counts of
+each mailbox. Then the SIP listen addresses (free to bind?) and the prompt set. Exit status 1
+when anything is broken."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from imapvm.audio import prompts
+from imapvm.commands._runtime import add_config_args, add_json_arg, print_json, run_async
+from imapvm.config.loader import LoadedConfig
+from imapvm.config.model import StorageKind
+from imapvm.storage.base import Folder, MailboxRef, StoreError
+from imapvm.storage.imap.account import Account
+from imapvm.storage.imap.connection import ImapError
+from imapvm.storage.imap.responses import list_entries
+from imapvm.storage.imap.settings import imap_settings
+from imapvm.storage.router import RoutingStore
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("doctor", help="check IMAP servers, mailboxes, SIP and prompts",
+                              description=__doc__)
+    add_json_arg(p)
+    add_config_args(p)
+    p.set_defaults(handler=lambda args: run_async(args, _doctor))
+
+
+@dataclass
+class Check:
+    subject: str
+    item: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, subject: str, item: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(subject, item, ok, detail))
+
+
+def strategies(caps: frozenset[str], pollfreq: int) -> dict[str, str]:
+    """What imapvm will do on a server with these capabilities."""
+    return {
+        "expunge": "UID EXPUNGE of exactly the deleted voicemails (UIDPLUS)" if "UIDPLUS" in caps
+        else "EXPUNGE only when no other message is flagged \\Deleted (no UIDPLUS)",
+        "move": "MOVE" if "MOVE" in caps else "COPY, then delete as above (no MOVE)",
+        "watch": "NOTIFY on one connection" if "NOTIFY" in caps
+        else (f"IDLE on the voicemail folder, other folders every {pollfreq} s"
+              if "IDLE" in caps else f"polling every {pollfreq} s"),
+        "count": "pipelined ESEARCH flag searches" if "ESEARCH" in caps
+        else "SEARCH flag searches, one at a time (no ESEARCH)",
+        "quota": "GETQUOTAROOT and maxmsg" if "QUOTA" in caps else "maxmsg only (no QUOTA)",
+        "master login": "AUTHENTICATE PLAIN with authorization id" if "AUTH=PLAIN" in caps
+        else "LOGIN user*master (Dovecot syntax; no AUTH=PLAIN)",
+    }
+
+
+async def _doctor(args: argparse.Namespace, loaded: LoadedConfig, store: RoutingStore) -> int:
+    report = Report()
+    boxes = loaded.voicemail.all_effective()
+    accounts: dict[tuple[object, ...], list[MailboxRef]] = {}
+    for ms in boxes:
+        if ms.storage is StorageKind.IMAP:
+            accounts.setdefault(imap_settings(ms).identity, []).append(
+                MailboxRef(ms.mailbox, ms.context))
+    if not boxes:
+        report.add("config", "mailboxes", True, f"none configured in {loaded.voicemail_path}")
+    for members in accounts.values():
+        await _check_account(report, store, members)
+    spool_boxes = [MailboxRef(ms.mailbox, ms.context) for ms in boxes
+                   if ms.storage is StorageKind.SPOOL]
+    for box in spool_boxes:
+        await _check_box(report, store, box)
+    _check_sip(report, loaded)
+    _check_prompts(report, loaded)
+    failed = [c for c in report.checks if not c.ok]
+    if args.json:
+        print_json({"ok": not failed, "checks": [c.__dict__ for c in report.checks]})
+    else:
+        table = Table(title="imapvm doctor")
+        for col in ("", "subject", "check", "detail"):
+            table.add_column(col)
+        for c in report.checks:
+            table.add_row("[green]ok[/]" if c.ok else "[red]FAIL[/]", c.subject, c.item, c.detail)
+        Console().print(table)
+        print(f"{len(failed)} problem(s)" if failed else "everything looks right")
+    return 1 if failed else 0
+
+
+async def _check_account(report: Report, store: RoutingStore, members: list[MailboxRef]) -> None:
+    first = members[0]
+    settings = imap_settings(store.settings(first))
+    acct = Account(settings)
+    subject = f"imap {acct.label}"
+    t = time.perf_counter()
+    try:
+        conn = await acct.open_connection()
+    except StoreError as exc:
+        report.add(subject, "login", False, str(exc))
+        return
+    try:
+        how = f"as master {settings.authuser}" if settings.authuser else "as the owner"
+        report.add(subject, "login", True,
+                   f"{how}, {(time.perf_counter() - t) * 1000:.0f} ms, "
+                   f"{'TLS' if conn.encrypted else 'no TLS'}")
+        info = acct.info
+        assert info is not None
+        report.add(subject, "hierarchy", True,
+                   f"delimiter {info.delimiter!r}, personal namespace {info.prefix!r}")
+        pollfreq = store.settings(first).pollfreq
+        for item, what in strategies(conn.capabilities, pollfreq).items():
+            report.add(subject, item, True, what)
+        for name in sorted({acct.folder_name(Folder.INBOX)} |
+                           ({acct.greetings_folder_name()} if settings.imap_greetings else set())):
+            try:
+                found = list_entries((await conn.execute("LIST", "", name)).untagged)
+            except ImapError as exc:
+                report.add(subject, f"folder {name}", False, str(exc))
+                continue
+            report.add(subject, f"folder {name}", bool(found) or name.upper() == "INBOX",
+                       "exists" if found else "missing (will be created on first use)")
+    finally:
+        await conn.close()
+        await acct.aclose()
+    for box in members:
+        await _check_box(report, store, box)
+
+
+async def _check_box(report: Report, store: RoutingStore, box: MailboxRef) -> None:
+    try:
+        c = await store.counts(box)
+        q = await store.quota(box)
+    except StoreError as exc:
+        report.add(f"mailbox {box}", "counts", False, str(exc))
+        return
+    usage = f"{q.messages}/{q.maxmsg or '∞'} messages"
+    if q.storage_limit:
+        usage += f", {q.storage_used}/{q.storage_limit} KiB"
+    report.add(f"mailbox {box}", "counts", True,
+               f"new {c.new}, urgent {c.urgent}, old {c.old}; {usage}; {store.describe(box)}")
+    if q.full():
+        report.add(f"mailbox {box}", "quota", False, "full: callers will hear vm-mailboxfull")
+
+
+def _check_sip(report: Report, loaded: LoadedConfig) -> None:
+    for addr in loaded.settings.sip.listen:
+        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.bind((addr.host, addr.port))
+            report.add("sip", f"listen {addr}", True, "free to bind (UDP)")
+        except OSError as exc:
+            report.add("sip", f"listen {addr}", False,
+                       f"cannot bind: {exc.strerror} (is imapvm serve already running?)")
+
+
+def _check_prompts(report: Report, loaded: LoadedConfig) -> None:
+    sounds = loaded.settings.paths.sounds
+    if not sounds.is_dir():
+        report.add("prompts", str(sounds), False,
+                   "directory missing (apt-get install asterisk-core-sounds-en-wav)")
+        return
+    gone = prompts.missing(sounds)
+    report.add("prompts", str(sounds), not gone,
+               f"all {len(prompts.REQUIRED)} present" if not gone
+               else f"{len(gone)} missing: {', '.join(gone[:8])}{' ...' if len(gone) > 8 else ''}")
+
+

@@ -1,0 +1,181 @@
+"""Mailbox options (main menu key 0, reference §5.7) and the new-user set-up (§5.3).
+
+::
+
+    1 record the unavailable greeting   2 record the busy greeting   3 record your name
+    4 temporary greeting (record; or 1 re-record, 2 remove)          5 change the password
+    * back to the main menu
+
+Greetings are recorded with the owner's review menu and ``maxgreet``, and stored through the
+Store as greeting messages (``build_greeting``), which the IMAP back end keys by mailbox *and*
+context (§6 #22). A new password is checked against ``minpassword``, then handed to the
+server's ``Session.save_password`` to persist (and remembered for this process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from imapvm.audio.core import Audio as AudioValue
+from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.ivr.keys import ANY, menu_key, read_string, say
+from imapvm.ivr.mailbox import MailboxView
+from imapvm.ivr.record import RecordSettings, record_with_review
+from imapvm.message import build_greeting
+from imapvm.storage.base import GreetingKind, StoreError
+
+log = logging.getLogger(__name__)
+
+MENU_WAIT = 6.0
+GREETING_PROMPTS = {
+    GreetingKind.UNAVAIL: "vm-rec-unv",
+    GreetingKind.BUSY: "vm-rec-busy",
+    GreetingKind.NAME: "vm-rec-name",
+    GreetingKind.TEMP: "vm-rec-temp",
+}
+
+
+async def record_greeting(channel: Channel, view: MailboxView, kind: GreetingKind) -> str:
+    """Record one greeting with review; stored only when the owner accepts it. Returns "t"
+    when the owner let the review menu time out (which leaves the options menu)."""
+    s = view.settings
+    rs = RecordSettings(max_seconds=s.maxgreet, max_silence=s.maxsilence,
+                        silence_threshold=s.silencethreshold, review=True,
+                        operator=s.operator, leaveurgent=False)
+    take = await record_with_review(channel, rs, caller=False,
+                                    instruction=GREETING_PROMPTS[kind])
+    if take.outcome == "hangup":
+        raise ChannelHangup("hung up while recording a greeting")
+    if take.outcome != "accepted" or take.audio is None:
+        return "t"
+    built = await asyncio.to_thread(build_greeting, kind.value,
+                                    view.session.email_settings(view.box),
+                                    AudioValue(take.audio))
+    await view.session.store.put_greeting(view.box, kind, built.raw)
+    return ""
+
+
+async def _has_greeting(view: MailboxView, kind: GreetingKind) -> bool:
+    try:
+        return await view.session.store.get_greeting(view.box, kind) is not None
+    except StoreError:
+        return False
+
+
+async def mailbox_options(channel: Channel, view: MailboxView) -> str:
+    retries = 0
+    cmd = ""
+    while cmd != "t":
+        if cmd:
+            retries = 0
+        if cmd == "1":
+            cmd = await record_greeting(channel, view, GreetingKind.UNAVAIL)
+        elif cmd == "2":
+            cmd = await record_greeting(channel, view, GreetingKind.BUSY)
+        elif cmd == "3":
+            cmd = await record_greeting(channel, view, GreetingKind.NAME)
+        elif cmd == "4":
+            cmd = await temp_greeting(channel, view)
+        elif cmd == "5":
+            cmd = await change_password(channel, view)
+        elif cmd == "*":
+            cmd = "t"
+        else:
+            prompts = ["vm-tmpexists"] if await _has_greeting(view, GreetingKind.TEMP) else []
+            cmd = await menu_key(channel, [*prompts, "vm-options"], MENU_WAIT)
+            if not cmd:
+                retries += 1
+                if retries > 3:
+                    cmd = "t"
+    return ""
+
+
+async def temp_greeting(channel: Channel, view: MailboxView) -> str:
+    """0-4: record one when there is none; else 1 re-record, 2 remove, * back."""
+    retries = 0
+    cmd = ""
+    while cmd != "t":
+        if cmd:
+            retries = 0
+        if not await _has_greeting(view, GreetingKind.TEMP):
+            await record_greeting(channel, view, GreetingKind.TEMP)
+            cmd = "t"
+        elif cmd == "1":
+            cmd = await record_greeting(channel, view, GreetingKind.TEMP)
+        elif cmd == "2":
+            await view.session.store.delete_greeting(view.box, GreetingKind.TEMP)
+            await channel.play("vm-tempremoved")
+            cmd = "t"
+        elif cmd == "*":
+            cmd = "t"
+        else:
+            cmd = await menu_key(channel, ["vm-tempgreeting2"], MENU_WAIT)
+            if not cmd:
+                retries += 1
+                if retries > 3:
+                    cmd = "t"
+    return ""
+
+
+def _valid_password(view: MailboxView, password: str) -> bool:
+    return len(password) >= view.settings.minpassword and not password.startswith("*")
+
+
+async def _save_password(view: MailboxView, password: str) -> None:
+    session = view.session
+    session.passwords[view.box] = password
+    if session.save_password is not None:
+        await session.save_password(view.box, password)
+    else:
+        log.warning("%s: password changed for this process only (no save_password)", view.box)
+
+
+async def change_password(channel: Channel, view: MailboxView) -> str:
+    """0-5: new password twice; refused for a locked (``-``) password."""
+    session = view.session
+    if view.settings.password_locked:
+        return await channel.play("vm-no", ANY) or ""
+    first = await read_string(channel, [session.prompt("vm-newpassword")])
+    if not _valid_password(view, first):
+        return await say(channel, [session.prompt("vm-invalid-password"),
+                                   session.prompt("vm-pls-try-again")]) or ""
+    second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+    if first != second:
+        return await say(channel, [session.prompt("vm-mismatch"),
+                                   session.prompt("vm-pls-try-again")]) or ""
+    await _save_password(view, first)
+    return await channel.play(session.prompt("vm-passchanged"), ANY) or ""
+
+
+async def new_user_setup(channel: Channel, view: MailboxView) -> str:
+    """A new user (password = mailbox, with forcename/forcegreetings) records what is missing,
+    then must choose a password; the password comes last so that hanging up early means being
+    treated as new again next time. Returns "t" when the owner gave up (the call says goodbye).
+    """
+    s, session = view.settings, view.session
+    wanted = []
+    if s.forcename:
+        wanted.append(GreetingKind.NAME)
+    if s.forcegreetings:
+        wanted += [GreetingKind.UNAVAIL, GreetingKind.BUSY]
+    for kind in wanted:
+        if not await _has_greeting(view, kind) and await record_greeting(channel, view, kind):
+            return "t"
+    for _ in range(3):
+        first = await read_string(channel, [session.prompt("vm-newpassword")])
+        if not first:
+            return "t"
+        if not _valid_password(view, first):
+            await channel.play(session.prompt("vm-invalid-password"))
+            continue
+        second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+        if not second:
+            return "t"
+        if first == second:
+            await _save_password(view, first)
+            await channel.play(session.prompt("vm-passchanged"))
+            return ""
+        await channel.play(session.prompt("vm-mismatch"))
+    await channel.hangup()
+    raise ChannelHangup("no valid new password in three tries")

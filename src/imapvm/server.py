@@ -1,0 +1,446 @@
+"""The composition root: `imapvm serve` builds every part from the configuration, starts it,
+reloads it on SIGHUP and stops it gracefully on SIGTERM.
+
+Parts: the store (IMAP or spool per mailbox), the durable outbox and its worker, the SIP front
+end whose calls run the voice menus, message-waiting, and an HTTP endpoint for health and
+Prometheus metrics. With no configuration at all it runs on the embedded default: one demo
+mailbox (1234, password 4242) in a file spool under ./var, SIP on 127.0.0.1:5060, the installed
+prompts, and it says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from imapvm import __version__
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.reload import reload as reload_config
+from imapvm.config.settings import Endpoint, PathSettings
+from imapvm.httpd import HealthServer
+from imapvm.ivr.leave import leave_message
+from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.session import Exit, Session
+from imapvm.metrics import Registry
+from imapvm.mwi.engine import MwiEngine, sinks_from_config
+from imapvm.mwi.model import MwiUpdate
+from imapvm.mwi.sinks import CallbackSink
+from imapvm.mwi.watch import WatchOptions
+from imapvm.passwords import save_password, spooldir_passwords
+from imapvm.prompts_loader import PromptLoader
+from imapvm.storage.base import Counts, MailboxRef, StoreError
+from imapvm.storage.outbox import Outbox
+from imapvm.storage.router import RoutingStore
+from imapvm.telephony.channel import SipChannel
+from imapvm.telephony.message_summary import MessageSummary
+from imapvm.telephony.routing import RoutingConfig
+from imapvm.telephony.server import SipServer
+from imapvm.telephony.server import SipSettings as SipServerSettings
+
+log = logging.getLogger("imapvm")
+
+EMBEDDED_CONFIG = "embedded-voicemail.conf"
+
+
+def embedded_config_path() -> Path:
+    return Path(str(resources.files("imapvm") / "data" / EMBEDDED_CONFIG))
+
+
+@dataclass
+class Metrics:
+    registry: Registry = field(default_factory=Registry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.calls = r.counter("imapvm_calls_total", "Calls handled, by purpose")
+        self.active_calls = r.gauge("imapvm_active_calls", "Calls in progress")
+        self.deposits = r.counter("imapvm_deposits_total", "Voicemails accepted for delivery")
+        self.imap_errors = r.counter("imapvm_store_errors_total", "Store operations that failed")
+        self.mwi_published = r.counter("imapvm_mwi_updates_total", "Lamp updates sent")
+        self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
+
+
+def resolve_config(config: str | None, settings: str | None,
+                   overrides: dict[str, object]) -> tuple[LoadedConfig, bool]:
+    """Load the configuration; without any, the embedded default (second value True)."""
+    embedded = config is None and not DEFAULT_VOICEMAIL_PATH.exists()
+    path = str(embedded_config_path()) if embedded else config
+    loaded = load(path, settings, overrides)
+    if embedded:  # ./var instead of system paths, unless imapvm.toml or --set chose others
+        defaults = PathSettings()
+        paths = loaded.settings.paths
+        loaded.settings = replace(loaded.settings, paths=replace(
+            paths,
+            spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
+            outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
+        ))
+        sip = loaded.settings.sip
+        if "sip.listen" not in overrides and settings is None:
+            loaded.settings = replace(loaded.settings, sip=replace(
+                sip, listen=(Endpoint("127.0.0.1", 5060),)))
+    return loaded, embedded
+
+
+def routed_address(host: str) -> str:
+    """The address this host would use towards the world (no packet is sent)."""
+    if not ipaddress.ip_address(host).is_unspecified:
+        return host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((probe, 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+CallFlow = Callable[["VoicemailServer", SipChannel], Awaitable[None]]
+
+
+class VoicemailServer:
+    def __init__(self, loaded: LoadedConfig, *, embedded: bool = False,
+                 deposit_flow: CallFlow | None = None, check_flow: CallFlow | None = None,
+                 ) -> None:
+        self.loaded = loaded
+        self.embedded = embedded
+        self.metrics = Metrics()
+        paths = loaded.settings.paths
+        self.store = RoutingStore(loaded.voicemail, paths.spool,
+                                  loaded.settings.imap.oauth2_token_command)
+        self.outbox = Outbox(paths.outbox, self.store)
+        self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
+        self.deposit_flow = deposit_flow
+        self.check_flow = check_flow
+        general = loaded.voicemail.general
+        self.mwi = MwiEngine(
+            self.store.backend,
+            sinks_from_config(loaded.settings.mwi, general.text("externnotify")),
+            WatchOptions(pollfreq=float(general.number("pollfreq") or 30)),
+        )
+        self.deposits = _MwiOutbox(self.outbox, self)
+        self.session = Session(store=self.store, outbox=self.deposits,
+                               changed=self.deposits.changed, config=loaded.voicemail,
+                               exits=self._exit_target, save_password=self._save_password)
+        self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
+        self.sip: SipServer | None = None
+        self.http: HealthServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._draining = False
+        self._active: set[asyncio.Task[None]] = set()
+        self._sip_told: dict[str, MessageSummary] = {}
+        self.started_at = time.time()
+        self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
+                                    callback=lambda: float(self.outbox.depth()))
+
+    # -- life cycle -----------------------------------------------------------------------
+    def sip_settings(self) -> SipServerSettings:
+        s = self.loaded.settings.sip
+        unsolicited: dict[str, tuple[str, ...]] = {}
+        for box, uris in self.loaded.settings.mwi.unsolicited.items():
+            unsolicited[box.partition("@")[0]] = uris
+        listen = s.listen[0]
+        if len(s.listen) > 1:
+            log.warning("several sip.listen addresses; this version listens on %s only", listen)
+        return SipServerSettings(
+            host=listen.host, port=listen.port,
+            advertised_host=s.advertise or routed_address(listen.host),
+            rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
+            routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
+            mwi_unsolicited=unsolicited,
+        )
+
+    async def start(self) -> None:
+        paths = self.loaded.settings.paths
+        for directory in (paths.spool, paths.outbox):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
+        try:
+            await self.sip.start()
+        except OSError as exc:
+            listen = self.loaded.settings.sip.listen[0]
+            raise OSError(exc.errno, f"SIP on {listen}: {exc.strerror or exc}") from exc
+        if self.loaded.settings.mwi.sip_notify:
+            self.mwi.add_sink(CallbackSink(self._publish_sip, name="sip"))
+        self.mwi.add_sink(CallbackSink(self._count_update, name="metrics"))
+        await self.mwi.start()
+        for spec in self._always_watched():
+            await self.mwi.watch(spec)
+        http = self.loaded.settings.http.listen
+        if http is not None:
+            self.http = HealthServer(self.metrics.registry.render, self.health)
+            try:
+                host, port = await self.http.start(http.host, http.port)
+            except OSError as exc:
+                raise OSError(exc.errno, f"HTTP on {http}: {exc.strerror or exc}") from exc
+            log.info("health and metrics on http://%s:%d/healthz and /metrics", host, port)
+        host, port = self.sip.address
+        if self.embedded:
+            log.warning(
+                "no configuration found (%s): running on the embedded default: demo mailbox "
+                "1234 (password 4242) in the file spool under %s, SIP on %s:%d; call "
+                "sip:1234@%s:%d to leave a message, sip:*97@%s:%d to hear it",
+                DEFAULT_VOICEMAIL_PATH, paths.spool.resolve(), host, port, host, port, host, port)
+        else:
+            boxes = len(self.loaded.voicemail.all_effective())
+            log.info("imapvm %s serving %d mailbox(es), SIP on %s:%d", __version__, boxes,
+                     host, port)
+
+    def health(self) -> dict[str, object]:
+        return {"ok": self.sip is not None and not self._draining, "version": __version__,
+                "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
+                "outbox_depth": self.outbox.depth(), "active_calls": len(self._active),
+                "embedded_default": self.embedded}
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+            loop.add_signal_handler(signal.SIGINT, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop taking calls, let the running ones finish (up to `grace` s), flush the outbox,
+        close everything."""
+        self._draining = True
+        if self._active:
+            log.info("waiting for %d call(s) to finish", len(self._active))
+            await asyncio.wait(self._active, timeout=grace)
+        if not await self.outbox.flush(grace):
+            log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
+                        "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
+        self.outbox.stop()
+        await self.mwi.stop()
+        if self.sip is not None:
+            await self.sip.close()
+        if self.http is not None:
+            await self.http.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.aclose()
+        log.info("stopped")
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read both files; apply them if they have no errors. Calls keep running."""
+        result = reload_config(self.loaded)
+        for d in result.diagnostics:
+            log.warning("reload: %s", d)
+        if not result.applied:
+            self.metrics.reloads.inc(result="refused")
+            log.error("reload refused: the configuration has errors; still running the old one")
+            return False
+        diff = result.diff
+        self.loaded = result.active
+        self.store.config = result.active.voicemail
+        self.session.config = result.active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(result.active.voicemail,
+                                                    result.active.settings.paths.spool)
+        self.prompts = PromptLoader(result.active.settings.paths.sounds,
+                                    result.active.voicemail.general.prompt)
+        self.metrics.reloads.inc(result="applied")
+        log.info("reloaded: %s", json.dumps(diff.to_json(), default=str))
+        if any(k.startswith(("sip.", "http.", "paths.")) for k in diff.settings):
+            log.warning("sip/http/paths changes take effect at the next restart: %s",
+                        ", ".join(k for k in diff.settings
+                                  if k.startswith(("sip.", "http.", "paths."))))
+        return True
+
+    # -- calls ----------------------------------------------------------------------------
+    async def _on_call(self, channel: SipChannel) -> None:
+        if self._draining:
+            return  # not answered: the caller gets 480 and the PBX tries elsewhere
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        purpose = channel.target.purpose
+        self.metrics.calls.inc(purpose=purpose)
+        self.metrics.active_calls.set(len(self._active))
+        try:
+            flow = self.deposit_flow if purpose == "deposit" else self.check_flow
+            if flow is None:
+                log.error("no %s flow configured; refusing the call", purpose)
+                return
+            await flow(self, channel)
+        except StoreError as exc:
+            self.metrics.imap_errors.inc()
+            log.error("call %s: storage failed: %s", channel.handle, exc)
+        finally:
+            self._active.discard(task)
+            self.metrics.active_calls.set(len(self._active))
+
+    def _sip_password(self, username: str) -> str | None:
+        """Digest credentials of a phone outside the trusted networks: its mailbox number and
+        mailbox password (an empty password never authenticates)."""
+        box = self.mailbox_ref(username)
+        if box is None:
+            return None
+        password = self.session.password(box)
+        return password or None
+
+    def _exit_target(self, exit_: Exit) -> str | None:
+        """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
+        template = self.loaded.settings.sip.exit_uri
+        if template is None:
+            return None
+        return template.replace("{extension}", exit_.extension).replace(
+            "{context}", exit_.context)
+
+    async def _save_password(self, box: MailboxRef, password: str) -> None:
+        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
+                                   password)
+        log.info("password of %s changed by phone; saved in %s", box, path)
+
+    # -- message waiting ------------------------------------------------------------------
+    def _always_watched(self) -> list[str]:
+        """Mailboxes watched from the start: all with pollmailboxes=yes or when a sink other
+        than SIP (externnotify, AMI, webhook) wants every change; those with unsolicited
+        NOTIFY targets. Others are watched once a phone subscribes."""
+        settings = self.loaded.settings.mwi
+        everything = bool(settings.webhook_url or settings.ami
+                          or self.loaded.voicemail.general.text("externnotify"))
+        out = []
+        for ms in self.loaded.voicemail.all_effective():
+            box = f"{ms.mailbox}@{ms.context}"
+            unsolicited = box in settings.unsolicited or ms.mailbox in settings.unsolicited
+            if everything or ms.pollmailboxes or unsolicited:
+                out.append(box)
+        return out
+
+    async def _mwi_lookup(self, mailbox: str) -> MessageSummary | None:
+        """A phone subscribed: watch its mailbox from now on and tell it the counts."""
+        box = self.mailbox_ref(mailbox)
+        if box is None:
+            return None
+        name = await self.mwi.watch(box)
+        update = self.mwi.current(name)
+        if update is not None:
+            summary = _summary(update)
+        else:
+            try:
+                c = await self.store.counts(box)
+            except StoreError as exc:
+                log.warning("MWI lookup for %s failed: %s", mailbox, exc)
+                return None
+            summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+        self._sip_told[mailbox] = summary
+        return summary
+
+    async def _publish_sip(self, update: MwiUpdate) -> None:
+        if self.sip is None:
+            return
+        summary = _summary(update)
+        for name in dict.fromkeys((update.mailbox, update.name)):
+            if self._sip_told.get(name) != summary:  # phones hear changes only, never repeats
+                self._sip_told[name] = summary
+                self.sip.publish_mwi(name, summary)
+
+    async def _count_update(self, update: MwiUpdate) -> None:
+        self.metrics.mwi_published.inc(stale=str(update.stale).lower())
+
+    def deposited(self, box: MailboxRef, urgent: bool) -> None:
+        """A deposit is safe in the outbox: the lamp turns on now, once."""
+        self.metrics.deposits.inc()
+        self.mwi.local_change(box, Counts(urgent=1) if urgent else Counts(new=1))
+
+    def mailbox_ref(self, text: str) -> MailboxRef | None:
+        number, _, context = text.partition("@")
+        found = self.loaded.voicemail.find(number, context or None)
+        return MailboxRef(found.number, found.context) if found else None
+
+
+def _summary(update: MwiUpdate) -> MessageSummary:
+    return MessageSummary(new=update.mwi_new, old=update.old, urgent_new=update.urgent)
+
+
+class _MwiOutbox:
+    """The outbox as the flows see it: a deposit safe on disk turns the lamp on at once, and
+    once the store has it the engine recounts to confirm. While a deposit is on its way, no
+    other recount is started for that box: it could only see the store without the message
+    and blink the lamp off."""
+
+    def __init__(self, outbox: Outbox, server: VoicemailServer) -> None:
+        self._outbox = outbox
+        self._server = server
+        self.in_flight: dict[MailboxRef, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
+        item = await self._outbox.submit(box, email, urgent=urgent)
+        self.in_flight[box] = self.in_flight.get(box, 0) + 1
+        self._server.deposited(box, urgent)
+        task = asyncio.create_task(self._confirm(box, item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return item
+
+    async def _confirm(self, box: MailboxRef, item: str) -> None:
+        try:
+            await self._outbox.delivered(item)
+        except Exception:  # refused for good (kept under rejected/): the recount tells the truth
+            log.warning("deposit %s for %s was not stored; recounting", item, box)
+        finally:
+            self.in_flight[box] -= 1
+            if not self.in_flight[box]:
+                del self.in_flight[box]
+                self._server.mwi.refresh(box)
+
+    async def changed(self, box: MailboxRef) -> None:
+        """A flow changed `box` (VoiceMailMain ended, a deposit was queued)."""
+        if box not in self.in_flight:
+            self._server.mwi.refresh(box)
+
+
+async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
+    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
+    await leave_message(channel, server.session)
+
+
+async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
+    """A call to a check-messages user (`*97`): VoiceMailMain."""
+    await voicemail_main(channel, server.session)
+
+
+def default_flows() -> tuple[CallFlow, CallFlow | None]:
+    """The flows `imapvm serve` runs: (leave a message, check messages)."""
+    return deposit_call, check_call
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers want."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

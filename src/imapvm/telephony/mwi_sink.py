@@ -1,0 +1,167 @@
+"""The MWI engine's SIP sink: message-summary NOTIFY to subscribers and configured phones,
+and PUBLISH to a presence server (RFC 3842, RFC 6665, RFC 3903).
+
+It keeps the last summary per mailbox (so a new subscriber hears it at once), the PUBLISH
+entity tags with their refresh timers, and the addresses of configured peers, looked up once
+at start so that sending never waits on DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from .message_summary import MessageSummary
+from .sip.core import SipCore
+from .sip.errors import SipParseError
+from .sip.events import PublishResult
+from .sip.uri import is_ip_literal, parse_uri
+from .transport import Address
+
+if TYPE_CHECKING:
+    from .server import SipSettings
+
+log = logging.getLogger(__name__)
+
+MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
+
+
+class MwiSink:
+    def __init__(
+        self,
+        settings: SipSettings,
+        core: Callable[[], SipCore],
+        pump: Callable[[], None],
+        clock: Callable[[], float],
+        lookup: MwiLookup | None = None,
+    ) -> None:
+        self._settings = settings
+        self._core = core
+        self._pump = pump
+        self._clock = clock
+        self._lookup = lookup
+        self._state: dict[str, MessageSummary] = {}
+        # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
+        self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
+        self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
+
+    def close(self) -> None:
+        for _, _, refresh in self._published.values():
+            if refresh is not None:
+                refresh.cancel()
+
+    async def first_notify(self, handle: str) -> None:
+        sub = self._core().subscriptions.get(handle)
+        if sub is None:
+            return
+        summary = self._state.get(sub.mailbox or "")
+        if summary is None and self._lookup is not None and sub.mailbox:
+            try:
+                summary = await self._lookup(sub.mailbox)
+            except Exception:
+                log.exception("MWI lookup failed for %s", sub.mailbox)
+        summary = summary or MessageSummary(0, 0)
+        self._core().notify(handle, summary.render(sub.account), self._clock())
+        self._pump()
+
+    def publish(self, mailbox: str, summary: MessageSummary) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and the presence server."""
+        self._state[mailbox] = summary
+        now, sent = self._clock(), 0
+        for handle in self._core().subscriptions_for(mailbox):
+            sub = self._core().subscriptions[handle]
+            sent += self._core().notify(handle, summary.render(sub.account), now)
+        if self._settings.mwi_presence_server:
+            sent += self._publish(mailbox, summary)
+        for target in self._settings.mwi_unsolicited.get(mailbox, ()):
+            address = self._resolved.get(target)
+            if address is None:
+                continue  # warned about at start
+            self._core().send_unsolicited_notify(target, address, summary.render(target), now)
+            sent += 1
+        self._pump()
+        return sent
+
+    async def resolve_targets(self) -> None:
+        """Look configured MWI peers up once at start: the per-message path must not block."""
+        s = self._settings
+        targets = [t for ts in s.mwi_unsolicited.values() for t in ts]
+        if s.mwi_presence_server:
+            targets.append(s.mwi_presence_server)
+        loop = asyncio.get_running_loop()
+        for target in targets:
+            try:
+                uri = parse_uri(target)
+            except SipParseError:
+                log.warning("MWI target %r is not a SIP URI", target)
+                continue
+            port = uri.port or 5060
+            if is_ip_literal(uri.host):
+                self._resolved[target] = (uri.host, port)
+                continue
+            try:
+                infos = await loop.getaddrinfo(uri.host, port, type=2)  # SOCK_DGRAM
+            except OSError as exc:
+                log.warning("cannot resolve MWI target %r: %s", target, exc)
+                continue
+            family_ok = [i for i in infos if ":" in str(i[4][0]) == (":" in s.host)]
+            chosen = (family_ok or infos)[0][4]
+            self._resolved[target] = (str(chosen[0]), int(chosen[1]))
+
+    def _presence_address(self) -> Address | None:
+        target = self._settings.mwi_presence_server or ""
+        address = self._resolved.get(target)
+        if address is None:
+            log.warning("mwi_presence_server %r is not usable", target)
+        return address
+
+    def _publish(self, mailbox: str, summary: MessageSummary) -> int:
+        address = self._presence_address()
+        if address is None:
+            return 0
+        domain = self._settings.mwi_publish_domain or address[0]
+        aor = f"sip:{mailbox}@{domain}"
+        body = summary.render(aor)
+        etag, _, timer = self._published.get(aor, (None, b"", None))
+        if timer is not None:
+            timer.cancel()
+        self._published[aor] = (etag, body, None)
+        self._core().publish(aor, address, body, self._clock(), etag,
+                          self._settings.mwi_publish_expires)
+        return 1
+
+    def on_publish_result(self, event: PublishResult) -> None:
+        _, body, timer = self._published.get(event.aor, (None, b"", None))
+        if timer is not None:
+            timer.cancel()
+        address = self._presence_address()
+        if 200 <= event.status < 300 and event.etag:
+            refresh_in = max(1.0, event.expires * 0.9) if event.expires else None
+            handle = None if refresh_in is None else asyncio.get_running_loop().call_later(
+                refresh_in, self._refresh_publication, event.aor
+            )
+            self._published[event.aor] = (event.etag, body, handle)
+        elif event.status == 412 and address is not None and body:
+            # The presence server forgot our entity (restart): publish the state afresh.
+            self._published[event.aor] = (None, body, None)
+            self._core().publish(event.aor, address, body, self._clock(), None,
+                              self._settings.mwi_publish_expires)
+            self._pump()
+        elif event.status == 423 and address is not None and body and event.min_expires:
+            self._core().publish(event.aor, address, body, self._clock(), None, event.min_expires)
+            self._pump()
+        else:
+            log.warning("PUBLISH for %s answered %d", event.aor, event.status)
+
+    def _refresh_publication(self, aor: str) -> None:
+        etag, body, _ = self._published.get(aor, (None, b"", None))
+        address = self._presence_address()
+        if etag is None or address is None:
+            return
+        self._published[aor] = (etag, body, None)
+        self._core().publish(aor, address, b"", self._clock(), etag,
+                          self._settings.mwi_publish_expires)
+        self._pump()
+

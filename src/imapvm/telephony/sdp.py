@@ -1,0 +1,227 @@
+"""SDP (RFC 4566) parsing and the answerer side of offer/answer (RFC 3264) for G.711 audio.
+
+imapvm only ever answers: it takes the caller's offer, picks the first G.711 codec the caller
+listed that we also allow (the offerer's preference wins, RFC 3264 §6.1), keeps
+telephone-event if offered, and answers every m-line (unusable ones with port 0) so the
+answer lines up with the offer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA"}
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+_ANSWER_DIRECTION = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+class SdpError(ValueError):
+    """The body is not SDP we can read."""
+
+
+@dataclass
+class MediaDescription:
+    media: str
+    port: int
+    proto: str
+    formats: list[str]
+    connection: str | None = None
+    rtpmap: dict[int, str] = field(default_factory=dict)  # pt -> "PCMU/8000"
+    fmtp: dict[int, str] = field(default_factory=dict)
+    direction: str | None = None
+    ptime: int | None = None
+
+
+@dataclass
+class SessionDescription:
+    origin: str = ""
+    connection: str | None = None
+    direction: str = "sendrecv"
+    media: list[MediaDescription] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NegotiatedMedia:
+    """What the RTP side needs: where to send, which payload types, and the direction."""
+
+    remote_host: str
+    remote_port: int
+    payload_type: int
+    encoding: str
+    dtmf_payload_type: int | None
+    ptime_ms: int
+    direction: str  # of the remote side, as offered (sendonly = we are put on hold)
+
+    @property
+    def on_hold(self) -> bool:
+        return self.direction in ("sendonly", "inactive") or self.remote_host in ("0.0.0.0", "::")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _connection_address(value: str) -> str:
+    parts = value.split()
+    if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
+        raise SdpError(f"bad c= line {value!r}")
+    return parts[2].split("/")[0]
+
+
+def parse_sdp(body: bytes) -> SessionDescription:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SdpError("SDP is not UTF-8") from exc
+    sdp = SessionDescription()
+    current: MediaDescription | None = None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) < 2 or line[1] != "=":
+            raise SdpError(f"bad SDP line {line[:40]!r}")
+        kind, value = line[0], line[2:]
+        if kind == "o":
+            sdp.origin = value
+        elif kind == "c":
+            if current is None:
+                sdp.connection = _connection_address(value)
+            else:
+                current.connection = _connection_address(value)
+        elif kind == "m":
+            parts = value.split()
+            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                raise SdpError(f"bad m= line {value!r}")
+            current = MediaDescription(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:])
+            sdp.media.append(current)
+        elif kind == "a":
+            _attribute(sdp, current, value)
+    return sdp
+
+
+def _attribute(sdp: SessionDescription, media: MediaDescription | None, value: str) -> None:
+    name, _, arg = value.partition(":")
+    if name in DIRECTIONS:
+        if media is None:
+            sdp.direction = name
+        else:
+            media.direction = name
+    elif media is None:
+        return
+    elif name in ("rtpmap", "fmtp"):
+        pt, _, rest = arg.partition(" ")
+        if pt.isdigit():
+            (media.rtpmap if name == "rtpmap" else media.fmtp)[int(pt)] = rest.strip()
+    elif name == "ptime" and arg.strip().isdigit():
+        media.ptime = int(arg.strip())
+
+
+def _encoding_of(media: MediaDescription, pt: int) -> tuple[str, int]:
+    if pt in media.rtpmap:
+        parts = media.rtpmap[pt].split("/")
+        rate = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        return parts[0].upper(), rate
+    if pt in STATIC_PAYLOADS:
+        return STATIC_PAYLOADS[pt], 8000
+    return "", 0
+
+
+def negotiate(
+    offer: SessionDescription, codecs: tuple[str, ...] = ("PCMU", "PCMA")
+) -> tuple[int, NegotiatedMedia] | None:
+    """Index of the m-line we accept and the media parameters; None when nothing fits (488)."""
+    allowed = {c.upper() for c in codecs}
+    for index, media in enumerate(offer.media):
+        if media.media != "audio" or media.port == 0 or media.proto.upper() != "RTP/AVP":
+            continue
+        chosen: tuple[int, str] | None = None
+        dtmf: int | None = None
+        for fmt in media.formats:
+            if not fmt.isdigit():
+                continue
+            pt = int(fmt)
+            name, rate = _encoding_of(media, pt)
+            if name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
+                dtmf = pt
+            elif name in allowed and rate == 8000 and chosen is None:
+                chosen = (pt, name)
+        if chosen is None or not 0 < media.port < 65536:
+            continue
+        host = media.connection or offer.connection
+        if host is None or not _is_ip(host):
+            continue  # a host name would need a blocking lookup on every packet: refuse
+        ptime = media.ptime if media.ptime in (10, 20, 30, 40) else 20
+        direction = media.direction or offer.direction
+        return index, NegotiatedMedia(host, media.port, chosen[0], chosen[1], dtmf, ptime,
+                                      direction)
+    return None
+
+
+def build_answer(
+    offer: SessionDescription,
+    accepted_index: int,
+    media: NegotiatedMedia,
+    local_host: str,
+    local_port: int,
+    session_id: int,
+    version: int,
+) -> bytes:
+    """The SDP answer: our address and port for the accepted stream, port 0 for the others."""
+    family = "IP6" if ":" in local_host else "IP4"
+    lines = [
+        "v=0",
+        f"o=imapvm {session_id} {version} IN {family} {local_host}",
+        "s=imapvm",
+        f"c=IN {family} {local_host}",
+        "t=0 0",
+    ]
+    for index, m in enumerate(offer.media):
+        if index != accepted_index:
+            lines.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats) or '0'}")
+            continue
+        pts = [str(media.payload_type)]
+        if media.dtmf_payload_type is not None:
+            pts.append(str(media.dtmf_payload_type))
+        lines.append(f"m=audio {local_port} RTP/AVP {' '.join(pts)}")
+        lines.append(f"a=rtpmap:{media.payload_type} {media.encoding}/8000")
+        if media.dtmf_payload_type is not None:
+            lines.append(f"a=rtpmap:{media.dtmf_payload_type} telephone-event/8000")
+            lines.append(f"a=fmtp:{media.dtmf_payload_type} 0-16")
+        lines.append(f"a=ptime:{media.ptime_ms}")
+        lines.append(f"a={_ANSWER_DIRECTION.get(media.direction, 'sendrecv')}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def build_offer(
+    local_host: str, local_port: int, session_id: int, version: int,
+    codecs: tuple[str, ...] = ("PCMU", "PCMA"), dtmf_payload_type: int = 101,
+) -> bytes:
+    """Our offer, for a re-INVITE or INVITE that arrived without SDP (offer in our 200)."""
+    family = "IP6" if ":" in local_host else "IP4"
+    pts = {"PCMU": 0, "PCMA": 8}
+    chosen = [pts[c.upper()] for c in codecs if c.upper() in pts]
+    lines = [
+        "v=0",
+        f"o=imapvm {session_id} {version} IN {family} {local_host}",
+        "s=imapvm",
+        f"c=IN {family} {local_host}",
+        "t=0 0",
+        f"m=audio {local_port} RTP/AVP {' '.join(map(str, chosen))} {dtmf_payload_type}",
+        *(f"a=rtpmap:{pt} {STATIC_PAYLOADS[pt]}/8000" for pt in chosen),
+        f"a=rtpmap:{dtmf_payload_type} telephone-event/8000",
+        f"a=fmtp:{dtmf_payload_type} 0-16",
+        "a=ptime:20",
+        "a=sendrecv",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode()

@@ -1,0 +1,360 @@
+"""The SIP server: binds the UDP transport, drives the sans-I/O core, runs one handler per call.
+
+Usage::
+
+    async def handler(channel: Channel) -> None:
+        await channel.answer()
+        digit = await channel.play(prompt, interrupt_digits="#")
+
+    async with SipServer(SipSettings(host="127.0.0.1", port=5060), handler) as server:
+        await server.serve_forever()
+
+The core's clock is the event loop's ``loop.time()``; one ``call_at`` timer tracks the core's
+earliest deadline. A handler that returns (or raises) ends its call with BYE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from ..ivr.channel import ChannelHangup
+from .channel import PromptLoader, SipChannel
+from .message_summary import MessageSummary
+from .mwi_sink import MwiLookup, MwiSink
+from .routing import RoutingConfig, caller_id, resolve_target
+from .rtp.session import PortPool, RtpSession, open_rtp_session
+from .sip.core import CoreConfig, SipCore
+from .sip.digest import Credentials, DigestAuth
+from .sip.events import (
+    CallConfirmed,
+    CallEnded,
+    DtmfReceived,
+    Event,
+    IncomingCall,
+    MediaUpdated,
+    PublishResult,
+    SubscriptionEnded,
+    SubscriptionRefreshed,
+    SubscriptionStarted,
+    TransferProgress,
+    TransferResult,
+)
+from .sip.transaction import TimerConfig
+from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
+
+log = logging.getLogger(__name__)
+
+CallHandler = Callable[[SipChannel], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    """Listening address, media ports and policy (mapped from imapvm.toml by the lead).
+
+    ``advertised_host`` goes into Contact and SDP; it must be set when ``host`` is a wildcard.
+    ``trusted_networks``: sources admitted without authentication; others must pass digest
+    authentication (when the server has ``credentials``) or get 403. ("0.0.0.0/0", "::/0")
+    admits everyone. ``auth_realm`` defaults to the advertised host.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    advertised_host: str | None = None
+    rtp_host: str | None = None
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    user_agent: str = "imapvm"
+    symmetric_signalling: bool = False
+    measure_rtp: bool = False  # keep per-packet send timing (bench only)
+    # message-summary: subscription expiry bounds, and phones told without subscribing
+    # (mailbox -> SIP URIs with an IP address and port, e.g. "sip:1234@192.0.2.10:5060")
+    mwi_min_expires: int = 60
+    mwi_max_expires: int = 3600
+    mwi_unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tcp: bool = True  # also listen on TCP, same address and port as UDP
+    # PUBLISH message-summary state to a presence server (e.g. Kamailio presence_mwi):
+    # its URI (IP address and port) and the domain of the mailbox AORs published for.
+    mwi_presence_server: str | None = None
+    mwi_publish_domain: str | None = None
+    mwi_publish_expires: int = 3600
+    rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
+    rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
+    auth_realm: str | None = None
+    max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
+
+
+class SipServer:
+    def __init__(
+        self,
+        settings: SipSettings,
+        handler: CallHandler,
+        prompt_loader: PromptLoader | None = None,
+        mwi_lookup: MwiLookup | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
+        ``publish_mwi`` has not told us yet (the MWI engine provides it).
+        ``credentials(username)`` gives a subscriber's password for digest authentication of
+        untrusted sources (e.g. the voicemail.conf password of that mailbox)."""
+        self.settings = settings
+        self._credentials = credentials
+        self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
+        self._handler = handler
+        self._prompt_loader = prompt_loader
+        self._transport: UdpSipTransport | None = None
+        self._tcp: TcpSipTransport | None = None
+        self._core: SipCore | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._pool = PortPool(*settings.rtp_ports)
+        self.channels: dict[str, SipChannel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self._transfers: dict[str, asyncio.Future[int]] = {}
+
+    # ---- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        advertised = s.advertised_host or s.host
+        if ipaddress.ip_address(advertised).is_unspecified:
+            raise ValueError("listening on a wildcard address needs advertised_host")
+        for attempt in range(20):
+            self._transport = await open_udp(s.host, s.port, self._on_datagram)
+            host, port = self._transport.local_address
+            if not s.tcp:
+                break
+            self._tcp = TcpSipTransport(self._on_tcp_message)
+            try:
+                await self._tcp.start(s.host, port)
+                break
+            except OSError:
+                # With port 0 the OS chose a UDP port whose TCP twin is taken: try another.
+                self._transport.close()
+                if s.port != 0 or attempt == 19:
+                    raise
+        trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
+        auth = None
+        if self._credentials is not None:
+            auth = DigestAuth(s.auth_realm or advertised, self._credentials)
+        self._core = SipCore(CoreConfig(
+            local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
+            timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
+            min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
+            rate_limit=s.rate_limit, auth=auth,
+        ))
+        await self.mwi.resolve_targets()
+        log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
+
+    @property
+    def address(self) -> Address:
+        assert self._transport is not None
+        return self._transport.local_address
+
+    async def serve_forever(self) -> None:
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        if self._core is not None:
+            self.core.end_subscriptions(self._now())
+            self._pump()
+        for channel in list(self.channels.values()):
+            self.hangup_call(channel)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        for task in self._tasks:
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.mwi.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self._tcp is not None:
+            await self._tcp.close()
+        self._closed.set()
+
+    async def __aenter__(self) -> SipServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ---- core driving -----------------------------------------------------------------
+    @property
+    def core(self) -> SipCore:
+        assert self._core is not None
+        return self._core
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        self.core.receive(data, source, self._now())
+        self._pump()
+
+    def _on_tcp_message(self, data: bytes, source: Address, transport: str) -> None:
+        self.core.receive(data, source, self._now(), transport)
+        self._pump()
+
+    def _on_timer(self) -> None:
+        due = self._timer_at or 0.0
+        self._timer = self._timer_at = None
+        # call_at may fire a hair early; never hand the core a time before its deadline.
+        self.core.handle_timer(max(self._now(), due))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send what the core produced, dispatch its events, re-arm the timer."""
+        core = self.core
+        while True:
+            for send in core.take_outgoing():
+                if send.transport == "TCP" and self._tcp is not None:
+                    self._tcp.send(send.data, send.address)
+                elif self._transport is not None:
+                    self._transport.send(send.data, send.address)
+            events = core.take_events()
+            if not events:
+                break
+            for event in events:
+                self._dispatch(event)
+        deadline = core.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = (
+                None if deadline is None
+                else asyncio.get_running_loop().call_at(deadline, self._on_timer)
+            )
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+            return
+        if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
+            self._spawn(self.mwi.first_notify(event.handle))
+            return
+        if isinstance(event, SubscriptionEnded):
+            log.info("subscription %s ended: %s", event.handle, event.reason)
+            return
+        if isinstance(event, TransferResult):
+            waiter = self._transfers.pop(event.handle, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event.status)
+            return
+        if isinstance(event, TransferProgress):
+            log.info("call %s: transfer progress %d", event.handle, event.status)
+            return
+        if isinstance(event, PublishResult):
+            self.mwi.on_publish_result(event)
+            return
+        channel = self.channels.get(event.handle)
+        if channel is None:
+            return
+        if isinstance(event, CallConfirmed):
+            channel.confirmed.set()
+        elif isinstance(event, MediaUpdated):
+            channel.on_media(event.media)
+        elif isinstance(event, DtmfReceived):
+            channel.on_digit(event.digit, event.duration_ms)
+        elif isinstance(event, CallEnded):
+            log.info("call %s ended: %s", event.handle, event.reason)
+            self.channels.pop(event.handle, None)
+            channel.on_ended(event.reason)
+
+    def _incoming(self, event: IncomingCall) -> None:
+        limit = self.settings.max_calls
+        if limit is not None and len(self.channels) >= limit:
+            log.warning("call limit %d reached: 503 to %s", limit, event.source)
+            self.core.reject(event.handle, 503, self._now())
+            return
+        target = resolve_target(event.request, self.settings.routing)
+        channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
+                             event.media, self, self._prompt_loader)
+        self.channels[event.handle] = channel
+        log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
+        self._spawn(self._run(channel))
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics: calls, subscriptions, SIP events and RTP packet totals."""
+        out = {"active_calls": len(self.channels),
+               "subscriptions": len(self.core.subscriptions)}
+        out.update({f"sip_{k}": v for k, v in self.core.stats.items()})
+        rtp = [c.rtp for c in self.channels.values() if c.rtp is not None]
+        out["rtp_packets_sent"] = sum(r.stats.sent for r in rtp)
+        out["rtp_packets_received"] = sum(r.stats.received for r in rtp)
+        out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
+        return out
+
+    def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
+        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
+        return self.mwi.publish(mailbox, summary)
+
+    async def _run(self, channel: SipChannel) -> None:
+        try:
+            await self._handler(channel)
+        except ChannelHangup:
+            pass
+        except Exception:
+            log.exception("call handler failed for call %s", channel.handle)
+        finally:
+            if not channel.hung_up:
+                self.hangup_call(channel)
+
+    # ---- CallControl for the channels ---------------------------------------------------
+    async def answer_call(self, channel: SipChannel) -> RtpSession:
+        s = self.settings
+        rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        advertised = s.advertised_host or s.host
+        if channel.hung_up or not self.core.answer(
+            channel.handle, (advertised, rtp.local_address[1]), self._now()
+        ):
+            rtp.close()
+            raise ChannelHangup(channel.hangup_reason or "gone before answer")
+        channel.rtp = rtp
+        rtp.inactivity_timeout = s.rtp_timeout
+        rtp.on_inactive = lambda: self._rtp_timed_out(channel)
+        if channel.media is not None:
+            rtp.set_media(channel.media)
+        self._pump()
+        return rtp
+
+    def _rtp_timed_out(self, channel: SipChannel) -> None:
+        log.info("call %s: no RTP for %s s, hanging up", channel.handle, self.settings.rtp_timeout)
+        self.hangup_call(channel)
+
+    def hangup_call(self, channel: SipChannel) -> None:
+        self.core.hangup(channel.handle, self._now())
+        self._pump()
+
+    async def refer_call(self, channel: SipChannel, target: str) -> bool:
+        """REFER the caller to ``target``; True when the phone accepted (2xx) to call it."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._transfers[channel.handle] = waiter
+        if not self.core.refer(channel.handle, target, self._now()):
+            self._transfers.pop(channel.handle, None)
+            return False
+        self._pump()
+        status = await waiter
+        return 200 <= status < 300
+
+    def redirect_call(self, channel: SipChannel, target: str) -> bool:
+        done = self.core.redirect(channel.handle, target, self._now())
+        self._pump()
+        return done

@@ -1,0 +1,100 @@
+"""End to end with a real phone: baresip calls our server over loopback (test-infra.md §5)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imapvm.audio import g711
+from imapvm.telephony.channel import SipChannel
+from imapvm.telephony.server import SipServer, SipSettings
+from tests.support.baresip import start_baresip
+
+from .conftest import best_correlation, dominant_frequency, read_pcm, tone
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+async def test_baresip_call_audio_digits_and_what_it_hears(
+    tmp_path: Path, caller_wav: Path, caller_wav_padded: Path, codec: str
+) -> None:
+    results: dict[str, object] = {}
+    recorded = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        results["target"] = channel.target
+        results["caller"] = channel.caller
+        results["codec"] = channel.media.encoding if channel.media else None
+        results["record"] = await channel.record(max_seconds=20, terminators="#")
+        recorded.set()
+        results["digits"] = await channel.get_digits(3, 5.0, terminators="")
+        await channel.play(tone(440, 1.5))
+        await channel.hangup()
+
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(32000, 32998))
+    async with SipServer(settings, handler) as server:
+        host, port = server.address
+        phone = await start_baresip(tmp_path / "baresip", caller_wav_padded,
+                                    dial=f"sip:1234@{host}:{port}", codec=codec)
+        try:
+            await phone.wait_event("CALL_ESTABLISHED")
+            await asyncio.sleep(5.6)  # the caller's file plays for 4.95 s
+            await phone.send_digit("#")
+            await asyncio.wait_for(recorded.wait(), 5)
+            for digit in "123":
+                await asyncio.sleep(0.3)
+                await phone.send_digit(digit)
+            await phone.wait_event("CALL_CLOSED", within=15)
+        finally:
+            await phone.stop()
+
+    audio, reason = results["record"]  # type: ignore[misc]
+    assert reason == "#"
+    assert results["digits"] == "123"
+    assert results["target"].mailbox == "1234"  # type: ignore[attr-defined]
+    assert results["caller"].number == "caller"  # type: ignore[attr-defined]
+    assert results["codec"] == codec
+    source = read_pcm(caller_wav)
+    reference = g711.decode(codec, g711.encode(codec, source))
+    assert len(audio) >= len(source)
+    correlation = best_correlation(reference, audio)
+    print(f"{codec}: correlation with the caller's audio {correlation:.4f}")
+    assert correlation > 0.9
+    heard = read_pcm(phone.recordings[-1])
+    loud = heard[np.abs(heard) > 1000]
+    assert len(loud) > 8000 * 0.5
+    assert abs(dominant_frequency(heard) - 440) < 10
+
+
+async def test_baresip_registers_subscribes_and_shows_our_mwi(
+    tmp_path: Path, caller_wav: Path
+) -> None:
+    from imapvm.telephony.message_summary import MessageSummary
+    from tests.e2e.serve import eventually
+
+    async def lookup(mailbox: str) -> MessageSummary:
+        return MessageSummary(2, 8, 1, 2) if mailbox == "1234" else MessageSummary(0, 0)
+
+    async def no_calls(channel: SipChannel) -> None:
+        raise AssertionError("no call expected")
+
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(33000, 33998))
+    async with SipServer(settings, no_calls, mwi_lookup=lookup) as server:
+        host, port = server.address
+        phone = await start_baresip(
+            tmp_path / "baresip", caller_wav,
+            account=f"<sip:1234@{host}:{port}>;regint=600;mwi=yes;audio_codecs=PCMU")
+        log = tmp_path / "baresip" / "stdout.log"
+        try:
+            await eventually(lambda: "Voice-Message: 2/8 (1/2)" in log.read_text(), 15)
+            assert "Messages-Waiting: yes" in log.read_text()
+            assert server.publish_mwi("1234", MessageSummary(0, 3)) >= 1
+            await eventually(lambda: "Messages-Waiting: no" in log.read_text(), 10)
+            assert "Voice-Message: 0/3" in log.read_text()
+        finally:
+            await phone.stop()
