@@ -147,8 +147,8 @@ async def test_lists_and_aliases_share_one_connection(dovecot_dot: DovecotServer
                [await rig.sink.next(), await rig.sink.next()]}
         assert got == {(name, name, "", 1), ("5101@aliases", "5101", "aliases", 0)}
         await rig.client.append("INBOX", voicemail("101"))
-        got = {(u.name, u.new) for u in [await rig.sink.next(), await rig.sink.next()]}
-        assert got == {(name, 2), ("5101@aliases", 1)}
+        got2 = {(u.name, u.new) for u in [await rig.sink.next(), await rig.sink.next()]}
+        assert got2 == {(name, 2), ("5101@aliases", 1)}
         assert rig.engine.watcher(BOX) is rig.engine.watcher(other)
         assert rig.watcher().connects == 1  # two boxes of one login: one connection
         # a phone subscribed to the alias itself keeps the target watched

@@ -56,9 +56,10 @@ class AmiSink:
     async def _ensure_connected(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
             return
-        self._reader, self._writer = await asyncio.wait_for(
+        reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port), self.timeout)
-        banner = await asyncio.wait_for(self._reader.readline(), self.timeout)
+        self._reader, self._writer = reader, writer
+        banner = await asyncio.wait_for(reader.readline(), self.timeout)
         if not banner:
             raise EOFError("AMI closed the connection before its banner")
         try:
