@@ -32,14 +32,14 @@ from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import voicemail_main
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
-from imapvm.mwi.engine import MwiEngine, sinks_from_config
+from imapvm.mwi import config as mwi_config
+from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
-from imapvm.mwi.watch import WatchOptions
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
-from imapvm.storage.base import Counts, MailboxRef, StoreError
-from imapvm.storage.outbox import Outbox
+from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.outbox import Outbox, message_id_of
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
@@ -118,19 +118,16 @@ class VoicemailServer:
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
                                   loaded.settings.imap.oauth2_token_command)
-        self.outbox = Outbox(paths.outbox, self.store)
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
-        general = loaded.voicemail.general
-        self.mwi = MwiEngine(
-            self.store.backend,
-            sinks_from_config(loaded.settings.mwi, general.text("externnotify")),
-            WatchOptions(pollfreq=float(general.number("pollfreq") or 30)),
-        )
-        self.deposits = _MwiOutbox(self.outbox, self)
+        self.mwi = MwiEngine(self.store.backend,
+                             mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
+                             mwi_config.watch_options(loaded.voicemail))
+        self.deposits = _MwiDeposits(self.store, self)
+        self.outbox = Outbox(paths.outbox, self.deposits)
         self.session = Session(store=self.store, outbox=self.deposits,
-                               changed=self.deposits.changed, config=loaded.voicemail,
+                               changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
@@ -177,6 +174,7 @@ class VoicemailServer:
             self.mwi.add_sink(CallbackSink(self._publish_sip, name="sip"))
         self.mwi.add_sink(CallbackSink(self._count_update, name="metrics"))
         await self.mwi.start()
+        await mwi_config.apply(self.mwi, self.loaded.voicemail)  # aliases, pollmailboxes=yes
         for spec in self._always_watched():
             await self.mwi.watch(spec)
         http = self.loaded.settings.http.listen
@@ -356,10 +354,11 @@ class VoicemailServer:
     async def _count_update(self, update: MwiUpdate) -> None:
         self.metrics.mwi_published.inc(stale=str(update.stale).lower())
 
-    def deposited(self, box: MailboxRef, urgent: bool) -> None:
-        """A deposit is safe in the outbox: the lamp turns on now, once."""
-        self.metrics.deposits.inc()
-        self.mwi.local_change(box, Counts(urgent=1) if urgent else Counts(new=1))
+    async def _changed(self, box: MailboxRef) -> None:
+        """A flow changed `box` (VoiceMailMain ended, a deposit was queued): recount now, for
+        the spool has no push and IMAP's comes half a second later. Deposits still on their
+        way are pending changes of the engine, so this recount cannot hide them."""
+        self.mwi.refresh(box)
 
     def mailbox_ref(self, text: str) -> MailboxRef | None:
         number, _, context = text.partition("@")
@@ -371,42 +370,56 @@ def _summary(update: MwiUpdate) -> MessageSummary:
     return MessageSummary(new=update.mwi_new, old=update.old, urgent_new=update.urgent)
 
 
-class _MwiOutbox:
-    """The outbox as the flows see it: a deposit safe on disk turns the lamp on at once, and
-    once the store has it the engine recounts to confirm. While a deposit is on its way, no
-    other recount is started for that box: it could only see the store without the message
-    and blink the lamp off."""
+class _MwiDeposits:
+    """Between the flows, the outbox and the store, so the lamp is right at every moment.
 
-    def __init__(self, outbox: Outbox, server: VoicemailServer) -> None:
-        self._outbox = outbox
+    `submit` (the flows' side) puts the deposit in the outbox, durable, and registers a pending
+    change with the MWI engine: the lamp lights at once and stays lit across recounts and
+    reconnects. `deposit` / `contains_message_id` (the outbox worker's side, later) deliver it
+    to the store inside the pending change's `delivering()`, which settles it: no second update
+    and no blink. A deposit refused for good (mailbox full) drops its change."""
+
+    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+        self.store = store
         self._server = server
-        self.in_flight: dict[MailboxRef, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, PendingChange] = {}  # by Message-ID
 
     async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
-        item = await self._outbox.submit(box, email, urgent=urgent)
-        self.in_flight[box] = self.in_flight.get(box, 0) + 1
-        self._server.deposited(box, urgent)
-        task = asyncio.create_task(self._confirm(box, item))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Registered before the outbox has it: its worker may deliver it at once.
+        mid = message_id_of(email)
+        change = self._server.mwi.pending(box, Counts(urgent=1) if urgent else Counts(new=1))
+        self._pending[mid] = change
+        try:
+            item = await self._server.outbox.submit(box, email, urgent=urgent)
+        except BaseException:
+            self._pending.pop(mid, None)
+            change.drop()
+            raise
+        self._server.metrics.deposits.inc()
         return item
 
-    async def _confirm(self, box: MailboxRef, item: str) -> None:
+    async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False
+                      ) -> MessageRef:
+        change = self._pending.pop(message_id_of(email), None)
+        if change is None:  # queued by an earlier run of the server
+            return await self.store.deposit(box, email, urgent=urgent)
         try:
-            await self._outbox.delivered(item)
-        except Exception:  # refused for good (kept under rejected/): the recount tells the truth
-            log.warning("deposit %s for %s was not stored; recounting", item, box)
-        finally:
-            self.in_flight[box] -= 1
-            if not self.in_flight[box]:
-                del self.in_flight[box]
-                self._server.mwi.refresh(box)
+            async with change.delivering():
+                return await self.store.deposit(box, email, urgent=urgent)
+        except MailboxFull:
+            change.drop()
+            raise
+        except BaseException:
+            self._pending[message_id_of(email)] = change  # the outbox tries again
+            raise
 
-    async def changed(self, box: MailboxRef) -> None:
-        """A flow changed `box` (VoiceMailMain ended, a deposit was queued)."""
-        if box not in self.in_flight:
-            self._server.mwi.refresh(box)
+    async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
+        ref = await self.store.contains_message_id(box, message_id)
+        change = self._pending.pop(message_id, None) if ref is not None else None
+        if change is not None:
+            async with change.delivering():
+                pass  # it had landed before the connection was lost
+        return ref
 
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
