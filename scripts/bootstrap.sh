@@ -56,3 +56,6 @@ if [ ! -f "$STAMP" ] && ! { [ "$PROFILE" = server ] && [ -f ".venv/.imapvm-test-
   rm -f .venv/.imapvm-"$PROFILE"-*
   touch "$STAMP"
 fi
+
+# Prompts the installed sound set lacks, spoken by espeak-ng into the venv (fast when none are).
+.venv/bin/python -m imapvm.audio.synth >/dev/null

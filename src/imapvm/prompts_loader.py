@@ -21,8 +21,10 @@ SILENCE = np.zeros(1600, dtype=np.int16)  # 200 ms
 
 
 class PromptLoader:
-    def __init__(self, sounds: Path, override: Callable[[str], str] | None = None) -> None:
+    def __init__(self, sounds: Path, override: Callable[[str], str] | None = None,
+                 extra: tuple[Path, ...] = (prompts.SYNTH_DIR,)) -> None:
         self.sounds = sounds
+        self.extra = extra
         self._override = override or (lambda name: name)
         self._cache: dict[str, Samples] = {}
         self._missing: set[str] = set()
@@ -32,7 +34,7 @@ class PromptLoader:
         cached = self._cache.get(name)
         if cached is not None:
             return cached
-        path = prompts.find(self.sounds, name)
+        path = prompts.find(self.sounds, name, self.extra)
         if path is None:
             if name not in self._missing:
                 self._missing.add(name)

@@ -7,9 +7,13 @@ the configured sounds directory as `<name>.<ext>`; names may contain a subdirect
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 DEFAULT_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+#: Prompts the sound set lacks, synthesised at install time (`imapvm.audio.synth`), in the
+#: environment imapvm is installed in; searched after the sounds directory.
+SYNTH_DIR = Path(sys.prefix) / "share" / "imapvm" / "prompts"
 EXTENSIONS = ("wav", "WAV", "gsm", "ulaw", "alaw", "sln")
 
 #: Every prompt app_voicemail's leave-message and VoiceMailMain flows play (reference §4-§5),
@@ -47,14 +51,17 @@ REQUIRED: tuple[str, ...] = (
 )
 
 
-def find(sounds: Path, name: str) -> Path | None:
-    """The file of a prompt, in the first extension present."""
-    for ext in EXTENSIONS:
-        p = sounds / f"{name}.{ext}"
-        if p.is_file():
-            return p
+def find(sounds: Path, name: str, extra: tuple[Path, ...] = (SYNTH_DIR,)) -> Path | None:
+    """The file of a prompt, in the first extension present: the sounds directory first, then
+    the synthesised prompts."""
+    for directory in (sounds, *extra):
+        for ext in EXTENSIONS:
+            p = directory / f"{name}.{ext}"
+            if p.is_file():
+                return p
     return None
 
 
-def missing(sounds: Path, names: tuple[str, ...] = REQUIRED) -> list[str]:
-    return [n for n in names if find(sounds, n) is None]
+def missing(sounds: Path, names: tuple[str, ...] = REQUIRED,
+            extra: tuple[Path, ...] = (SYNTH_DIR,)) -> list[str]:
+    return [n for n in names if find(sounds, n, extra) is None]
