@@ -67,6 +67,10 @@ class Metrics:
         self.deposits = r.counter("imapvm_deposits_total", "Voicemails accepted for delivery")
         self.imap_errors = r.counter("imapvm_store_errors_total", "Store operations that failed")
         self.mwi_published = r.counter("imapvm_mwi_updates_total", "Lamp updates sent")
+        self.mwi_latency = r.histogram(
+            "imapvm_mwi_latency_seconds",
+            "From the IMAP server's push to the recounted lamp state",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
 
 
@@ -123,7 +127,8 @@ class VoicemailServer:
         self.check_flow = check_flow
         self.mwi = MwiEngine(self.store.backend,
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
-                             mwi_config.watch_options(loaded.voicemail))
+                             mwi_config.watch_options(loaded.voicemail,
+                                                      on_latency=self.metrics.mwi_latency.observe))
         self.deposits = _MwiDeposits(self.store, self)
         self.outbox = Outbox(paths.outbox, self.deposits)
         self.session = Session(store=self.store, outbox=self.deposits,

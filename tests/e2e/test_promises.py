@@ -112,6 +112,10 @@ async def test_lamp_follows_deposits_and_the_mail_client(tmp_path: Path,
         metrics = await serve.metrics()
         assert 'imapvm_calls_total{purpose="deposit"} 1' in metrics
         assert "imapvm_deposits_total 1" in metrics
+        # the server pushed the read and the delete: both recounts were timed
+        pushes = int(next(line.split()[-1] for line in metrics.splitlines()
+                          if line.startswith("imapvm_mwi_latency_seconds_count")))
+        assert pushes >= 2
     finally:
         lamp.close()
         await mail.close()

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from imapvm.mwi.tracker import CountsTracker
@@ -54,6 +54,9 @@ class WatchOptions:
     backoff_max: float = 30.0
     modes: tuple[str, ...] = ("notify", "idle", "poll")  # what watchers may use, best first
     max_connections_per_server: int = 1000
+    #: Told the seconds from a server push to the confirmed recount of its mailbox (what the
+    #: `imapvm_mwi_latency_seconds` histogram shows); None: not measured.
+    on_latency: Callable[[float], None] | None = None
     max_logins_per_server: int = 32  # connections logging in at the same time
 
 
@@ -148,6 +151,7 @@ class ImapWatcher(_Watcher):
         self._notified: frozenset[str] = frozenset()
         self._conn: ImapConnection | None = None
         self._changes = 0  # change reports seen on the connection (see `_count`)
+        self._pushed_at: dict[MailboxRef, float] = {}  # first unanswered push, per box
 
     # -- life -------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -298,6 +302,9 @@ class ImapWatcher(_Watcher):
     def _mark_folder(self, folder: str) -> None:
         hit = [b for b, f in self._folders.items() if f == folder and b in self.boxes]
         if hit:
+            now = time.monotonic()
+            for b in hit:
+                self._pushed_at.setdefault(b, now)
             self._dirty.update(hit)
             self._wake.set()
 
@@ -348,8 +355,11 @@ class ImapWatcher(_Watcher):
             self.recounts += 1
             if self._changes != before and attempt < _MAX_TORN:
                 continue
+            pushed = self._pushed_at.pop(box, None)
             if not self.tracker.confirm(box, counts, token):
                 self._retry_later(box)
+            elif pushed is not None and self.options.on_latency is not None:
+                self.options.on_latency(time.monotonic() - pushed)
             return
 
     async def _set_notify(self, conn: ImapConnection) -> None:
