@@ -259,6 +259,9 @@ class VoicemailServer:
                                                     result.active.settings.paths.spool)
         self.prompts = PromptLoader(result.active.settings.paths.sounds,
                                     result.active.voicemail.general.prompt)
+        await mwi_config.apply(self.mwi, result.active.voicemail)
+        for spec in self._always_watched():  # mailboxes added by the reload
+            await self.mwi.watch(spec)
         self.metrics.reloads.inc(result="applied")
         log.info("reloaded: %s", json.dumps(diff.to_json(), default=str))
         if any(k.startswith(("sip.", "http.", "paths.")) for k in diff.settings):
