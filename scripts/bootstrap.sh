@@ -11,7 +11,8 @@ PROFILE=${1:-server}
 # the tests also need the real IMAP servers and SIP peers they start.
 PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
 if [ "$PROFILE" = test ]; then
-  PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools)
+  PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
+         krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cyrus import CyrusServer
 from tests.support.dovecot import DovecotServer
+from tests.support.kdc import Kdc
 from tests.support.oauth import Introspection
 
 _counter = itertools.count(1)
@@ -85,6 +86,23 @@ def introspection() -> Iterator[Introspection]:
 @pytest.fixture(scope="session")
 def dovecot_oauth(introspection: Introspection) -> Iterator[DovecotServer]:
     yield from _start(DovecotServer("oauth", introspection_url=introspection.url))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def kdc() -> Iterator[Kdc]:
+    server = Kdc()
+    try:
+        server.start()
+    except Exception as exc:  # a missing server is a failure, never a skip
+        pytest.fail(f"cannot start the Kerberos KDC: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_gssapi(kdc: Kdc) -> Iterator[DovecotServer]:
+    yield from _start(DovecotServer("gssapi", krb5_config=str(kdc.krb5_config),  # type: ignore[misc]
+                                    krb5_keytab=str(kdc.keytab)))
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,7 @@ class VoicemailServer:
         self.metrics = Metrics()
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
-                                  loaded.settings.imap.oauth2_token_command)
+                                  loaded.settings.imap)
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow

@@ -87,6 +87,8 @@ def pool_password(name: str) -> str:
     return f"{name}-pw"
 
 
+_EXTRA_MECHANISMS = {"oauth": " xoauth2 oauthbearer", "gssapi": " gssapi"}
+
 _FINISHED = re.compile(r"Debug: Command finished: (.*)$")
 
 
@@ -119,6 +121,9 @@ class DovecotServer:
     quota_kb: int = QUOTA_KB
     tls_port: int = 0
     introspection_url: str = ""
+    krb5_config: str = ""
+    """`gssapi` variant: the krb5.conf of the test KDC and the keytab with imap/localhost."""
+    krb5_keytab: str = ""
     extra_config: str = ""
     """Appended to the generated dovecot.conf (later settings win): e.g. the process and client
     limits a bench with a thousand connections needs. Empty by default: tests keep the defaults."""
@@ -286,6 +291,10 @@ class DovecotServer:
     def _config(self) -> str:
         d = self.directory
         extra = ""
+        if self.variant == "gssapi":
+            extra = (f"auth_krb5_keytab = {self.krb5_keytab}\n"
+                     "auth_gssapi_hostname = localhost\n"
+                     f"import_environment = TZ KRB5_CONFIG={self.krb5_config}\n")
         if self.variant == "oauth":
             (d / "oauth2.conf.ext").write_text(
                 f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
@@ -310,7 +319,7 @@ protocols = imap
 listen = {self.host}
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.variant == "oauth" else ""}
+auth_mechanisms = plain login{_EXTRA_MECHANISMS.get(self.variant, "")}
 auth_failure_delay = 0
 auth_master_user_separator = *
 first_valid_uid = 1

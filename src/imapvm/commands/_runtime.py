@@ -59,7 +59,7 @@ def load_config(args: argparse.Namespace) -> LoadedConfig:
 
 def open_store(loaded: LoadedConfig) -> RoutingStore:
     return RoutingStore(loaded.voicemail, loaded.settings.paths.spool,
-                        loaded.settings.imap.oauth2_token_command)
+                        loaded.settings.imap)
 
 
 def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:

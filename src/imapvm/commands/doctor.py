@@ -24,7 +24,6 @@ from imapvm.storage.base import Folder, MailboxRef, StoreError
 from imapvm.storage.imap.account import Account
 from imapvm.storage.imap.connection import ImapError
 from imapvm.storage.imap.responses import list_entries
-from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.router import RoutingStore
 
 
@@ -75,7 +74,8 @@ async def _doctor(args: argparse.Namespace, loaded: LoadedConfig, store: Routing
     accounts: dict[tuple[object, ...], list[MailboxRef]] = {}
     for ms in boxes:
         if ms.storage is StorageKind.IMAP:
-            accounts.setdefault(imap_settings(ms).identity, []).append(
+            box = MailboxRef(ms.mailbox, ms.context)
+            accounts.setdefault(store.imap.account(box)[1].identity, []).append(
                 MailboxRef(ms.mailbox, ms.context))
     if not boxes:
         report.add("config", "mailboxes", True, f"none configured in {loaded.voicemail_path}")
@@ -103,7 +103,7 @@ async def _doctor(args: argparse.Namespace, loaded: LoadedConfig, store: Routing
 
 async def _check_account(report: Report, store: RoutingStore, members: list[MailboxRef]) -> None:
     first = members[0]
-    settings = imap_settings(store.settings(first))
+    settings = store.imap.account(first)[1]  # with imapvm.toml's [imap] login method
     acct = Account(settings)
     subject = f"imap {acct.label}"
     t = time.perf_counter()
@@ -113,7 +113,9 @@ async def _check_account(report: Report, store: RoutingStore, members: list[Mail
         report.add(subject, "login", False, str(exc))
         return
     try:
-        how = f"as master {settings.authuser}" if settings.authuser else "as the owner"
+        how = ("with Kerberos (GSSAPI)" if settings.gssapi
+               else "with an OAuth2 token (XOAUTH2)" if settings.oauth2_token_command
+               else f"as master {settings.authuser}" if settings.authuser else "as the owner")
         report.add(subject, "login", True,
                    f"{how}, {(time.perf_counter() - t) * 1000:.0f} ms, "
                    f"{'TLS' if conn.encrypted else 'no TLS'}")

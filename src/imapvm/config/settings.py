@@ -36,6 +36,7 @@ listen = "127.0.0.1:9180"
 
 [imap]
 oauth2_token_command = "/usr/local/bin/m365-token {user}"   # XOAUTH2 instead of passwords
+# gssapi = true               # or Kerberos, with the credentials in KRB5CCNAME
 ```
 """
 
@@ -121,6 +122,11 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class ImapClientSettings:
+    gssapi: bool = False
+    """Log in with Kerberos (SASL GSSAPI) using the credential cache in KRB5CCNAME or the
+    client keytab in KRB5_CLIENT_KTNAME, instead of passwords."""
+    gssapi_host: str = ""
+    """Host part of the IMAP service principal (imap/<host>); empty: the IMAP server name."""
     oauth2_token_command: tuple[str, ...] = ()
     """argv (`{user}` is replaced by the IMAP user) that prints an OAuth 2.0 bearer token: the
     IMAP login then uses XOAUTH2 (Microsoft 365, Gmail) instead of the password."""
@@ -361,7 +367,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     if "listen" in http:
         value = http["listen"]
         http_listen = None if value == "" else check.endpoint(value, "http.listen", 9180)
-    imap = check.table(raw, "imap", {"oauth2_token_command"})
+    imap = check.table(raw, "imap", {"oauth2_token_command", "gssapi", "gssapi_host"})
     command: tuple[str, ...] = ()
     text = check.string(imap, "imap.oauth2_token_command", "")
     if text.strip():
@@ -369,8 +375,12 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
             command = tuple(shlex.split(text))
         except ValueError as exc:
             check.error("imap.oauth2_token_command", f"cannot be split into words: {exc}")
+    gssapi = check.boolean(imap, "imap.gssapi", False)
+    if gssapi and command:
+        check.error("imap.gssapi", "choose Kerberos or an OAuth2 token command, not both")
     return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
-                          ImapClientSettings(command))
+                          ImapClientSettings(gssapi, check.string(imap, "imap.gssapi_host", ""),
+                                             command))
 
 
 # ------------------------------------------------------------------------------- file loading

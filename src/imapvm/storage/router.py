@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imapvm.config.model import MailboxSettings, StorageKind
+from imapvm.config.settings import ImapClientSettings
 from imapvm.config.voicemail import VoicemailConfig
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio
 from imapvm.storage.base import (
@@ -30,10 +31,9 @@ class UnknownMailbox(StoreError):
 
 class RoutingStore:
     def __init__(self, config: VoicemailConfig, spool_root: Path,
-                 oauth2_token_command: tuple[str, ...] = ()) -> None:
+                 client: ImapClientSettings | None = None) -> None:
         self.config = config
-        self.imap = ImapStore(lambda box: imap_settings(
-            self.settings(box), oauth2_token_command=oauth2_token_command))
+        self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client))
         self.spool = SpoolStore(spool_root,
                                 lambda box: SpoolSettings(maxmsg=self.settings(box).maxmsg))
 

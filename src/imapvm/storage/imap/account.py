@@ -61,6 +61,10 @@ class ImapSettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     oauth2_token_command: tuple[str, ...] = ()
     """argv printing a bearer token for `{user}`: XOAUTH2 instead of a password."""
+    gssapi: bool = False
+    """Kerberos (SASL GSSAPI) with the process's credentials instead of a password."""
+    gssapi_host: str | None = None
+    """Host part of the IMAP service principal (imap/<host>); default: `host`."""
     vm_tag: str = ""
     context: str = "default"
     maxmsg: int = 100
@@ -131,7 +135,9 @@ class Account:
             raise StoreUnavailable(f"{self.label}: imapflags=secure forbids sending the password "
                                    "over an unencrypted connection")
         try:
-            if s.oauth2_token_command:
+            if s.gssapi:
+                await conn.authenticate_gssapi(s.gssapi_host or s.host, s.user)
+            elif s.oauth2_token_command:
                 await conn.authenticate_xoauth2(s.user, await self._token())
             elif s.authuser:
                 if conn.has("AUTH=PLAIN"):

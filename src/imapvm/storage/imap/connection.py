@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ from imapvm.storage.imap.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+Respond = Callable[[bytes], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,49 @@ class ImapConnection:
                 f"{self.label}: XOAUTH2 login as {user!r} refused: {exc.text}") from None
         await self._after_login(res)
 
+    async def authenticate_gssapi(self, service_host: str, authzid: str = "") -> None:
+        """SASL GSSAPI (RFC 4752): Kerberos, with the process's credential cache
+        (KRB5CCNAME) or client keytab (KRB5_CLIENT_KTNAME); no password is involved.
+        `authzid` is the mailbox owner when the principal acts for another user."""
+        try:
+            import gssapi
+        except ImportError:
+            raise AuthenticationFailed(
+                f"{self.label}: Kerberos login needs the gssapi package "
+                "(pip install 'imapvm[kerberos]')") from None
+        target = gssapi.Name(f"imap@{service_host}", gssapi.NameType.hostbased_service)
+        ctx = gssapi.SecurityContext(name=target, usage="initiate")
+
+        async def respond(challenge: bytes) -> bytes:
+            if not ctx.complete:  # KDC requests may block: off the event loop
+                token = await asyncio.to_thread(ctx.step, challenge or None)
+                return token or b""
+            # The server's 4-byte security-layer offer; we take none (TLS protects the link).
+            ctx.unwrap(challenge)
+            return bytes(ctx.wrap(b"\x01\x00\x00\x00" + authzid.encode(), False).message)
+
+        try:
+            first = await asyncio.to_thread(ctx.step)
+            args: tuple[bytes | str, ...] = ("GSSAPI",)
+            if self.has("SASL-IR"):
+                args += (base64.b64encode(first or b"") or b"=",)
+                res = await self.execute("AUTHENTICATE", *args, log_args=False,
+                                         continuation=respond)
+            else:
+                queued = [first or b""]
+
+                async def first_then_rest(challenge: bytes) -> bytes:
+                    return queued.pop() if queued else await respond(challenge)
+
+                res = await self.execute("AUTHENTICATE", *args, log_args=False,
+                                         continuation=first_then_rest)
+        except gssapi.exceptions.GSSError as exc:
+            raise AuthenticationFailed(f"{self.label}: Kerberos: {exc.gen_message()}") from None
+        except ImapError as exc:
+            raise AuthenticationFailed(
+                f"{self.label}: GSSAPI login refused: {exc.text}") from None
+        await self._after_login(res)
+
     async def _after_login(self, res: Result) -> None:
         if res.code == "CAPABILITY":
             self._set_capabilities(res.code_args)  # type: ignore[arg-type]
@@ -252,14 +297,15 @@ class ImapConnection:
         name: str,
         *args: bytes | str | int,
         log_args: bool = True,
-        continuation: Sequence[bytes] | None = None,
+        continuation: Sequence[bytes] | Respond | None = None,
         limit: float | None = None,
     ) -> Result:
         """Run one command; raises ImapError on NO/BAD, ConnectionLost if the link dies.
 
         `continuation`: the lines to send, in order, when the server asks for more (SASL
         exchanges); once they are used up, further requests get an empty line, which is how a
-        client acknowledges a SASL error challenge."""
+        client acknowledges a SASL error challenge. Or a coroutine function given each decoded
+        challenge and returning the raw answer (multi-step SASL such as GSSAPI)."""
         async with self._lock:
             return await self._execute_locked(name, args, log_args, continuation, limit)
 
@@ -268,7 +314,7 @@ class ImapConnection:
         name: str,
         args: Sequence[bytes | str | int],
         log_args: bool,
-        continuation: Sequence[bytes] | None,
+        continuation: Sequence[bytes] | Respond | None,
         limit: float | None,
     ) -> Result:
         if self._closed.is_set():
@@ -288,11 +334,23 @@ class ImapConnection:
                 if i < len(chunks) - 1 and await self._wait_continuation(pending, wait_s) is None:
                     finished_early = True  # the server answered instead of continuing
                     break
-            replies = list(continuation) if continuation is not None else None
-            while replies is not None and not finished_early:
-                if await self._wait_continuation(pending, wait_s) is None:
+            replies = (list(continuation) if continuation is not None
+                       and not callable(continuation) else None)
+            while continuation is not None and not finished_early:
+                cont = await self._wait_continuation(pending, wait_s)
+                if cont is None:
                     break
-                await self._write((replies.pop(0) if replies else b"") + b"\r\n")
+                if callable(continuation):
+                    try:
+                        challenge = base64.b64decode(cont.text.strip() or b"")
+                        answer = base64.b64encode(await continuation(challenge))
+                    except Exception as exc:  # a failed SASL step: cancel the exchange
+                        log.warning("%s: %s exchange failed: %s", self.label, name, exc)
+                        answer = b"*"
+                    await self._write(answer + b"\r\n")
+                else:
+                    assert replies is not None
+                    await self._write((replies.pop(0) if replies else b"") + b"\r\n")
             done = await self._wait(pending.future, wait_s)
         finally:
             self._pending = []

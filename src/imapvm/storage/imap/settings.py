@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from imapvm.config.model import MailboxSettings
+from imapvm.config.settings import ImapClientSettings
 from imapvm.storage.imap.account import ImapSettings
 from imapvm.storage.imap.connection import Timeouts
 
 
 def imap_settings(ms: MailboxSettings, pool_size: int = 3,
-                  oauth2_token_command: tuple[str, ...] = ()) -> ImapSettings:
+                  client: ImapClientSettings | None = None) -> ImapSettings:
     """Raises ValueError for a mailbox that is not stored in IMAP."""
     acct = ms.imap
     if acct is None:
@@ -35,5 +36,7 @@ def imap_settings(ms: MailboxSettings, pool_size: int = 3,
         context=ms.context,
         maxmsg=ms.maxmsg,
         pool_size=pool_size,
-        oauth2_token_command=oauth2_token_command,
+        oauth2_token_command=client.oauth2_token_command if client else (),
+        gssapi=client.gssapi if client else False,
+        gssapi_host=(client.gssapi_host or None) if client else None,
     )
