@@ -432,31 +432,31 @@ class ImapStore:
 
         return await acct.run(op, retries=0)
 
+    async def _search_message_id(self, conn: ImapConnection, name: str,
+                                 message_id: str) -> MessageRef | None:
+        validity = await self._select(conn, name)
+        await conn.execute("NOOP")  # make the server report messages appended meanwhile
+        res = await conn.execute("UID", "SEARCH", "HEADER", "Message-ID", message_id)
+        uids = search_uids(res.untagged)
+        return MessageRef(name, validity, max(uids)) if uids else None
+
     async def find_by_message_id(self, conn: ImapConnection, name: str,
                                  message_id: str) -> MessageRef:
         """Where APPENDUID is missing (no UIDPLUS), find the message again by its Message-ID."""
-        validity = await self._select(conn, name)
-        await conn.execute("NOOP")  # make the server report the new message
-        res = await conn.execute("UID", "SEARCH", "HEADER", "Message-ID", message_id)
-        uids = search_uids(res.untagged)
-        if not uids:
+        ref = await self._search_message_id(conn, name, message_id)
+        if ref is None:
             raise StoreError(f"appended message {message_id} not found in {name}")
-        return MessageRef(name, validity, max(uids))
+        return ref
 
-    async def contains_message_id(self, box: MailboxRef, message_id: str,
-                                  folder: Folder = Folder.INBOX) -> MessageRef | None:
-        """The message with this Message-ID in the box's `folder`, if any (for the outbox:
+    async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
+        """The voicemail with this Message-ID in the box's main folder, if any (for the outbox:
         after a lost connection, a deposit may already have landed)."""
         acct, _ = self.account(box)
 
         async def op(conn: ImapConnection) -> MessageRef | None:
-            name = acct.folder_name(folder)
+            name = acct.folder_name(Folder.INBOX)
             await acct.ensure_folder(conn, name)
-            validity = await self._select(conn, name)
-            await conn.execute("NOOP")
-            res = await conn.execute("UID", "SEARCH", "HEADER", "Message-ID", message_id)
-            uids = search_uids(res.untagged)
-            return MessageRef(name, validity, max(uids)) if uids else None
+            return await self._search_message_id(conn, name, message_id)
 
         return await acct.run(op)
 
