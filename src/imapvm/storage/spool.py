@@ -172,19 +172,17 @@ class SpoolStore:
             if ref.uid in numbers:
                 return folder, ref.uid
             raise MessageGone(f"{ref}: no such message")
-        order = [ref.uid] + [n for n in numbers if n != ref.uid]
-        for n in order:
-            if n in numbers and self._read_txt(d / f"msg{n:04d}.txt").get("msg_id") == ref.key:
-                return folder, n
         # Heard messages move INBOX -> Old in the spool (a flag change in IMAP): follow them, so
         # a reference stays valid across mark_heard / mark_unheard as it does in IMAP.
-        for other in (Folder.INBOX, Folder.OLD, Folder.URGENT):
-            if other is folder or not folder.in_main_folder:
-                continue
-            od = self.folder_dir(box, other)
-            for n in self._numbers(od):
-                if self._read_txt(od / f"msg{n:04d}.txt").get("msg_id") == ref.key:
-                    return other, n
+        candidates = [folder]
+        if folder.in_main_folder:
+            candidates += [f for f in (Folder.INBOX, Folder.OLD, Folder.URGENT) if f is not folder]
+        for where in candidates:
+            fd = self.folder_dir(box, where)
+            found = self._numbers(fd)
+            for n in sorted(found, key=lambda n: n != ref.uid):  # the old number first
+                if self._read_txt(fd / f"msg{n:04d}.txt").get("msg_id") == ref.key:
+                    return where, n
         raise MessageGone(f"{ref}: no such message (deleted or moved)")
 
     def _folder_of(self, box: MailboxRef, ref: MessageRef) -> Folder:
