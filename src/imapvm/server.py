@@ -317,9 +317,10 @@ class VoicemailServer:
 
     # -- message waiting ------------------------------------------------------------------
     def _always_watched(self) -> list[str]:
-        """Mailboxes watched from the start: all with pollmailboxes=yes or when a sink other
-        than SIP (externnotify, AMI, webhook) wants every change; those with unsolicited
-        NOTIFY targets. Others are watched once a phone subscribes."""
+        """Mailboxes watched from the start besides those `mwi_config.apply` watches
+        (pollmailboxes=yes): all when a sink other than SIP (externnotify, AMI, webhook) wants
+        every change, and those with unsolicited NOTIFY targets. Others are watched once a
+        phone subscribes."""
         settings = self.loaded.settings.mwi
         everything = bool(settings.webhook_url or settings.ami
                           or self.loaded.voicemail.general.text("externnotify"))
@@ -327,7 +328,7 @@ class VoicemailServer:
         for ms in self.loaded.voicemail.all_effective():
             box = f"{ms.mailbox}@{ms.context}"
             unsolicited = box in settings.unsolicited or ms.mailbox in settings.unsolicited
-            if everything or ms.pollmailboxes or unsolicited:
+            if everything or unsolicited:
                 out.append(box)
         return out
 
