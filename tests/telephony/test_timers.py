@@ -23,9 +23,11 @@ def test_heap_orders_replaces_and_cancels() -> None:
     assert heap.next_deadline() == 5.0
     assert heap.pop_due(5.5) == ["a"]
     assert heap.pop_due(5.9) == []
-    assert heap.deadline("b") == 6.0 and len(heap) == 1
+    assert heap.deadline("b") == 6.0
+    assert len(heap) == 1
     heap.schedule("b", None)
-    assert heap.next_deadline() is None and len(heap) == 0
+    assert heap.next_deadline() is None
+    assert len(heap) == 0
 
 
 def test_heap_stays_bounded_under_rescheduling() -> None:
@@ -58,7 +60,8 @@ def test_timer_pass_with_many_idle_subscriptions_touches_only_due_entries() -> N
               "Content-Length: 0\r\n\r\n").encode()
         core.receive(ok, SOURCE, 0.01 + i * 1e-6)
     core.handle_timer(40.0)  # Timers J and K end every transaction
-    assert not core.transactions.server and not core.transactions.client
+    assert not core.transactions.server
+    assert not core.transactions.client
     assert len(core.timers) == n  # one expiry per subscription, nothing else armed
 
     before = core.timers.examined
