@@ -158,7 +158,8 @@ def test_bad_set_key_is_reported_as_a_set_error(capsys: pytest.CaptureFixture[st
     status, out = run(capsys, "--set", "sip.listen.x=1")
     assert status == 1
     assert "command line: error: sip.listen: must be a list of strings" in out
-    assert "imapvm.toml: error" not in out and "imapvm.toml: warning" not in out
+    assert "imapvm.toml: error" not in out
+    assert "imapvm.toml: warning" not in out
     with pytest.raises(SystemExit):
         main(["check", "--set", ".x=1"])
     assert "argument --set: '.x' is not a setting name" in capsys.readouterr().err
