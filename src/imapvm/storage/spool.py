@@ -44,6 +44,7 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageGone,
     MessageRef,
+    NotAVoicemail,
     QuotaInfo,
     StoredMessage,
     StoreError,
@@ -160,6 +161,9 @@ class SpoolStore:
         d = self.folder_dir(box, folder)
         txt = self._read_txt(d / f"msg{n:04d}.txt")
         headers = {h: txt[k] for k, h in _TXT_TO_HEADER.items() if k in txt}
+        # The voicemail context is the directory's: Asterisk's file storage writes the caller's
+        # *dialplan* context (e.g. from-internal) in context= (reference §3.5).
+        headers["x-asterisk-vm-context"] = box.context
         name, num = _split_callerid(txt.get("callerid", ""))
         headers["x-asterisk-vm-caller-id-name"] = name
         headers["x-asterisk-vm-caller-id-num"] = num
@@ -194,10 +198,19 @@ class SpoolStore:
         raise MessageGone(f"{ref}: no such message (deleted or moved)")
 
     def _folder_of(self, box: MailboxRef, ref: MessageRef) -> Folder:
+        """The box's folder `ref` names; anything else (another mailbox, a sibling whose number
+        is a prefix, another context, a path) is not a voicemail of `box`."""
         prefix = f"{box.context}/{box.mailbox}/"
-        if not ref.location.startswith(prefix):
-            raise MessageGone(f"{ref} is not a message of {box}")
-        return Folder.from_name(ref.location[len(prefix):])
+        rest = ref.location[len(prefix):]
+        if not ref.location.startswith(prefix) or not rest or rest.strip() != rest:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}")
+        try:
+            folder = Folder.from_name(rest)
+        except ValueError:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}") from None
+        if folder.title != rest and str(int(folder)) != rest:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}")
+        return folder
 
     # -- the Store protocol ---------------------------------------------------------------
     async def counts(self, box: MailboxRef) -> Counts:
@@ -267,22 +280,27 @@ class SpoolStore:
         return await asyncio.to_thread(work)
 
     async def delete(self, box: MailboxRef, refs: Sequence[MessageRef]) -> None:
-        def work() -> None:
+        """Delete the refs that are messages of `box`; then raise MessageGone (NotAVoicemail if
+        any was another box's) naming those that were not, so `rm` of a stale id says so."""
+        def work() -> list[MessageGone]:
+            errors: list[MessageGone] = []
             for ref in refs:
                 try:
                     folder, _ = self._resolve(box, ref)
-                except MessageGone:
-                    continue
-                d = self.folder_dir(box, folder)
-                with self._locked(d):
-                    try:
+                    d = self.folder_dir(box, folder)
+                    with self._locked(d):
                         folder, n = self._resolve(box, ref)
-                    except MessageGone:
-                        continue
-                    for p in d.glob(f"msg{n:04d}*"):
-                        p.unlink(missing_ok=True)
-                    self._resequence(d)
-        await asyncio.to_thread(work)
+                        for p in d.glob(f"msg{n:04d}*"):
+                            p.unlink(missing_ok=True)
+                        self._resequence(d)
+                except MessageGone as exc:
+                    errors.append(exc)
+            return errors
+        errors = await asyncio.to_thread(work)
+        if errors:
+            kind = NotAVoicemail if any(isinstance(e, NotAVoicemail) for e in errors) \
+                else MessageGone
+            raise kind("; ".join(str(e) for e in errors))
 
     async def quota(self, box: MailboxRef) -> QuotaInfo:
         c = await self.counts(box)
