@@ -40,11 +40,14 @@ def ready(greeting: bytes = GREETING) -> ImapClientCore:
 def test_greeting_sets_state_and_capabilities() -> None:
     core = ready()
     assert core.state is State.NOT_AUTHENTICATED
-    assert core.has("literal+") and core.has("NOTIFY")
+    assert core.has("literal+")
+    assert core.has("NOTIFY")
     pre = ready(b"* PREAUTH hello\r\n")
-    assert pre.state is State.AUTHENTICATED and pre.capabilities == frozenset()
+    assert pre.state is State.AUTHENTICATED
+    assert pre.capabilities == frozenset()
     bye = ready(b"* BYE too busy\r\n")
-    assert bye.state is State.LOGOUT and bye.bye == "too busy"
+    assert bye.state is State.LOGOUT
+    assert bye.bye == "too busy"
     with pytest.raises(LocalProtocolError):
         bye.send_command("NOOP")
 
@@ -68,12 +71,14 @@ def test_completion_carries_untagged_owner_and_learns_capabilities() -> None:
     assert core.data_to_send() == b'V1 LOGIN u "p w"\r\n'
     events = core.receive_data(b"V1 OK [CAPABILITY IMAP4rev1 MOVE] Logged in\r\n")
     assert events == [Completed(tag, "LOGIN", events[0].response)]  # type: ignore[union-attr]
-    assert isinstance(events[0], Completed) and events[0].ok
+    assert isinstance(events[0], Completed)
+    assert events[0].ok
     assert core.state is State.AUTHENTICATED
     assert core.capabilities == frozenset({"IMAP4REV1", "MOVE"})
     core.send_command("CAPABILITY")
     core.receive_data(b"* CAPABILITY IMAP4rev1 ESEARCH\r\n")
-    assert core.has("ESEARCH") and not core.has("MOVE")
+    assert core.has("ESEARCH")
+    assert not core.has("MOVE")
 
 
 def test_select_state_is_declared_by_the_core() -> None:
@@ -90,7 +95,8 @@ def test_select_state_is_declared_by_the_core() -> None:
     core.send_command("SELECT", "Gone")
     assert core.selected is None
     core.receive_data(b"V2 NO [NONEXISTENT] no such mailbox\r\n")
-    assert core.selected is None and core.state is State.AUTHENTICATED
+    assert core.selected is None
+    assert core.state is State.AUTHENTICATED
     core.send_command("EXAMINE", "INBOX")
     core.receive_data(b"* OK [UIDVALIDITY 9] x\r\nV3 OK [READ-ONLY] done\r\n")
     assert core.selected == Selected("INBOX", 9, readonly=True)
@@ -113,7 +119,8 @@ def test_synchronising_literals_wait_for_each_continuation() -> None:
     assert core.data_to_send() == b"de\r\n"
     assert not core.blocked
     events = core.receive_data(b"V1 OK [APPENDUID 7 1:2] done\r\n")
-    assert isinstance(events[0], Completed) and events[0].tag == tag
+    assert isinstance(events[0], Completed)
+    assert events[0].tag == tag
 
 
 def test_literal_refused_before_continuation_drops_the_rest() -> None:
@@ -121,8 +128,10 @@ def test_literal_refused_before_continuation_drops_the_rest() -> None:
     core.send_command("APPEND", "INBOX", Literal(b"x" * 10))
     core.data_to_send()
     events = core.receive_data(b"V1 NO [OVERQUOTA] too big\r\n")
-    assert isinstance(events[0], Completed) and events[0].response.code == "OVERQUOTA"
-    assert not core.blocked and core.data_to_send() == b""
+    assert isinstance(events[0], Completed)
+    assert events[0].response.code == "OVERQUOTA"
+    assert not core.blocked
+    assert core.data_to_send() == b""
     core.send_command("NOOP")
     assert core.data_to_send() == b"V2 NOOP\r\n"
 
@@ -140,8 +149,10 @@ def test_sasl_with_initial_response_on_the_command_line() -> None:
     wire = core.data_to_send()
     assert wire == b"V1 AUTHENTICATE PLAIN " + base64.b64encode(b"bob\0master\0secret") + b"\r\n"
     events = core.receive_data(b"V1 OK [CAPABILITY IMAP4rev1 X] Logged in\r\n")
-    assert isinstance(events[0], Completed) and events[0].tag == tag
-    assert core.state is State.AUTHENTICATED and core.has("X")
+    assert isinstance(events[0], Completed)
+    assert events[0].tag == tag
+    assert core.state is State.AUTHENTICATED
+    assert core.has("X")
 
 
 def test_sasl_without_sasl_ir_and_a_multi_step_exchange() -> None:
@@ -162,7 +173,8 @@ def test_sasl_without_sasl_ir_and_a_multi_step_exchange() -> None:
     core.answer_challenge(tag, None)  # cancel
     assert core.data_to_send() == b"*\r\n"
     events = core.receive_data(b"V1 BAD cancelled\r\n")
-    assert isinstance(events[0], Completed) and not events[0].ok
+    assert isinstance(events[0], Completed)
+    assert not events[0].ok
     assert core.state is State.NOT_AUTHENTICATED
 
 
@@ -191,7 +203,8 @@ def test_idle_and_done() -> None:
     core.done()
     assert core.data_to_send() == b"DONE\r\n"
     events = core.receive_data(tag + b" OK IDLE terminated\r\n")
-    assert isinstance(events[0], Completed) and events[0].name == "IDLE"
+    assert isinstance(events[0], Completed)
+    assert events[0].name == "IDLE"
     assert core.selected == Selected("INBOX", 5)
 
 
@@ -201,7 +214,8 @@ def test_idle_needs_the_capability_and_a_refusal_completes() -> None:
     core = ready()
     tag = core.idle()
     events = core.receive_data(tag + b" NO not now\r\n")
-    assert isinstance(events[0], Completed) and not events[0].ok
+    assert isinstance(events[0], Completed)
+    assert not events[0].ok
     with pytest.raises(LocalProtocolError):
         core.done()
 
@@ -218,7 +232,8 @@ def test_pipelined_esearch_goes_to_the_command_it_names() -> None:
     core.receive_data(b"V1 OK done\r\nV2 OK done\r\n")
     assert core.running == ()
     events = core.receive_data(b"* 10 EXISTS\r\n")
-    assert isinstance(events[0], Untagged) and events[0].owner is None
+    assert isinstance(events[0], Untagged)
+    assert events[0].owner is None
 
 
 def test_stray_responses_and_bye() -> None:
@@ -315,4 +330,5 @@ def test_server_noise_never_breaks_the_core(lines: list[bytes]) -> None:
     assert len(completed) == len(set(completed))
     assert set(core.running) == {b"V1", b"V2"} - set(completed)
     if core.selected is not None:
-        assert core.selected.name == "INBOX" and core.state is State.SELECTED
+        assert core.selected.name == "INBOX"
+        assert core.state is State.SELECTED
