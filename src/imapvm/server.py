@@ -19,27 +19,28 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from imapvm import __version__
-from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi import config as mwi_config
 from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
+from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
@@ -48,13 +49,6 @@ from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 
 log = logging.getLogger("imapvm")
-
-EMBEDDED_CONFIG = "embedded-voicemail.conf"
-
-
-def embedded_config_path() -> Path:
-    return Path(str(resources.files("imapvm") / "data" / EMBEDDED_CONFIG))
-
 
 @dataclass
 class Metrics:
@@ -72,27 +66,9 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
-
-
-def resolve_config(config: str | None, settings: str | None,
-                   overrides: dict[str, object]) -> tuple[LoadedConfig, bool]:
-    """Load the configuration; without any, the embedded default (second value True)."""
-    embedded = config is None and not DEFAULT_VOICEMAIL_PATH.exists()
-    path = str(embedded_config_path()) if embedded else config
-    loaded = load(path, settings, overrides)
-    if embedded:  # ./var instead of system paths, unless imapvm.toml or --set chose others
-        defaults = PathSettings()
-        paths = loaded.settings.paths
-        loaded.settings = replace(loaded.settings, paths=replace(
-            paths,
-            spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
-            outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
-        ))
-        sip = loaded.settings.sip
-        if "sip.listen" not in overrides and settings is None:
-            loaded.settings = replace(loaded.settings, sip=replace(
-                sip, listen=(Endpoint("127.0.0.1", 5060),)))
-    return loaded, embedded
+        self.sip_internal_errors = r.counter(
+            "imapvm_sip_internal_errors_total",
+            "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
 def routed_address(host: str) -> str:
@@ -130,10 +106,15 @@ class VoicemailServer:
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
         self.deposits = _MwiDeposits(self.store, self)
-        self.outbox = Outbox(paths.outbox, self.deposits)
+        self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
+                               self._deleted_after_mail)
+        self.notifier = Notifier(self.mail, self.store.settings)
+        self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
+        self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
-                               exits=self._exit_target, save_password=self._save_password)
+                               exits=self._exit_target, save_password=self._save_password,
+                               recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
@@ -145,6 +126,11 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_mail_queue_depth",
+                                    "Notification e-mails waiting to be sent (or retried)",
+                                    callback=lambda: float(self.mail.depth()))
+        self.metrics.registry.add(self.mail.sent)
+        self.metrics.registry.add(self.mail.failures)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -167,9 +153,16 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        # Before the outbox worker runs: what a crash cut short becomes partial messages.
+        found = await asyncio.to_thread(unfinished, self.recordings.directory)
+        if found:
+            await deliver_unfinished(self.session, found, self.outbox)
+        self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
-                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
         except OSError as exc:
@@ -226,10 +219,15 @@ class VoicemailServer:
         if self._active:
             log.info("waiting for %d call(s) to finish", len(self._active))
             await asyncio.wait(self._active, timeout=grace)
+        await self.recordings.close()
         if not await self.outbox.flush(grace):
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
         self.outbox.stop()
+        if not await self.mail.flush(min(grace, 5.0)):
+            log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
+                        "start", self.mail.depth())
+        self.mail.stop()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -314,6 +312,11 @@ class VoicemailServer:
         path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
                                    password)
         log.info("password of %s changed by phone; saved in %s", box, path)
+
+    async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
+        """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
+        await self.store.delete(box, [ref])
+        self.mwi.refresh(box)
 
     # -- message waiting ------------------------------------------------------------------
     def _always_watched(self) -> list[str]:
