@@ -271,9 +271,11 @@ class SipCore(Notifier):
             if problem is not None:
                 self._respond_stateless(msg, source, problem.status, None, transport)
                 return
-        if not self._trusted(source) and not self._authenticated(msg, source, now, transport):
+        trusted = self._trusted(source)
+        if not trusted and not self._authenticated(msg, source, now, transport):
             return
-        if self.config.trusted is None and not self._within_rate(msg, source, now):
+        if trusted and not self._within_rate(msg, source, now,
+                                             trusted=self.config.trusted is not None):
             return  # dropped, not answered: answering a flood only feeds it
         self._on_request(msg, source, now, transport)
 
@@ -305,20 +307,30 @@ class SipCore(Notifier):
                 self._respond_stateless(msg, source, 403, "Not your mailbox", transport)
                 return False
             return True
-        challenge = auth.challenge(source[0], now, stale=verdict == "stale")
+        if verdict == "locked":
+            self.stats["auth_locked"] += 1
+            self._respond_stateless(msg, source, 403, "Locked (too many failures)", transport)
+            return False
+        if verdict == "bad":
+            self.stats["auth_failures"] += 1
+        challenges = auth.challenges(source[0], now, stale=verdict == "stale")
         self._respond_stateless(msg, source, 401, "Unauthorized", transport,
-                                extra=[("WWW-Authenticate", challenge)])
+                                extra=[("WWW-Authenticate", c) for c in challenges])
         return False
 
-    def _within_rate(self, msg: SipRequest, source: Address, now: float) -> bool:
+    def _within_rate(
+        self, msg: SipRequest, source: Address, now: float, trusted: bool = False
+    ) -> bool:
         """Per-source limit on new requests. Sources in an explicit trusted list (the PBX)
-        are never limited; everyone else is, including the 403s we answer them with."""
+        have their own, higher limit; everyone else is limited, including the 403s we
+        answer them with."""
+        limiter = self._trusted_limiter if trusted else self._limiter
         if (
-            self._limiter is None
+            limiter is None
             or msg.method in ("ACK", "CANCEL")
             or msg.to_addr.tag
             or self._server_txs.get(self._tx_key(msg, msg.method)) is not None
-            or self._limiter.allow(source[0], now)
+            or limiter.allow(source[0], now)
         ):
             return True
         self.stats["rate_limited"] += 1
