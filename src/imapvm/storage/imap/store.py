@@ -451,8 +451,20 @@ class ImapStore:
         return name
 
     async def _lockout_op(self, acct: Account, op: Callable[[ImapConnection], Awaitable[T]]) -> T:
+        async def guarded(conn: ImapConnection) -> T:
+            try:
+                return await op(conn)
+            except ImapError as exc:
+                if exc.status != "NO" or not exc.command.endswith("METADATA"):
+                    raise
+                # Stock Cyrus refuses entries it has no definition for.
+                raise LockoutUnsupported(
+                    f"{acct.label}: the server refuses the METADATA entry ({exc.text}); on "
+                    "Cyrus set annotation_allow_undefined: 1 or define /private/vendor/imapvm/ "
+                    "entries in annotation_definitions") from exc
+
         try:
-            return await acct.run(op)
+            return await acct.run(guarded)
         except ImapError as exc:
             raise StoreError(f"{acct.label}: {exc}") from exc
         except ConnectionLost as exc:
