@@ -30,17 +30,20 @@ from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi import config as mwi_config
 from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
+from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
@@ -131,10 +134,15 @@ class VoicemailServer:
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
         self.deposits = _MwiDeposits(self.store, self)
-        self.outbox = Outbox(paths.outbox, self.deposits)
+        self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
+                               self._deleted_after_mail)
+        self.notifier = Notifier(self.mail, self.store.settings)
+        self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
+        self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
-                               exits=self._exit_target, save_password=self._save_password)
+                               exits=self._exit_target, save_password=self._save_password,
+                               recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         lock = loaded.settings.sip.lockout
         self.lockouts = Lockouts(LockoutPolicy(lock.free_failures, lock.backoff,
@@ -151,6 +159,11 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_mail_queue_depth",
+                                    "Notification e-mails waiting to be sent (or retried)",
+                                    callback=lambda: float(self.mail.depth()))
+        self.metrics.registry.add(self.mail.sent)
+        self.metrics.registry.add(self.mail.failures)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -175,7 +188,13 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        # Before the outbox worker runs: what a crash cut short becomes partial messages.
+        found = await asyncio.to_thread(unfinished, self.recordings.directory)
+        if found:
+            await deliver_unfinished(self.session, found, self.outbox)
+        self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
                              auth_guard=_DigestGuard(self))
@@ -235,10 +254,15 @@ class VoicemailServer:
         if self._active:
             log.info("waiting for %d call(s) to finish", len(self._active))
             await asyncio.wait(self._active, timeout=grace)
+        await self.recordings.close()
         if not await self.outbox.flush(grace):
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
         self.outbox.stop()
+        if not await self.mail.flush(min(grace, 5.0)):
+            log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
+                        "start", self.mail.depth())
+        self.mail.stop()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -329,6 +353,11 @@ class VoicemailServer:
         path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
                                    password)
         log.info("password of %s changed by phone; saved in %s", box, path)
+
+    async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
+        """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
+        await self.store.delete(box, [ref])
+        self.mwi.refresh(box)
 
     # -- message waiting ------------------------------------------------------------------
     def _always_watched(self) -> list[str]:

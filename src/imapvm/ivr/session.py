@@ -26,6 +26,7 @@ from imapvm.message.from_config import email_settings
 from imapvm.message.settings import EmailSettings
 from imapvm.storage.base import MailboxRef, Store
 from imapvm.storage.lockout import Lockouts
+from imapvm.storage.recording import JournalWriter
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Session:
     #: Failed logins counted per mailbox and source across calls and nodes; None: only
     #: ``maxlogins`` per call limits guessing.
     lockouts: Lockouts | None = None
+    #: Keeps callers' audio on disk while they speak (None = only in memory until the end).
+    recordings: JournalWriter | None = None
 
     def settings(self, box: MailboxRef) -> MailboxSettings:
         """Effective settings of a configured mailbox (KeyError when unknown)."""

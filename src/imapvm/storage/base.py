@@ -189,6 +189,13 @@ class MessageGone(StoreError):
     folder's UIDVALIDITY changed)."""
 
 
+class NotAVoicemail(MessageGone):
+    """The id names something that is not a voicemail of that mailbox: ordinary mail, another
+    mailbox's (or context's) voicemail, a greeting, or a folder that is not one of the box's.
+    A subclass of MessageGone, so every caller that copes with a vanished message copes with
+    this too; nothing is ever done to such a message."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 

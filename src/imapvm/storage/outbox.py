@@ -24,6 +24,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,11 @@ from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.fsutil import fsync_dir, write_durably
 
 log = logging.getLogger(__name__)
+
+
+#: Told of each deposit once the store has it, before the item leaves the outbox (voicemail to
+#: e-mail queues its notifications there); failures are logged, never retried by the outbox.
+DeliveredHook = Callable[[MailboxRef, bytes, MessageRef], Awaitable[object]]
 
 
 class DepositTarget(Protocol):
@@ -52,6 +58,9 @@ class OutboxItem:
     created: float
     attempts: int = 0
     last_error: str = ""
+    #: The message may already be in the store (a recording recovered after a crash): ask for
+    #: its Message-ID before the first append too.
+    check_first: bool = False
 
     @property
     def box(self) -> MailboxRef:
@@ -71,12 +80,13 @@ def message_id_of(email: bytes) -> str:
 
 class Outbox:
     def __init__(self, directory: Path, target: DepositTarget, *,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, on_delivered: DeliveredHook | None = None) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
         self.rejected_dir = self.directory / "rejected"
         self.target = target
         self.max_backoff = max_backoff
+        self.on_delivered = on_delivered
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._delivered: dict[str, asyncio.Future[MessageRef]] = {}
@@ -85,12 +95,14 @@ class Outbox:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
 
     # -- submitting -----------------------------------------------------------------------
-    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
+    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False,
+                     check_first: bool = False) -> str:
         """Write the deposit durably; returns its outbox id. Raises ValueError (no Message-ID)
         or OSError (disk) before anything is acknowledged."""
         item = OutboxItem(id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
                           mailbox=box.mailbox, context=box.context, urgent=urgent,
-                          message_id=message_id_of(email), created=time.time())
+                          message_id=message_id_of(email), created=time.time(),
+                          check_first=check_first)
         await asyncio.to_thread(self._write_new, item, email)
         self._delivered[item.id] = asyncio.get_running_loop().create_future()
         self._idle.clear()
@@ -115,6 +127,10 @@ class Outbox:
             except (OSError, ValueError, TypeError) as exc:
                 log.error("outbox: unreadable item %s (%s); left in place", meta, exc)
         return items
+
+    def pending_message_ids(self) -> set[str]:
+        """Message-IDs waiting for the store (blocking: run in a thread)."""
+        return {item.message_id for item in self.pending()}
 
     def depth(self) -> int:
         return len(list(self.pending_dir.glob("*.json")))
@@ -156,7 +172,7 @@ class Outbox:
             return False
         try:
             ref = None
-            if item.attempts > 0:  # it may have landed although we never heard back
+            if item.attempts > 0 or item.check_first:  # it may have landed unbeknown to us
                 ref = await self.target.contains_message_id(item.box, item.message_id)
             if ref is None:
                 item.attempts += 1
@@ -178,6 +194,11 @@ class Outbox:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self._save_meta, item)
             return False
+        if self.on_delivered is not None:
+            try:
+                await self.on_delivered(item.box, email, ref)
+            except Exception:
+                log.exception("outbox: %s delivered, but its delivery hook failed", item.id)
         await asyncio.to_thread(self._remove, item)
         log.info("outbox: %s delivered to %s as %s", item.id, item.box, ref)
         self._resolve(item.id, ref=ref)

@@ -34,8 +34,11 @@ class RoutingStore:
                  client: ImapClientSettings | None = None) -> None:
         self.config = config
         self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client))
-        self.spool = SpoolStore(spool_root,
-                                lambda box: SpoolSettings(maxmsg=self.settings(box).maxmsg))
+        self.spool = SpoolStore(spool_root, self._spool_settings)
+
+    def _spool_settings(self, box: MailboxRef) -> SpoolSettings:
+        ms = self.settings(box)
+        return SpoolSettings(maxmsg=ms.maxmsg, formats=ms.formats)
 
     def settings(self, box: MailboxRef) -> MailboxSettings:
         try:

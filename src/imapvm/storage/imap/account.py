@@ -270,12 +270,34 @@ class Account:
             name = info.prefix + name
         return utf7.encode(name)
 
+    def voicemail_folder_names(self) -> set[str]:
+        """Every folder a voicemail of this account may live in (call after discovery)."""
+        return {self.folder_name(f) for f in Folder}
+
+    async def folder_exists(self, conn: ImapConnection, name: str) -> bool:
+        """Whether `name` exists, without creating it: reading never creates a folder (a
+        read-only `ls` must not leave eight empty folders in the user's mail client)."""
+        if name in self._known_folders or name.upper() == "INBOX":
+            return True
+        entries = list_entries((await conn.execute("LIST", "", name)).untagged)
+        if any(e.name == name and "\\NONEXISTENT" not in e.attributes
+               and "\\NOSELECT" not in e.attributes for e in entries):
+            self._known_folders.add(name)
+            return True
+        return False
+
+    def forget_folder(self, name: str) -> None:
+        """The folder turned out not to exist (deleted by a mail client): look again next time."""
+        self._known_folders.discard(name)
+
     async def ensure_folder(self, conn: ImapConnection, name: str) -> None:
-        """CREATE a folder once if it does not exist yet (folders are created on first use)."""
+        """CREATE a folder once if it does not exist yet (folders are created on first use,
+        i.e. by a deposit or a move into it, never by reading)."""
         if name in self._known_folders or name.upper() == "INBOX":
             return
         entries = list_entries((await conn.execute("LIST", "", name)).untagged)
-        if not entries:
+        if not any(e.name == name and "\\NONEXISTENT" not in e.attributes
+                   and "\\NOSELECT" not in e.attributes for e in entries):
             try:
                 await conn.execute("CREATE", name)
             except ImapError as exc:
