@@ -19,14 +19,12 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from imapvm import __version__
-from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import voicemail_main
@@ -53,13 +51,6 @@ from imapvm.telephony.server import SipSettings as SipServerSettings
 
 log = logging.getLogger("imapvm")
 
-EMBEDDED_CONFIG = "embedded-voicemail.conf"
-
-
-def embedded_config_path() -> Path:
-    return Path(str(resources.files("imapvm") / "data" / EMBEDDED_CONFIG))
-
-
 @dataclass
 class Metrics:
     registry: Registry = field(default_factory=Registry)
@@ -76,27 +67,9 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
-
-
-def resolve_config(config: str | None, settings: str | None,
-                   overrides: dict[str, object]) -> tuple[LoadedConfig, bool]:
-    """Load the configuration; without any, the embedded default (second value True)."""
-    embedded = config is None and not DEFAULT_VOICEMAIL_PATH.exists()
-    path = str(embedded_config_path()) if embedded else config
-    loaded = load(path, settings, overrides)
-    if embedded:  # ./var instead of system paths, unless imapvm.toml or --set chose others
-        defaults = PathSettings()
-        paths = loaded.settings.paths
-        loaded.settings = replace(loaded.settings, paths=replace(
-            paths,
-            spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
-            outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
-        ))
-        sip = loaded.settings.sip
-        if "sip.listen" not in overrides and settings is None:
-            loaded.settings = replace(loaded.settings, sip=replace(
-                sip, listen=(Endpoint("127.0.0.1", 5060),)))
-    return loaded, embedded
+        self.sip_internal_errors = r.counter(
+            "imapvm_sip_internal_errors_total",
+            "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
 def routed_address(host: str) -> str:
@@ -197,7 +170,8 @@ class VoicemailServer:
         self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
-                             auth_guard=_DigestGuard(self))
+                             auth_guard=_DigestGuard(self),
+                             on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
         except OSError as exc:

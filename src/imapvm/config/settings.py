@@ -582,7 +582,10 @@ def load_settings(
 
     def where(key: str) -> Location:
         bare = re.sub(r"\[\d+\]$", "", key)
-        if key in overridden or bare in overridden:
+        # A key set on the command line, or a table or value above or below one, is reported
+        # there: the file may not even exist.
+        if any(bare == o or bare.startswith(o + ".") or o.startswith(bare + ".")
+               for o in overridden):
             return Location("command line")
         # A missing key is reported at the table that should hold it.
         while bare and bare not in lines:
@@ -591,6 +594,9 @@ def load_settings(
 
     settings = _validate(raw, diags, where)
     return replace(settings, source=source)
+
+
+_DOTTED_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -603,6 +609,9 @@ def parse_override(text: str) -> tuple[str, object]:
     key = key.strip()
     if not eq or not key:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    if not _DOTTED_KEY.fullmatch(key):
+        raise ValueError(f"{key!r} is not a setting name (expected dotted names such as "
+                         "sip.listen or paths.outbox)")
     try:
         return key, tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:

@@ -28,12 +28,23 @@ from imapvm.storage.imap.connection import (
     ConnectionLost,
     ImapConnection,
     ImapError,
+    ServerSilent,
     Timeouts,
 )
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class ServerNotAnswering(StoreUnavailable):
+    """The IMAP server took the connection and said nothing: not retried at once."""
+
+
+def labelled(label: str, exc: BaseException) -> str:
+    """`label: message`, once: connection errors already start with the label."""
+    text = str(exc)
+    return text if text.startswith(f"{label}:") else f"{label}: {text}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,8 @@ class Account:
         try:
             conn = await ImapConnection.open(s.host, s.port, tls=s.tls, ssl_context=ctx,
                                              timeouts=s.timeouts, label=self.label)
+        except ServerSilent as exc:
+            raise ServerNotAnswering(str(exc)) from exc
         except ConnectionLost as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
@@ -224,14 +237,14 @@ class Account:
                     return await op(conn)
             except ConnectionLost as exc:
                 if attempt >= retries:
-                    raise StoreUnavailable(f"{self.label}: {exc}") from exc
-            except LoginRefused:
+                    raise StoreUnavailable(labelled(self.label, exc)) from exc
+            except (LoginRefused, ServerNotAnswering):
                 raise
             except StoreUnavailable:
                 if attempt >= retries:
                     raise
             except ImapError as exc:  # the server refused: not worth retrying
-                raise StoreError(f"{self.label}: {exc}") from exc
+                raise StoreError(labelled(self.label, exc)) from exc
             attempt += 1
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
 

@@ -36,7 +36,7 @@ from imapvm.storage.base import (
     StoreUnavailable,
 )
 from imapvm.storage.imap import expunge
-from imapvm.storage.imap.account import Account, ImapSettings
+from imapvm.storage.imap.account import Account, ImapSettings, labelled
 from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError, Result
 from imapvm.storage.imap.protocol import Literal, Raw, quote
 from imapvm.storage.imap.responses import (
@@ -294,9 +294,9 @@ class ImapStore:
             await acct.ensure_folder(conn, name)
             await self._select(conn, name)
         except ConnectionLost as exc:
-            raise StoreUnavailable(f"{acct.label}: {exc}") from exc
+            raise StoreUnavailable(labelled(acct.label, exc)) from exc
         except ImapError as exc:
-            raise StoreError(f"{acct.label}: {exc}") from exc
+            raise StoreError(labelled(acct.label, exc)) from exc
         return name
 
     async def counts(self, box: MailboxRef, *, conn: ImapConnection | None = None) -> Counts:
@@ -325,9 +325,9 @@ class ImapStore:
             try:
                 return await op(conn)
             except ConnectionLost as exc:
-                raise StoreUnavailable(f"{acct.label}: {exc}") from exc
+                raise StoreUnavailable(labelled(acct.label, exc)) from exc
             except ImapError as exc:
-                raise StoreError(f"{acct.label}: {exc}") from exc
+                raise StoreError(labelled(acct.label, exc)) from exc
         return await acct.run(op)
 
     async def list(self, box: MailboxRef, folder: Folder,
@@ -561,11 +561,11 @@ class ImapStore:
 
         Not retried here: a deposit that may or may not have landed is the outbox's business
         (it searches by Message-ID before trying again, so nothing lands twice)."""
-        acct, s = self.account(box)
+        acct, _ = self.account(box)
         q = await self.quota(box)
-        if q.full(incoming_kib=(len(email) + 1023) // 1024):
-            raise MailboxFull(f"{box}: mailbox full ({q.messages} of {s.maxmsg} messages, "
-                              f"{q.storage_used} of {q.storage_limit} KiB)")
+        incoming = (len(email) + 1023) // 1024
+        if q.full(incoming_kib=incoming):
+            raise MailboxFull(f"{box}: mailbox full ({q.describe(incoming)})")
         return await self._append(acct, lambda: acct.folder_name(Folder.INBOX), email,
                                   "(\\Flagged)" if urgent else "()")
 
