@@ -66,6 +66,9 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
+        self.sip_internal_errors = r.counter(
+            "imapvm_sip_internal_errors_total",
+            "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
 def routed_address(host: str) -> str:
@@ -158,7 +161,8 @@ class VoicemailServer:
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
-                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
         except OSError as exc:

@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -50,6 +50,13 @@ from imapvm.storage.base import (
     StoreError,
 )
 from imapvm.storage.fsutil import write_durably
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    PollWatcher,
+    WatchOptions,
+)
 
 log = logging.getLogger(__name__)
 _MSG = re.compile(r"^msg(\d{4})\.txt$")
@@ -370,6 +377,14 @@ class SpoolStore:
                 for old in d.glob(f"{kind.value}.*"):
                     old.unlink()
         await asyncio.to_thread(work)
+
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """The spool has no push: one poller for all its boxes."""
+        return ("spool", str(self.root))
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        return PollWatcher(self, receiver, options, f"spool {self.root}")
 
     async def aclose(self) -> None:
         return None

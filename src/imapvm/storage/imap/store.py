@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
@@ -44,6 +44,13 @@ from imapvm.storage.imap.responses import (
     fetch_items,
     quota,
     search_uids,
+)
+from imapvm.storage.imap.watch import ImapWatcher
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    WatchOptions,
 )
 
 log = logging.getLogger(__name__)
@@ -125,6 +132,16 @@ class ImapStore:
             acct = self._accounts[s.identity] = Account(s)
         return acct, s
 
+    # -- watching (the Store's watch capability) ------------------------------------------
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """Boxes of one login identity share a watcher and its connection."""
+        return ("imap", self.account(box)[1].identity)
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        s = self.account(box)[1]
+        return ImapWatcher(self, receiver, options, limiter, f"{s.user}@{s.host}:{s.port}")
+
     async def drop_idle_connections(self) -> None:
         """Log out pooled connections but keep what was learnt (server info, header cache)."""
         for acct in self._accounts.values():
@@ -137,17 +154,12 @@ class ImapStore:
 
     async def _select(self, conn: ImapConnection, name: str) -> int:
         """SELECT `name` unless it already is; returns its UIDVALIDITY."""
-        state = getattr(conn, "vm_selected", None)
-        if state is not None and state[0] == name:
-            return int(state[1])
-        conn.vm_selected = None  # type: ignore[attr-defined]  # a failed SELECT deselects
-        res = await conn.execute("SELECT", name)
-        validity = 0
-        for r in res.untagged:
-            if r.code == "UIDVALIDITY" and r.code_args and isinstance(r.code_args[0], bytes):
-                validity = int(r.code_args[0])
-        conn.vm_selected = (name, validity)  # type: ignore[attr-defined]
-        return validity
+        if conn.selected is None or conn.selected.name != name:
+            await conn.execute("SELECT", name)
+        selected = conn.selected
+        if selected is None or selected.name != name:  # an OK that selected nothing
+            raise ImapError("SELECT", "NO", f"{name} was not selected")
+        return selected.uidvalidity
 
     async def _select_refs(self, conn: ImapConnection, acct: Account, box: MailboxRef,
                            refs: Sequence[MessageRef]) -> None:
