@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from imapvm.audio import language
+from imapvm.ivr import lang
 from imapvm.ivr import say as speech
 from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
@@ -76,6 +78,7 @@ async def voicemail_main(
         own = channel.target.mailbox
         mailbox = own if own and session.find(own, context) else None
     result = MainResult(None)
+    language.set_current(session.call_language(channel.target.language))
     try:
         await channel.answer()
         login = await _login(channel, session, mailbox, context, options)
@@ -164,6 +167,8 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
     from imapvm.ivr.options import mailbox_options, new_user_setup
 
     view = MailboxView(session, box, session.settings(box))
+    if view.settings.language:  # as Asterisk: the mailbox's language wins once logged in
+        language.set_current(view.settings.language)
     await view.count()
     if view.urgent:
         await view.open(Folder.URGENT)
@@ -255,20 +260,7 @@ async def _intro(channel: Channel, view: MailboxView) -> str:
 
         if await load_greeting(view.session, view.box, GreetingKind.TEMP) is not None:
             prompts.append("vm-tempgreetactive")
-    prompts.append("vm-youhave")
-    u, n, o = view.urgent, view.new, view.old
-
-    def plural(count: int) -> str:
-        return "vm-message" if count == 1 else "vm-messages"
-
-    if u:
-        prompts += [*speech.number(u), "vm-Urgent", "vm-and" if (n or o) else plural(u)]
-    if n:
-        prompts += [*speech.number(n), "vm-INBOX", "vm-and" if o else plural(n)]
-    if o:
-        prompts += [*speech.number(o), "vm-Old", plural(o)]
-    if not (u or n or o):
-        prompts += ["vm-no", "vm-messages"]
+    prompts += lang.current().intro(view.urgent, view.new, view.old)
     return await say(channel, prompts) or ""
 
 
@@ -276,7 +268,7 @@ async def _intro(channel: Channel, view: MailboxView) -> str:
 async def _browse(channel: Channel, view: MailboxView) -> str:
     if view.last > -1:
         return await play_message(channel, view) or ""
-    return await say(channel, ["vm-youhave", "vm-no", *view.folder_name()]) or ""
+    return await say(channel, lang.current().empty_folder(f"vm-{view.folder.title}")) or ""
 
 
 async def _previous(channel: Channel, view: MailboxView) -> str:
@@ -335,8 +327,7 @@ async def _save(channel: Channel, view: MailboxView) -> str:
     try:
         entry.ref = await view.session.store.save_to_folder(view.box, entry.ref, folder)
         entry.deleted = False
-        prompts = ["vm-message", *speech.number(view.cur + 1), "vm-savedto",
-                   *view.folder_name(folder)]
+        prompts = lang.current().saved_to(view.cur + 1, f"vm-{folder.title}")
     except (MailboxFull, StoreError) as exc:
         log.warning("%s: save to %s failed: %s", view.box, folder.title, exc)
         prompts = ["vm-mailboxfull"]
@@ -365,7 +356,7 @@ async def choose_folder(channel: Channel, prompt: str, start: int) -> str:
             prompts = ["vm-press"]
             for x in range(start, 5):
                 f = Folder(x)
-                prompts += [*speech.number(x), "vm-for", f"vm-{f.title}", "vm-messages"]
+                prompts += lang.current().folder_choice(x, f"vm-{f.title}")
             prompts.append("vm-tocancel")
             key = await menu_key(channel, prompts, FOLDER_WAIT)
         if key and (key.isdigit() or key == "#"):

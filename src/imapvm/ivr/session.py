@@ -107,6 +107,20 @@ class Session:
             return self.passwords[box]
         return self.settings(box).password
 
+    def call_language(self, requested: str | None, box: MailboxRef | None = None) -> str:
+        """The language a call speaks before the owner logs in: what the network asked for
+        (a ``language`` URI parameter or Accept-Language), else the mailbox's ``language=``
+        (a deposit speaks the owner's language), else ``[general] language``, else English."""
+        if requested:
+            return requested
+        if box is not None:
+            try:
+                if self.settings(box).language:
+                    return self.settings(box).language
+            except KeyError:
+                pass
+        return str(self.config.general["language"] or "") or "en"
+
     def prompt(self, name: str) -> str:
         """A prompt name after voicemail.conf's overrides (``vm-login=...``)."""
         return self.config.general.prompt(name)
