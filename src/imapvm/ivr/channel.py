@@ -40,6 +40,9 @@ class CallerId:
     number: str | None
     name: str | None = None
     uri: str | None = None
+    #: The network address the call came from (the SIP peer: often the PBX, not the phone);
+    #: login failures are counted per source by it.
+    address: str | None = None
 
 
 @dataclass(frozen=True)
