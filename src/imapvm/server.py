@@ -22,14 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from imapvm import __version__
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
 from imapvm.config.reload import reload as reload_config
 from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi import config as mwi_config
@@ -431,14 +431,20 @@ class _MwiDeposits:
         return ref
 
 
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
+
+
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
-    await leave_message(channel, server.session)
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:
