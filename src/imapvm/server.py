@@ -30,6 +30,7 @@ from imapvm.config.reload import reload as reload_config
 from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.dialplan import run_call
+from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi import config as mwi_config
@@ -40,6 +41,7 @@ from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
@@ -131,9 +133,11 @@ class VoicemailServer:
                                                       on_latency=self.metrics.mwi_latency.observe))
         self.deposits = _MwiDeposits(self.store, self)
         self.outbox = Outbox(paths.outbox, self.deposits)
+        self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
-                               exits=self._exit_target, save_password=self._save_password)
+                               exits=self._exit_target, save_password=self._save_password,
+                               recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
@@ -167,6 +171,11 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        # Before the outbox worker runs: what a crash cut short becomes partial messages.
+        found = await asyncio.to_thread(unfinished, self.recordings.directory)
+        if found:
+            await deliver_unfinished(self.session, found, self.outbox)
+        self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
@@ -226,6 +235,7 @@ class VoicemailServer:
         if self._active:
             log.info("waiting for %d call(s) to finish", len(self._active))
             await asyncio.wait(self._active, timeout=grace)
+        await self.recordings.close()
         if not await self.outbox.flush(grace):
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,7 +177,8 @@ class ScriptedChannel:
         return None
 
     async def record(self, max_seconds: float, silence_seconds: float | None = None,
-                     silence_threshold: int = 128, terminators: str = "#") -> RecordResult:
+                     silence_threshold: int = 128, terminators: str = "#",
+                     tap: Callable[[np.ndarray], None] | None = None) -> RecordResult:
         self.record_calls.append(RecordCall(max_seconds, silence_seconds, silence_threshold,
                                             terminators))
         self._last_audio = False
@@ -196,6 +198,9 @@ class ScriptedChannel:
         reason = "max" if head.seconds > max_seconds else head.reason
         audio = tone(seconds, head.freq)
         self.recorded.append(audio)
+        if tap is not None:
+            for start in range(0, len(audio), 160):  # as RTP brings it: 20 ms at a time
+                tap(audio[start:start + 160])
         if reason == "hangup":
             self.hangup_event.set()
         return RecordResult(audio, reason)

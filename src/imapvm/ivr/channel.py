@@ -17,6 +17,7 @@ it does not interrupt is discarded, as Asterisk does; ``flush_digits`` discards 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -98,10 +99,12 @@ class Channel(Protocol):
         silence_seconds: float | None = None,
         silence_threshold: int = 128,
         terminators: str = "#",
+        tap: Callable[[Audio], None] | None = None,
     ) -> RecordResult:
         """Record until a terminator digit, ``silence_seconds`` of quiet, the maximum or hangup.
 
-        Trailing silence is trimmed when the recording ended on silence.
+        Trailing silence is trimmed when the recording ended on silence. ``tap`` is given the
+        caller's samples as they arrive (the durable journal of a message being left).
         """
 
     async def get_digits(self, count: int, digit_timeout: float, terminators: str = "#") -> str:

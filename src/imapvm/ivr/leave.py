@@ -35,6 +35,7 @@ from imapvm.ivr.record import RecordSettings, Take, record_with_review
 from imapvm.ivr.session import Exit, Session
 from imapvm.message import FLAG_NONE, FLAG_PRIORITY, FLAG_URGENT, Deposit, build_voicemail
 from imapvm.storage.base import GreetingKind, MailboxRef, StoreError
+from imapvm.storage.recording import Journal, RecordingMeta, new_meta
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,18 @@ async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
         return LeaveResult("FAILED")
     if options.beep:
         await channel.play(options.beep)
-    take = await record_with_review(channel, record_settings(session, first), caller=True,
-                                    urgent=options.urgent)
-    result = await _keep(channel, session, known, take, options, settings.minsecs)
+    journal = await _begin_journal(channel, session, known, options)
+    try:
+        take = await record_with_review(channel, record_settings(session, first), caller=True,
+                                        urgent=options.urgent, journal=journal)
+        result = await _keep(channel, session, known, take, options, settings.minsecs,
+                             journal.meta if journal is not None else None)
+    except BaseException:
+        if journal is not None:  # the next start-up delivers what was kept
+            await journal.keep()
+        raise
+    if journal is not None:
+        await journal.finish()
     if take.outcome == "operator":
         await channel.play("transfer")
         result.status = "USEREXIT"
@@ -265,8 +275,22 @@ async def _invented(channel: Channel, session: Session, box: MailboxRef, busy: b
     return digit or await channel.play("vm-isonphone" if busy else "vm-isunavail", exit_keys)
 
 
+async def _begin_journal(channel: Channel, session: Session, boxes: list[MailboxRef],
+                         options: LeaveOptions) -> Journal | None:
+    """Start keeping the caller's audio on disk as it arrives (when the server does that)."""
+    if session.recordings is None:
+        return None
+    flag = FLAG_URGENT if options.urgent else (FLAG_PRIORITY if options.priority else FLAG_NONE)
+    meta = new_meta([(b.mailbox, b.context) for b in boxes],
+                    caller_num=channel.caller.number or "",
+                    caller_name=channel.caller.name or "", orig_time=int(session.clock()),
+                    flag=flag, hostname=session.email_settings(boxes[0]).hostname)
+    return await session.recordings.begin(meta)
+
+
 async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], take: Take,
-                options: LeaveOptions, minsecs: int) -> LeaveResult:
+                options: LeaveOptions, minsecs: int,
+                journal: RecordingMeta | None = None) -> LeaveResult:
     """Deposit the take to every recipient through the outbox (or drop it when too short)."""
     urgent = take.urgent
     if take.audio is None or len(take.audio) == 0 or take.seconds < max(minsecs, 0):
@@ -281,9 +305,10 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
         if box != boxes[0] and await _full(session, box):
             log.warning("leave a message: %s is full; not delivered there", box)
             continue
-        result.deposits[box] = await deposit(session, box, recording, flag=flag,
-                                             caller_num=channel.caller.number or "",
-                                             caller_name=channel.caller.name or "")
+        result.deposits[box] = await deposit(
+            session, box, recording, flag=flag, caller_num=channel.caller.number or "",
+            caller_name=channel.caller.name or "",
+            message_id=journal.message_id(box.mailbox, box.context) if journal else None)
         await session.notify_changed(box)
     return result
 
@@ -307,10 +332,10 @@ async def next_number(session: Session, box: MailboxRef) -> int:
 
 
 async def deposit(session: Session, box: MailboxRef, recording: AudioValue, *, flag: str,
-                  caller_num: str, caller_name: str) -> str:
+                  caller_num: str, caller_name: str, message_id: str | None = None) -> str:
     """Build the e-mail for ``box`` and hand it to the outbox; durable on return."""
     number = await next_number(session, box)
     dep = Deposit(number=number, caller_id_num=caller_num, caller_id_name=caller_name,
-                  orig_time=int(session.clock()), flag=flag)
+                  orig_time=int(session.clock()), flag=flag, message_id=message_id)
     built = await asyncio.to_thread(build_voicemail, dep, session.email_settings(box), recording)
     return await session.outbox.submit(box, built.raw, urgent=flag == FLAG_URGENT)

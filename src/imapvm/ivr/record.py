@@ -13,7 +13,7 @@ One function serves the three, because Asterisk's differ only in who records:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -41,6 +41,13 @@ class Take:
         return 0.0 if self.audio is None else len(self.audio) / 8000
 
 
+class RecordingJournal(Protocol):
+    """Where a caller's audio goes as it arrives (``storage.recording.Journal``)."""
+
+    def append(self, pcm: Audio) -> None: ...
+    def restart(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class RecordSettings:
     max_seconds: int
@@ -59,11 +66,13 @@ async def record_with_review(
     forward_intro: bool = False,
     instruction: str | None = None,
     urgent: bool = False,
+    journal: RecordingJournal | None = None,
 ) -> Take:
     """Record until the caller accepts, then return the take (see the module docstring).
 
     ``instruction`` is the owner's prompt before each take (``vm-rec-unv``...); callers' first
-    take starts at once (the beep was played by the caller of this function).
+    take starts at once (the beep was played by the caller of this function). ``journal``
+    receives every take's audio as it arrives, and is restarted for each new take.
     """
     audio: Audio | None = None
     recorded = False
@@ -80,12 +89,14 @@ async def record_with_review(
                     await channel.play("beep")
                 recorded = True
                 stop = "#" + ("0" if rs.operator else "")
-                result = await channel.record(
-                    float(rs.max_seconds) if rs.max_seconds > 0 else UNLIMITED_SECONDS,
-                    float(rs.max_silence) if rs.max_silence > 0 else None,
-                    rs.silence_threshold,
-                    stop,
-                )
+                limits = (float(rs.max_seconds) if rs.max_seconds > 0 else UNLIMITED_SECONDS,
+                          float(rs.max_silence) if rs.max_silence > 0 else None,
+                          rs.silence_threshold, stop)
+                if journal is None:
+                    result = await channel.record(*limits)
+                else:
+                    journal.restart()
+                    result = await channel.record(*limits, tap=journal.append)
                 if result.reason == "hangup":
                     if caller and len(result.audio):
                         return Take(np.asarray(result.audio, dtype=np.int16), "hangup", urgent)

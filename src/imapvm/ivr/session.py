@@ -25,6 +25,7 @@ from imapvm.config.voicemail import VoicemailConfig
 from imapvm.message.from_config import email_settings
 from imapvm.message.settings import EmailSettings
 from imapvm.storage.base import MailboxRef, Store
+from imapvm.storage.recording import JournalWriter
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class Session:
     clock: Callable[[], float] = time.time
     #: Passwords changed during this process's life, applied over voicemail.conf's.
     passwords: dict[MailboxRef, str] = field(default_factory=dict)
+    #: Keeps callers' audio on disk while they speak (None = only in memory until the end).
+    recordings: JournalWriter | None = None
 
     def settings(self, box: MailboxRef) -> MailboxSettings:
         """Effective settings of a configured mailbox (KeyError when unknown)."""

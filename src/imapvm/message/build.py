@@ -55,6 +55,11 @@ HEADER_GREETING = "X-Imapvm-Greeting"
 HEADER_FWD_MAILBOX = "X-Imapvm-Forwarded-From"
 HEADER_FWD_TIME = "X-Imapvm-Forwarded-Time"
 HEADER_FWD_COMMENT = "X-Imapvm-Comment-Duration"
+HEADER_PARTIAL = "X-Imapvm-Partial"
+PARTIAL_SENTENCE = (
+    "This message is incomplete: the voicemail server stopped while the caller was still "
+    "speaking, and this is everything recorded up to then."
+)
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,10 @@ def _headers(
     rnd: Randomness,
     boundary: str,
     extra: list[str],
+    message_id: str | None = None,
 ) -> str:
     date = format_datetime(_zone_time(rnd.now.timestamp(), settings.tz))
-    mid = (
+    mid = message_id or (
         f"<Imapvm-{meta.number}-{rnd.message_id_token}-{_token(settings.mailbox)}-{rnd.pid}"
         f"@{_token(settings.hostname) or 'localhost'}>"
     )
@@ -270,6 +276,8 @@ def build_voicemail(
         body = _default_body(meta, settings.fullname, orig_date)
     if not body.endswith(CRLF):
         body += CRLF
+    if deposit.partial:
+        body += CRLF + PARTIAL_SENTENCE + CRLF
     from_name = expand(settings.fromstring, variables) if settings.fromstring else ""
 
     stem = f"msg{meta.file_index:04d}"
@@ -290,8 +298,11 @@ def build_voicemail(
         extra_headers.append(x_header(HEADER_FWD_TIME, str(forwarded.time)))
         if forwarded.comment_duration is not None:
             extra_headers.append(x_header(HEADER_FWD_COMMENT, str(forwarded.comment_duration)))
+    if deposit.partial:
+        extra_headers.append(x_header(HEADER_PARTIAL, "yes"))
     boundary = _boundary(meta.number, settings, rnd)
-    headers = _headers(settings, meta, subject, from_name, rnd, boundary, extra_headers)
+    headers = _headers(settings, meta, subject, from_name, rnd, boundary, extra_headers,
+                       deposit.message_id)
     raw = _assemble(headers, body, settings.charset, boundary, (main, extras, intro_part))
     flags = ("\\Flagged",) if meta.is_urgent else ()
     return BuiltMessage(raw=raw, meta=meta, flags=flags, filename=main.filename)

@@ -140,6 +140,12 @@ class Deposit:
     forwarded: ForwardInfo | None = None
     #: Whole seconds; None = taken from the recording.
     duration: int | None = None
+    #: The Message-ID header to write (``<...>``); None = a new one. A recording kept while the
+    #: caller speaks chooses it up front, so the message built after a crash has the same one.
+    message_id: str | None = None
+    #: The recording was cut short (the node died while the caller spoke): marked in a header
+    #: (``X-Imapvm-Partial: yes``) and a sentence in the text part.
+    partial: bool = False
 
     @classmethod
     def forward_of(

@@ -52,6 +52,9 @@ class OutboxItem:
     created: float
     attempts: int = 0
     last_error: str = ""
+    #: The message may already be in the store (a recording recovered after a crash): ask for
+    #: its Message-ID before the first append too.
+    check_first: bool = False
 
     @property
     def box(self) -> MailboxRef:
@@ -85,12 +88,14 @@ class Outbox:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
 
     # -- submitting -----------------------------------------------------------------------
-    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> str:
+    async def submit(self, box: MailboxRef, email: bytes, *, urgent: bool = False,
+                     check_first: bool = False) -> str:
         """Write the deposit durably; returns its outbox id. Raises ValueError (no Message-ID)
         or OSError (disk) before anything is acknowledged."""
         item = OutboxItem(id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
                           mailbox=box.mailbox, context=box.context, urgent=urgent,
-                          message_id=message_id_of(email), created=time.time())
+                          message_id=message_id_of(email), created=time.time(),
+                          check_first=check_first)
         await asyncio.to_thread(self._write_new, item, email)
         self._delivered[item.id] = asyncio.get_running_loop().create_future()
         self._idle.clear()
@@ -115,6 +120,10 @@ class Outbox:
             except (OSError, ValueError, TypeError) as exc:
                 log.error("outbox: unreadable item %s (%s); left in place", meta, exc)
         return items
+
+    def pending_message_ids(self) -> set[str]:
+        """Message-IDs waiting for the store (blocking: run in a thread)."""
+        return {item.message_id for item in self.pending()}
 
     def depth(self) -> int:
         return len(list(self.pending_dir.glob("*.json")))
@@ -156,7 +165,7 @@ class Outbox:
             return False
         try:
             ref = None
-            if item.attempts > 0:  # it may have landed although we never heard back
+            if item.attempts > 0 or item.check_first:  # it may have landed unbeknown to us
                 ref = await self.target.contains_message_id(item.box, item.message_id)
             if ref is None:
                 item.attempts += 1

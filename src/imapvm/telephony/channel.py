@@ -134,6 +134,7 @@ class SipChannel:
         silence_seconds: float | None = None,
         silence_threshold: int = 128,
         terminators: str = "#",
+        tap: Callable[[Audio], None] | None = None,
     ) -> RecordResult:
         if self.hung_up:
             return RecordResult(np.zeros(0, dtype=np.int16), "hangup")
@@ -149,6 +150,8 @@ class SipChannel:
 
         def sink(pcm: Audio) -> None:
             frames.append(pcm)
+            if tap is not None:
+                tap(pcm)
             state["total"] += len(pcm)
             if len(pcm) and float(np.abs(pcm.astype(np.int32)).mean()) >= silence_threshold:
                 state["loud_at"] = loop.time()
