@@ -19,15 +19,13 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Literal
 
 from imapvm import __version__
-from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.recovered import deliver_unfinished
@@ -37,6 +35,7 @@ from imapvm.mwi import config as mwi_config
 from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
+from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
@@ -50,13 +49,6 @@ from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 
 log = logging.getLogger("imapvm")
-
-EMBEDDED_CONFIG = "embedded-voicemail.conf"
-
-
-def embedded_config_path() -> Path:
-    return Path(str(resources.files("imapvm") / "data" / EMBEDDED_CONFIG))
-
 
 @dataclass
 class Metrics:
@@ -74,27 +66,9 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
-
-
-def resolve_config(config: str | None, settings: str | None,
-                   overrides: dict[str, object]) -> tuple[LoadedConfig, bool]:
-    """Load the configuration; without any, the embedded default (second value True)."""
-    embedded = config is None and not DEFAULT_VOICEMAIL_PATH.exists()
-    path = str(embedded_config_path()) if embedded else config
-    loaded = load(path, settings, overrides)
-    if embedded:  # ./var instead of system paths, unless imapvm.toml or --set chose others
-        defaults = PathSettings()
-        paths = loaded.settings.paths
-        loaded.settings = replace(loaded.settings, paths=replace(
-            paths,
-            spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
-            outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
-        ))
-        sip = loaded.settings.sip
-        if "sip.listen" not in overrides and settings is None:
-            loaded.settings = replace(loaded.settings, sip=replace(
-                sip, listen=(Endpoint("127.0.0.1", 5060),)))
-    return loaded, embedded
+        self.sip_internal_errors = r.counter(
+            "imapvm_sip_internal_errors_total",
+            "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
 def routed_address(host: str) -> str:
@@ -132,7 +106,10 @@ class VoicemailServer:
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
         self.deposits = _MwiDeposits(self.store, self)
-        self.outbox = Outbox(paths.outbox, self.deposits)
+        self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
+                               self._deleted_after_mail)
+        self.notifier = Notifier(self.mail, self.store.settings)
+        self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
@@ -149,6 +126,11 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_mail_queue_depth",
+                                    "Notification e-mails waiting to be sent (or retried)",
+                                    callback=lambda: float(self.mail.depth()))
+        self.metrics.registry.add(self.mail.sent)
+        self.metrics.registry.add(self.mail.failures)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -177,8 +159,10 @@ class VoicemailServer:
             await deliver_unfinished(self.session, found, self.outbox)
         self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
-                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
         except OSError as exc:
@@ -240,6 +224,10 @@ class VoicemailServer:
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
         self.outbox.stop()
+        if not await self.mail.flush(min(grace, 5.0)):
+            log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
+                        "start", self.mail.depth())
+        self.mail.stop()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -324,6 +312,11 @@ class VoicemailServer:
         path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
                                    password)
         log.info("password of %s changed by phone; saved in %s", box, path)
+
+    async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
+        """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
+        await self.store.delete(box, [ref])
+        self.mwi.refresh(box)
 
     # -- message waiting ------------------------------------------------------------------
     def _always_watched(self) -> list[str]:

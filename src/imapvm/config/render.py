@@ -87,7 +87,8 @@ def report_json(loaded: LoadedConfig) -> dict[str, object]:
         "zones": {name: jsonable(zone) for name, zone in vm.zones.items()},
         "aliases": [jsonable(a) for a in vm.aliases],
         "general": {
-            name: _masked(name, vm.general.values[name], True) for name in vm.general.explicit
+            vm.general.spelling.get(name, name): _masked(name, vm.general.values[name], True)
+            for name in vm.general.explicit
         },
         "settings": jsonable(loaded.settings),
         "diagnostics": [d.to_json() for d in diags.sorted()],

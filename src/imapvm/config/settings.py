@@ -38,6 +38,13 @@ listen = "127.0.0.1:9180"
 [imap]
 oauth2_token_command = "/usr/local/bin/m365-token {user}"   # XOAUTH2 instead of passwords
 # gssapi = true               # or Kerberos, with the credentials in KRB5CCNAME
+
+[smtp]                        # voicemail to e-mail by SMTP instead of voicemail.conf's mailcmd
+host = "smtp.example.com"
+port = 587
+starttls = true
+username = "voicemail@example.com"
+password = "s3cret"
 ```
 """
 
@@ -139,12 +146,26 @@ class ImapClientSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """SMTP submission for the notification e-mails; without it, voicemail.conf's `mailcmd`."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     sip: SipSettings = field(default_factory=SipSettings)
     mwi: MwiSettings = field(default_factory=MwiSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     imap: ImapClientSettings = field(default_factory=ImapClientSettings)
+    smtp: SmtpSettings | None = None
+    """None: notifications go through `mailcmd`."""
     source: str | None = None
 
 
@@ -263,10 +284,10 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
-        if name not in {"sip", "mwi", "paths", "http", "imap"}:
+        if name not in {"sip", "mwi", "paths", "http", "imap", "smtp"}:
             diags.warning(
                 f"{name}: unknown section ignored"
-                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap"}),
+                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap", "smtp"}),
                 where(name),
             )
     defaults = ServerSettings()
@@ -392,7 +413,31 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         check.error("imap.gssapi", "choose Kerberos or an OAuth2 token command, not both")
     return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
                           ImapClientSettings(gssapi, check.string(imap, "imap.gssapi_host", ""),
-                                             command))
+                                             command),
+                          smtp=_smtp(check, raw))
+
+
+def _smtp(check: _Checker, raw: Mapping[str, object]) -> SmtpSettings | None:
+    if "smtp" not in raw:
+        return None
+    table = check.table(raw, "smtp", {"host", "port", "starttls", "username", "password",
+                                      "timeout"})
+    host = check.string(table, "smtp.host", "").strip()
+    if not host:
+        check.error("smtp.host", "is required when [smtp] is present (the submission server)")
+        return None
+    timeout = table.get("timeout", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        check.error("smtp.timeout", f"must be a positive number of seconds, not {timeout!r}")
+        timeout = 30.0
+    smtp = SmtpSettings(
+        host=host, port=check.port(table, "smtp.port", 587),
+        starttls=check.boolean(table, "smtp.starttls", True),
+        username=check.string(table, "smtp.username", ""),
+        password=check.string(table, "smtp.password", ""), timeout=float(timeout))
+    if smtp.password and not smtp.username:
+        check.error("smtp.username", "is required with smtp.password (AUTH needs both)")
+    return smtp
 
 
 # ------------------------------------------------------------------------------- file loading
@@ -439,7 +484,10 @@ def load_settings(
 
     def where(key: str) -> Location:
         bare = re.sub(r"\[\d+\]$", "", key)
-        if key in overridden or bare in overridden:
+        # A key set on the command line, or a table or value above or below one, is reported
+        # there: the file may not even exist.
+        if any(bare == o or bare.startswith(o + ".") or o.startswith(bare + ".")
+               for o in overridden):
             return Location("command line")
         # A missing key is reported at the table that should hold it.
         while bare and bare not in lines:
@@ -448,6 +496,9 @@ def load_settings(
 
     settings = _validate(raw, diags, where)
     return replace(settings, source=source)
+
+
+_DOTTED_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -460,6 +511,9 @@ def parse_override(text: str) -> tuple[str, object]:
     key = key.strip()
     if not eq or not key:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    if not _DOTTED_KEY.fullmatch(key):
+        raise ValueError(f"{key!r} is not a setting name (expected dotted names such as "
+                         "sip.listen or paths.outbox)")
     try:
         return key, tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:

@@ -97,11 +97,16 @@ class MessageRef:
 
     @classmethod
     def parse(cls, text: str) -> MessageRef:
+        """`FOLDER:UIDVALIDITY:UID` (IMAP) or `FOLDER:0:NUMBER:KEY` (spool), as `ls` prints.
+
+        Raises ValueError saying the expected format: an id is user input."""
         parts = text.split(":")
-        if len(parts) >= 4 and parts[-3].isdigit() and parts[-2].isdigit():
+        if len(parts) >= 4 and parts[-3].isdecimal() and parts[-2].isdecimal() and parts[0]:
             return cls(":".join(parts[:-3]), int(parts[-3]), int(parts[-2]), parts[-1])
-        loc, validity, uid = text.rsplit(":", 2)
-        return cls(loc, int(validity), int(uid))
+        if len(parts) >= 3 and parts[-2].isdecimal() and parts[-1].isdecimal() and parts[0]:
+            return cls(":".join(parts[:-2]), int(parts[-2]), int(parts[-1]))
+        raise ValueError(f"{text!r} is not a message id (expected FOLDER:UIDVALIDITY:UID, "
+                         "e.g. INBOX:1712345678:42, as `imapvm ls` prints it)")
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,17 @@ class QuotaInfo:
             return self.storage_used + incoming_kib > self.storage_limit
         return False
 
+    def describe(self, incoming_kib: int = 0) -> str:
+        """Why `full(incoming_kib)` holds, naming only the limits that exist."""
+        reasons = []
+        if self.maxmsg is not None and self.messages >= self.maxmsg:
+            reasons.append(f"{self.messages} of {self.maxmsg} messages")
+        if (self.storage_limit is not None and self.storage_used is not None
+                and self.storage_used + incoming_kib > self.storage_limit):
+            need = f", the message needs {incoming_kib} KiB" if incoming_kib else ""
+            reasons.append(f"{self.storage_used} of {self.storage_limit} KiB used{need}")
+        return "; ".join(reasons) or "over its limit"
+
     def nearly_full(self, threshold: float) -> bool:
         """True when any limit is used at `threshold` (0..1) or more."""
         ratios = []
@@ -187,6 +203,13 @@ class MailboxFull(StoreError):
 class MessageGone(StoreError):
     """The referenced message no longer exists (expunged or moved by another client, or the
     folder's UIDVALIDITY changed)."""
+
+
+class NotAVoicemail(MessageGone):
+    """The id names something that is not a voicemail of that mailbox: ordinary mail, another
+    mailbox's (or context's) voicemail, a greeting, or a folder that is not one of the box's.
+    A subclass of MessageGone, so every caller that copes with a vanished message copes with
+    this too; nothing is ever done to such a message."""
 
 
 class StoreUnavailable(StoreError):

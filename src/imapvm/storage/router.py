@@ -31,11 +31,17 @@ class UnknownMailbox(StoreError):
 
 class RoutingStore:
     def __init__(self, config: VoicemailConfig, spool_root: Path,
-                 client: ImapClientSettings | None = None) -> None:
+                 client: ImapClientSettings | None = None, *,
+                 open_timeout: float | None = None) -> None:
+        """`open_timeout` caps each mailbox's imapopentimeout (operator commands wait less)."""
         self.config = config
-        self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client))
-        self.spool = SpoolStore(spool_root,
-                                lambda box: SpoolSettings(maxmsg=self.settings(box).maxmsg))
+        self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client,
+                                                        open_timeout=open_timeout))
+        self.spool = SpoolStore(spool_root, self._spool_settings)
+
+    def _spool_settings(self, box: MailboxRef) -> SpoolSettings:
+        ms = self.settings(box)
+        return SpoolSettings(maxmsg=ms.maxmsg, formats=ms.formats)
 
     def settings(self, box: MailboxRef) -> MailboxSettings:
         try:

@@ -60,6 +60,11 @@ class ConnectionLost(Exception):
     """The connection is gone (closed, timed out, or the server said BYE)."""
 
 
+class ServerSilent(ConnectionLost):
+    """The server accepted the connection but sent no greeting in time: retrying at once
+    would only wait as long again."""
+
+
 class AuthenticationFailed(Exception):
     """The server refused the credentials. The message never contains the password."""
 
@@ -150,7 +155,12 @@ class ImapConnection:
         conn = cls(reader, writer, host=host, timeouts=timeouts, label=label or f"{host}:{port}")
         conn.encrypted = tls is TlsMode.IMPLICIT
         try:
-            greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
+            try:
+                greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
+            except TimeoutError:
+                raise ServerSilent(
+                    f"{conn.label}: accepted the connection but sent no IMAP greeting within "
+                    f"{timeouts.open:g} s (is it an IMAP server?)") from None
             if greeting.status == "BYE":
                 raise ConnectionLost(f"server refused the connection: {greeting.text}")
             await conn.refresh_capabilities(greeting)
@@ -555,6 +565,9 @@ class ImapConnection:
             self._closed.set()
             if not self._greeting.done():
                 self._greeting.set_exception(ConnectionLost(f"{self.label}: {reason}"))
+                # Whoever waited for the greeting may have given up already (a timeout):
+                # mark it retrieved, or asyncio logs "Future exception was never retrieved".
+                self._greeting.exception()
 
     @property
     def closed(self) -> bool:
@@ -570,7 +583,10 @@ class ImapConnection:
         self._reader_task.cancel()
 
     async def close(self) -> None:
-        """LOGOUT politely (bounded by the close timeout), then drop the socket."""
+        """LOGOUT politely (bounded by the close timeout), then drop the socket. A server that
+        never greeted gets no LOGOUT: it would not answer that either."""
+        if not self._greeting.done():
+            self._mark_closed("closed by client before the server's greeting")
         if not self._closed.is_set():
             with contextlib.suppress(ImapError, ConnectionLost, TimeoutError, OSError):
                 await asyncio.wait_for(self.execute("LOGOUT"), self.timeouts.close)
