@@ -40,6 +40,9 @@ class CallerId:
     number: str | None
     name: str | None = None
     uri: str | None = None
+    #: The network address the call came from (the SIP peer: often the PBX, not the phone);
+    #: login failures are counted per source by it.
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class CallTarget:
     wants to hear messages; ``mailbox`` is the caller's own when the network told us, else
     None and the flow asks) or ``"play"`` (``VoiceMailPlayMsg``: play one message). ``greeting``
     is the busy or unavailable greeting the network's cause asked for (None = it said nothing).
+    ``language`` is the language the network asked the call to speak (``es``, ``fr_CA``...),
+    None when it did not say.
     """
 
     purpose: Literal["deposit", "check", "play"]
@@ -67,6 +72,7 @@ class CallTarget:
     #: ``VoiceMailPlayMsg``: which message of ``mailbox`` to play (purpose "play"): a number
     #: N (the Nth message of the INBOX, oldest first) or an ``X-Asterisk-VM-Message-ID``.
     message: str | None = None
+    language: str | None = None
 
 
 RecordReason = str
