@@ -36,7 +36,7 @@ from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
-from imapvm.passwords import save_password, spooldir_passwords
+from imapvm.passwords import change_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
@@ -324,9 +324,9 @@ class VoicemailServer:
             "{context}", exit_.context)
 
     async def _save_password(self, box: MailboxRef, password: str) -> None:
-        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
-                                   password)
-        log.info("password of %s changed by phone; saved in %s", box, path)
+        where = await change_password(self.loaded.voicemail, self.loaded.settings.paths.spool,
+                                      box, password)
+        log.info("password of %s changed by phone; saved by %s", box, where)
 
     async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
         """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
