@@ -126,6 +126,9 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_outbox_rejected",
+                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    callback=lambda: float(self.outbox.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))

@@ -17,15 +17,15 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageRef,
     QuotaInfo,
+    Refused,
     StoredMessage,
-    StoreError,
 )
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
 from imapvm.storage.spool import SpoolSettings, SpoolStore
 
 
-class UnknownMailbox(StoreError):
+class UnknownMailbox(Refused):
     """The mailbox is not in voicemail.conf."""
 
 
