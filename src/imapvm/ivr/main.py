@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
 from imapvm.ivr.mailbox import MailboxView, caller_prompts, envelope_prompts, play_message
 from imapvm.ivr.session import Exit, Session

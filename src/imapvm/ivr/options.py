@@ -18,7 +18,7 @@ import asyncio
 import logging
 
 from imapvm.audio.core import Audio as AudioValue
-from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
 from imapvm.ivr.mailbox import MailboxView
 from imapvm.ivr.record import RecordSettings, record_with_review
