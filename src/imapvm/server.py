@@ -38,8 +38,9 @@ from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.outbox import Outbox, message_id_of
-from imapvm.storage.passwords import save_password, spooldir_passwords
+from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
@@ -116,6 +117,11 @@ class VoicemailServer:
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
+        lock = loaded.settings.sip.lockout
+        self.lockouts = Lockouts(LockoutPolicy(lock.free_failures, lock.backoff,
+                                               lock.lock_after, lock.lock_seconds),
+                                 shared=self.store)
+        self.session.lockouts = self.lockouts
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,6 +153,8 @@ class VoicemailServer:
             rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
             routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
             mwi_unsolicited=unsolicited,
+            rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
+            trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
         )
 
     async def start(self) -> None:
@@ -162,6 +170,7 @@ class VoicemailServer:
         self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             auth_guard=_DigestGuard(self),
                              on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
@@ -292,13 +301,19 @@ class VoicemailServer:
             self.metrics.active_calls.set(len(self._active))
 
     def _sip_password(self, username: str) -> str | None:
-        """Digest credentials of a phone outside the trusted networks: its mailbox number and
-        mailbox password (an empty password never authenticates)."""
+        """Digest secret of a phone outside the trusted networks: `[sip.credentials]` for its
+        mailbox; the mailbox PIN only with `sip.pin_as_sip_password` (an empty secret never
+        authenticates)."""
         box = self.mailbox_ref(username)
         if box is None:
             return None
-        password = self.session.password(box)
-        return password or None
+        sip = self.loaded.settings.sip
+        for key in (username, f"{box.mailbox}@{box.context}", box.mailbox):
+            if sip.credentials.get(key):
+                return sip.credentials[key]
+        if sip.pin_as_sip_password:
+            return self.session.password(box) or None
+        return None
 
     def _exit_target(self, exit_: Exit) -> str | None:
         """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
@@ -309,9 +324,9 @@ class VoicemailServer:
             "{context}", exit_.context)
 
     async def _save_password(self, box: MailboxRef, password: str) -> None:
-        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
-                                   password)
-        log.info("password of %s changed by phone; saved in %s", box, path)
+        where = await change_password(self.loaded.voicemail, self.loaded.settings.paths.spool,
+                                      box, password)
+        log.info("password of %s changed by phone; saved by %s", box, where)
 
     async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
         """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
@@ -376,6 +391,31 @@ class VoicemailServer:
         number, _, context = text.partition("@")
         found = self.loaded.voicemail.find(number, context or None)
         return MailboxRef(found.number, found.context) if found else None
+
+
+class _DigestGuard:
+    """The SIP core's view of the lockouts: digest users are mailbox numbers."""
+
+    def __init__(self, server: VoicemailServer) -> None:
+        self._server = server
+
+    def allowed(self, username: str, source: str, now: float) -> bool:
+        box = self._server.mailbox_ref(username)
+        lockouts = self._server.lockouts
+        if box is not None:
+            lockouts.refresh_soon(box)  # what other nodes counted, for the next request
+        return lockouts.wait(box, source) <= 0
+
+    def failed(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None:
+            self._server.lockouts.failure_soon(box, source)
+
+    def succeeded(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        if box is not None and self._server.lockouts.failures(box):
+            self._server.lockouts.success_soon(box)
 
 
 def _summary(update: MwiUpdate) -> MessageSummary:

@@ -95,6 +95,32 @@ class SpoolStore:
         self._thread_locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """`<box>/lockout.json`: shared by every node that mounts the same spool."""
+        path = self.box_dir(box) / "lockout.json"
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        path = self.box_dir(box) / "lockout.json"
+
+        def work() -> None:
+            if data is None:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_durably(path, data)
+
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
     # -- paths and locks ------------------------------------------------------------------
     def box_dir(self, box: MailboxRef) -> Path:
         for part in (box.context, box.mailbox):
