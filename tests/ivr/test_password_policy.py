@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imapvm import passwords
 from imapvm.ivr.main import MainOptions, voicemail_main
+from imapvm.storage import passwords
 from imapvm.storage.base import MailboxRef
 from imapvm.storage.passwords import change_password
 from tests.ivr.conftest import BOX, World, WorldFactory
