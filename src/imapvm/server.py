@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from imapvm import __version__
+from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
@@ -36,11 +37,10 @@ from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
-from imapvm.passwords import change_password, spooldir_passwords
-from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
