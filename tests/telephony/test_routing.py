@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imapvm.ivr.channel import CallerId, CallTarget
+from imapvm.channel import CallerId, CallTarget
 from imapvm.telephony.routing import RoutingConfig, caller_id, resolve_target
 from imapvm.telephony.sip.message import SipRequest, parse_message
 

@@ -30,8 +30,8 @@ import numpy as np
 from imapvm.audio import language
 from imapvm.audio.core import Audio as AudioValue
 from imapvm.audio.formats import decode
+from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.record import RecordSettings, Take, record_with_review
 from imapvm.ivr.session import Exit, Session
 from imapvm.message import FLAG_NONE, FLAG_PRIORITY, FLAG_URGENT, Deposit, build_voicemail

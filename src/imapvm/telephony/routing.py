@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import unquote
 
-from ..ivr.channel import CallerId, CallTarget
+from ..channel import CallerId, CallTarget
 from .sip.errors import SipParseError
 from .sip.message import SipRequest
 from .sip.uri import SipUri, parse_name_addr, parse_uri

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..ivr.channel import ChannelHangup
+from ..channel import ChannelHangup
 from .channel import PromptLoader, SipChannel
 from .message_summary import MessageSummary
 from .mwi_sink import MwiLookup, MwiSink
