@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imapvm.audio.formats import decode
+from imapvm.channel import Audio, Channel
 from imapvm.config.model import MailboxSettings
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel
 from imapvm.ivr.keys import ANY
 from imapvm.ivr.session import Session
 from imapvm.storage.base import (

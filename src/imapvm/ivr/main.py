@@ -19,9 +19,9 @@ import logging
 from dataclasses import dataclass
 
 from imapvm.audio import language
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
 from imapvm.ivr.mailbox import (
     MailboxView,
