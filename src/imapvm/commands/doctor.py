@@ -3,23 +3,27 @@
 For every IMAP account in voicemail.conf: login (as the mailbox owner or the master user), the
 server's capabilities and the strategies imapvm picks from them (how it expunges, moves, watches
 and counts), the hierarchy delimiter and namespace, the voicemail folders, quota and counts of
-each mailbox. Then the SIP listen addresses (free to bind?) and the prompt set. Exit status 1
+each mailbox. Then the SIP listen addresses (free to bind?), the prompt set, and the outbox
+(deposits waiting, and each one set aside for good with its reason). Exit status 1
 when anything is broken."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from imapvm.audio import prompts
+from imapvm.audio import language, prompts
 from imapvm.commands._runtime import add_config_args, add_json_arg, print_json, run_async
 from imapvm.config.loader import LoadedConfig
 from imapvm.config.model import StorageKind
+from imapvm.ivr import lang
 from imapvm.storage.base import Folder, MailboxRef, StoreError
 from imapvm.storage.imap.account import Account
 from imapvm.storage.imap.connection import ImapError
@@ -41,14 +45,17 @@ class Check:
     item: str
     ok: bool
     detail: str
+    #: Prompt checks: the names missing (``--json`` lists them all; the table says how many).
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Report:
     checks: list[Check] = field(default_factory=list)
 
-    def add(self, subject: str, item: str, ok: bool, detail: str) -> None:
-        self.checks.append(Check(subject, item, ok, detail))
+    def add(self, subject: str, item: str, ok: bool, detail: str,
+            missing: list[str] | None = None) -> None:
+        self.checks.append(Check(subject, item, ok, detail, list(missing or ())))
 
 
 def strategies(caps: frozenset[str], pollfreq: int) -> dict[str, str]:
@@ -87,6 +94,7 @@ async def _doctor(args: argparse.Namespace, loaded: LoadedConfig, store: Routing
         await _check_box(report, store, box)
     _check_sip(report, loaded)
     _check_prompts(report, loaded)
+    _check_outbox(report, loaded)
     failed = [c for c in report.checks if not c.ok]
     if args.json:
         print_json({"ok": not failed, "checks": [c.__dict__ for c in report.checks]})
@@ -170,6 +178,25 @@ def _check_sip(report: Report, loaded: LoadedConfig) -> None:
                        f"cannot bind: {exc.strerror} (is imapvm serve already running?)")
 
 
+def _check_outbox(report: Report, loaded: LoadedConfig) -> None:
+    """Deposits waiting, and those set aside for good (each with its reason): they are kept,
+    but nobody gets them until the cause is fixed and they are moved back to pending/."""
+    directory = loaded.settings.paths.outbox
+    pending = len(list((directory / "pending").glob("*.json")))
+    report.add("outbox", str(directory), True, f"{pending} deposit(s) waiting for the store")
+    rejected = sorted((directory / "rejected").glob("*.json"))
+    for meta in rejected:
+        try:
+            item = json.loads(meta.read_text())
+            detail = (f"for {item.get('mailbox')}@{item.get('context')}: "
+                      f"{item.get('last_error') or 'no reason recorded'}")
+        except (OSError, ValueError) as exc:
+            detail = f"unreadable: {exc}"
+        report.add("outbox", f"rejected {meta.stem}", False,
+                   f"{detail}; after fixing the cause, move {meta.stem}.eml and .json back to "
+                   f"{directory / 'pending'}")
+
+
 def _check_prompts(report: Report, loaded: LoadedConfig) -> None:
     sounds = loaded.settings.paths.sounds
     if not sounds.is_dir():
@@ -180,5 +207,34 @@ def _check_prompts(report: Report, loaded: LoadedConfig) -> None:
     report.add("prompts", str(sounds), not gone,
                f"all {len(prompts.REQUIRED)} present" if not gone
                else f"{len(gone)} missing: {', '.join(gone[:8])}{' ...' if len(gone) > 8 else ''}")
+    for code in _languages_in_use(loaded):
+        _check_language(report, sounds, code)
+
+
+def _languages_in_use(loaded: LoadedConfig) -> list[str]:
+    """Every language other than English that ``[general]`` or a mailbox speaks."""
+    used = {language.normalize(str(loaded.voicemail.general["language"] or ""))}
+    used |= {language.normalize(s.language) for s in loaded.voicemail.all_effective()}
+    return sorted(used - {language.DEFAULT})
+
+
+def _check_language(report: Report, sounds: Path, code: str) -> None:
+    """A language's own prompts: those the menus play and its grammar adds. A prompt it lacks
+    is played in English, as Asterisk does; the report names them so an operator can add them."""
+    own = language.sounds_dir(sounds, code)
+    grammar = lang.for_code(code)
+    if own == sounds:
+        report.add("prompts", f"language {code}", False,
+                   f"no {code} prompt directory beside {sounds} "
+                   f"(apt-get install asterisk-core-sounds-{code}-wav); English is played")
+        return
+    names = sorted({*prompts.REQUIRED, *grammar.extra_prompts,
+                    *(n for sentence in grammar.samples() for n in sentence)})
+    gone = prompts.missing(own, tuple(names), extra=(prompts.SYNTH_DIR / code,))
+    detail = (f"all {len(names)} present" if not gone else
+              f"{len(gone)} missing (played in English): {', '.join(gone)}")
+    if grammar.code != code:
+        detail += f"; no {code} grammar in imapvm, English grammar is used"
+    report.add("prompts", f"language {code} ({own})", not gone, detail, missing=gone)
 
 

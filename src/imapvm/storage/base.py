@@ -11,8 +11,10 @@ email, the outbox holds emails, and the spool back end converts at its edge.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -216,7 +218,13 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 
 
-class LoginRefused(StoreUnavailable):
+class Refused(StoreError):
+    """The store refuses this for good: the same request can never succeed until the
+    configuration changes (a refused login, a mailbox or context it cannot hold). The outbox
+    sets such deposits aside instead of retrying them."""
+
+
+class LoginRefused(StoreUnavailable, Refused):
     """The server refused the credentials: retrying at once would only earn a penalty."""
 
 
@@ -225,6 +233,87 @@ class GreetingKind(enum.Enum):
     BUSY = "busy"
     NAME = "greet"
     TEMP = "temp"
+
+
+class WatchMode(enum.Enum):
+    """How a watcher learns of changes. `WAITING`: no connection slot yet, polling meanwhile."""
+
+    NOTIFY = "notify"
+    IDLE = "idle"
+    POLL = "poll"
+    WAITING = "waiting"
+    UNCONNECTED = ""
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """Tuning of the watchers. `pollfreq` is voicemail.conf's (default 30 s)."""
+
+    pollfreq: float = 30.0
+    debounce: float = 0.03
+    idle_renew: float = 25 * 60.0  # RFC 2177: servers may drop an IDLE after 30 minutes
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: What watchers may use, best first.
+    modes: tuple[WatchMode, ...] = (WatchMode.NOTIFY, WatchMode.IDLE, WatchMode.POLL)
+    max_connections_per_server: int = 1000
+    #: Told the seconds from a server push to the confirmed recount of its mailbox (what the
+    #: `imapvm_mwi_latency_seconds` histogram shows); None: not measured.
+    on_latency: Callable[[float], None] | None = None
+    max_logins_per_server: int = 32  # connections logging in at the same time
+
+
+class CountsReceiver(Protocol):
+    """Where a watcher reports (the MWI `CountsTracker`). A recount is bracketed so the
+    receiver can discard one that a local change raced."""
+
+    def begin_recount(self, box: MailboxRef) -> int: ...
+
+    def confirm(self, box: MailboxRef, counts: Counts, token: int) -> bool: ...
+
+    def mark_stale(self, boxes: Iterable[MailboxRef]) -> None: ...
+
+
+class ConnectionLimiter:
+    """At most `per_server` watcher connections per IMAP server (host, port), and at most
+    `logins_per_server` of them logging in at once: after a restart a thousand watchers
+    reconnecting together would otherwise queue up behind the server's login processes and time
+    out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
+
+    def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
+        self.per_server = max(1, per_server)
+        self.logins_per_server = max(1, logins_per_server)
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def slots(self, host: str, port: int) -> asyncio.Semaphore:
+        return self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
+
+    @contextlib.asynccontextmanager
+    async def login(self, host: str, port: int) -> AsyncIterator[None]:
+        key = (host, port)
+        sem = self._logins.setdefault(key, asyncio.Semaphore(self.logins_per_server))
+        async with sem:
+            yield
+
+
+class BoxWatcher(Protocol):
+    """A running watcher (storage/watching.py, storage/imap/watch.py), as the MWI engine
+    drives it."""
+
+    boxes: set[MailboxRef]
+    mode: WatchMode
+    recounts: int
+
+    def add(self, box: MailboxRef) -> None: ...
+
+    def remove(self, box: MailboxRef) -> None: ...
+
+    def refresh(self, box: MailboxRef | None = None) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @runtime_checkable
@@ -276,5 +365,16 @@ class Store(Protocol):
         ...
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None: ...
+
+    # The watch capability (storage/watching.py): how the MWI engine learns of changes.
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """Boxes with equal keys share one watcher (IMAP: one per login identity)."""
+        ...
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        """A watcher for `box` and those sharing its key; it reports to `receiver` and takes
+        its server connections through `limiter` (shared by all the engine's watchers)."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -3,7 +3,7 @@ as its effective configuration says. The composition root and the CLI use this."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from imapvm.config.model import MailboxSettings, StorageKind
@@ -17,15 +17,21 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageRef,
     QuotaInfo,
+    Refused,
     StoredMessage,
-    StoreError,
 )
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
 from imapvm.storage.spool import SpoolSettings, SpoolStore
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    WatchOptions,
+)
 
 
-class UnknownMailbox(StoreError):
+class UnknownMailbox(Refused):
     """The mailbox is not in voicemail.conf."""
 
 
@@ -94,6 +100,12 @@ class RoutingStore:
     async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
         return await self.backend(box).contains_message_id(box, message_id)
 
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        return await self.backend(box).read_lockout(box)
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        await self.backend(box).write_lockout(box, data)
+
     async def quota(self, box: MailboxRef) -> QuotaInfo:
         return await self.backend(box).quota(box)
 
@@ -112,6 +124,13 @@ class RoutingStore:
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None:
         await self._greetings(box).delete_greeting(box, kind)
+
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        return self.backend(box).watch_key(box)
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        return self.backend(box).new_watcher(box, receiver, options, limiter)
 
     async def aclose(self) -> None:
         await self.imap.aclose()

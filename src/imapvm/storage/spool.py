@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -46,10 +46,18 @@ from imapvm.storage.base import (
     MessageRef,
     NotAVoicemail,
     QuotaInfo,
+    Refused,
     StoredMessage,
     StoreError,
 )
 from imapvm.storage.fsutil import write_durably
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    PollWatcher,
+    WatchOptions,
+)
 
 log = logging.getLogger(__name__)
 _MSG = re.compile(r"^msg(\d{4})\.txt$")
@@ -88,11 +96,37 @@ class SpoolStore:
         self._thread_locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """`<box>/lockout.json`: shared by every node that mounts the same spool."""
+        path = self.box_dir(box) / "lockout.json"
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        path = self.box_dir(box) / "lockout.json"
+
+        def work() -> None:
+            if data is None:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_durably(path, data)
+
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
     # -- paths and locks ------------------------------------------------------------------
     def box_dir(self, box: MailboxRef) -> Path:
         for part in (box.context, box.mailbox):
             if not part or "/" in part or part in (".", ".."):
-                raise StoreError(f"invalid mailbox {box}")
+                raise Refused(f"invalid mailbox {box}: the spool cannot hold {part!r}")
         return self.root / box.context / box.mailbox
 
     def folder_dir(self, box: MailboxRef, folder: Folder) -> Path:
@@ -370,6 +404,14 @@ class SpoolStore:
                 for old in d.glob(f"{kind.value}.*"):
                     old.unlink()
         await asyncio.to_thread(work)
+
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """The spool has no push: one poller for all its boxes."""
+        return ("spool", str(self.root))
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        return PollWatcher(self, receiver, options, f"spool {self.root}")
 
     async def aclose(self) -> None:
         return None

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
 from imapvm.storage.base import (
@@ -37,13 +38,21 @@ from imapvm.storage.base import (
 from imapvm.storage.imap import expunge
 from imapvm.storage.imap.account import Account, ImapSettings, labelled
 from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError, Result
-from imapvm.storage.imap.protocol import Literal, Raw
+from imapvm.storage.imap.protocol import Literal, Raw, quote
 from imapvm.storage.imap.responses import (
     by_uid,
     compress_set,
     fetch_items,
     quota,
     search_uids,
+)
+from imapvm.storage.imap.watch import ImapWatcher
+from imapvm.storage.lockout import LockoutUnsupported
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    WatchOptions,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,13 @@ CTX = "X-Asterisk-VM-Context"
 TYPE = "X-Asterisk-VM-Message-Type"
 _KEY_FIELDS = f"({EXT} {CTX} {TYPE} Message-ID)"
 _GREETING_TYPES = {k.value for k in GreetingKind}
+T = TypeVar("T")
+
+
+def _lockout_entry(box: MailboxRef) -> bytes:
+    """`/private/vendor/imapvm/lockout-<context>-<mailbox>` (RFC 5464 vendor entry)."""
+    parts = [re.sub(r"[^A-Za-z0-9_.+-]", "_", p) for p in (box.context, box.mailbox)]
+    return f"/private/vendor/imapvm/lockout-{parts[0]}-{parts[1]}".encode()
 
 
 @dataclass
@@ -125,6 +141,16 @@ class ImapStore:
             acct = self._accounts[s.identity] = Account(s)
         return acct, s
 
+    # -- watching (the Store's watch capability) ------------------------------------------
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """Boxes of one login identity share a watcher and its connection."""
+        return ("imap", self.account(box)[1].identity)
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        s = self.account(box)[1]
+        return ImapWatcher(self, receiver, options, limiter, f"{s.user}@{s.host}:{s.port}")
+
     async def drop_idle_connections(self) -> None:
         """Log out pooled connections but keep what was learnt (server info, header cache)."""
         for acct in self._accounts.values():
@@ -137,17 +163,12 @@ class ImapStore:
 
     async def _select(self, conn: ImapConnection, name: str) -> int:
         """SELECT `name` unless it already is; returns its UIDVALIDITY."""
-        state = getattr(conn, "vm_selected", None)
-        if state is not None and state[0] == name:
-            return int(state[1])
-        conn.vm_selected = None  # type: ignore[attr-defined]  # a failed SELECT deselects
-        res = await conn.execute("SELECT", name)
-        validity = 0
-        for r in res.untagged:
-            if r.code == "UIDVALIDITY" and r.code_args and isinstance(r.code_args[0], bytes):
-                validity = int(r.code_args[0])
-        conn.vm_selected = (name, validity)  # type: ignore[attr-defined]
-        return validity
+        if conn.selected is None or conn.selected.name != name:
+            await conn.execute("SELECT", name)
+        selected = conn.selected
+        if selected is None or selected.name != name:  # an OK that selected nothing
+            raise ImapError("SELECT", "NO", f"{name} was not selected")
+        return selected.uidvalidity
 
     async def _select_refs(self, conn: ImapConnection, acct: Account, box: MailboxRef,
                            refs: Sequence[MessageRef]) -> None:
@@ -487,6 +508,65 @@ class ImapStore:
                              maxmsg=s.maxmsg or None)
 
         return await acct.run(op)
+
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """The mailbox's failed-login state from a private METADATA entry of its voicemail
+        folder (RFC 5464): every node logging in as this user sees the same value, and no
+        mail client shows it. LockoutUnsupported when the server has no METADATA."""
+        acct, _ = self.account(box)
+        entry = _lockout_entry(box)
+
+        async def op(conn: ImapConnection) -> bytes | None:
+            name = await self._metadata_folder(conn, acct)
+            res = await conn.execute("GETMETADATA", name, Raw(b"(" + entry + b")"))
+            for r in res.named("METADATA"):
+                pairs = r.values[1] if len(r.values) > 1 else None
+                if isinstance(pairs, list):
+                    for key, value in zip(pairs[::2], pairs[1::2], strict=False):
+                        if isinstance(key, bytes) and key.lower() == entry.lower():
+                            return value if isinstance(value, bytes) else None
+            return None
+
+        return await self._lockout_op(acct, op)
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        acct, _ = self.account(box)
+        entry = _lockout_entry(box)
+        value = quote(data) if data else b"NIL"
+
+        async def op(conn: ImapConnection) -> None:
+            name = await self._metadata_folder(conn, acct)
+            await conn.execute("SETMETADATA", name, Raw(b"(" + entry + b" " + value + b")"))
+
+        await self._lockout_op(acct, op)
+
+    async def _metadata_folder(self, conn: ImapConnection, acct: Account) -> str:
+        if not conn.has("METADATA"):
+            raise LockoutUnsupported(f"{acct.label}: the IMAP server offers no METADATA")
+        name = acct.folder_name(Folder.INBOX)
+        await acct.ensure_folder(conn, name)
+        return name
+
+    async def _lockout_op(self, acct: Account, op: Callable[[ImapConnection], Awaitable[T]]) -> T:
+        async def guarded(conn: ImapConnection) -> T:
+            try:
+                return await op(conn)
+            except ImapError as exc:
+                if exc.status != "NO" or not exc.command.endswith("METADATA"):
+                    raise
+                # Stock Cyrus refuses entries it has no definition for.
+                raise LockoutUnsupported(
+                    f"{acct.label}: the server refuses the METADATA entry ({exc.text}); on "
+                    "Cyrus set annotation_allow_undefined: 1 or define /private/vendor/imapvm/ "
+                    "entries in annotation_definitions") from exc
+
+        try:
+            return await acct.run(guarded)
+        except ImapError as exc:
+            raise StoreError(f"{acct.label}: {exc}") from exc
+        except ConnectionLost as exc:
+            raise StoreUnavailable(f"{acct.label}: {exc}") from exc
 
     async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> MessageRef:
         """APPEND a new voicemail. Raises MailboxFull before trying when over maxmsg or quota.
