@@ -40,6 +40,7 @@ from imapvm.mwi.sinks import CallbackSink
 from imapvm.passwords import save_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
@@ -131,7 +132,8 @@ class VoicemailServer:
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
-        self.deposits = _MwiDeposits(self.store, self)
+        self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
+        self.deposits = _MwiDeposits(self.numbering, self)
         self.outbox = Outbox(paths.outbox, self.deposits)
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
@@ -398,7 +400,7 @@ class _MwiDeposits:
     to the store inside the pending change's `delivering()`, which settles it: no second update
     and no blink. A deposit refused for good (mailbox full) drops its change."""
 
-    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+    def __init__(self, store: Numbering, server: VoicemailServer) -> None:
         self.store = store
         self._server = server
         self._pending: dict[str, PendingChange] = {}  # by Message-ID
