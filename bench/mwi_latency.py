@@ -32,12 +32,12 @@ from tests.support.vmmail import voicemail
 
 from imapvm.mwi.engine import MwiEngine
 from imapvm.mwi.model import MwiUpdate
-from imapvm.mwi.watch import WatchOptions
 from imapvm.storage.base import MailboxRef
 from imapvm.storage.imap.account import ImapSettings
 from imapvm.storage.imap.connection import ImapConnection, Timeouts
 from imapvm.storage.imap.protocol import Literal, Raw
 from imapvm.storage.imap.store import ImapStore
+from imapvm.storage.watching import WatchOptions
 
 # Enough processes and clients for a thousand IDLE connections plus the bench's own.
 DOVECOT_LIMITS = """

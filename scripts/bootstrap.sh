@@ -10,9 +10,12 @@ PROFILE=${1:-server}
 # Debian packages. The server needs Python, the prompts and espeak-ng (for prompts the set lacks);
 # the tests also need the real IMAP servers and SIP peers they start.
 PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
+PKGS+=(asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
+       asterisk-core-sounds-ru-wav)  # issue 16: the menus in Spanish, French, Italian, Russian
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
          krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)
+  PKGS+=(fail2ban)  # issue 12: fail2ban-regex checks contrib/fail2ban's filter on real log lines
 fi
 missing=()
 for p in "${PKGS[@]}"; do

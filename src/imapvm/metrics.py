@@ -120,6 +120,10 @@ class Registry:
         h = Histogram(name, help) if buckets is None else Histogram(name, help, buckets)
         return self._add(h)  # type: ignore[return-value]
 
+    def add(self, metric: Counter | Gauge | Histogram) -> None:
+        """Register a metric a component made itself (e.g. the mail queue's counters)."""
+        self._add(metric)
+
     def _add(self, metric: Counter | Gauge | Histogram) -> Counter | Gauge | Histogram:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} registered twice")

@@ -5,18 +5,39 @@
   comments and layout; only that one field changes here, atomically (temp file + rename).
 - `spooldir`: `<spool>/<context>/<mailbox>/secret.conf` holds `[general]` / `password=`, as
   Asterisk writes it; it overrides voicemail.conf when present.
+
+The site's own policies, as Asterisk runs them (but without a shell, with a timeout, and never
+logging a password):
+
+- `minpassword`: shorter passwords are refused; so is one starting with `*` (the menu key).
+- `externpasscheck = /path/check`: run as `check <mailbox> <context> <old> <new>`; the first line
+  of its output decides: `VALID...` accepts, `FAILURE...` (the script could not check) accepts
+  with a warning, anything else (`INVALID`...) refuses and the caller hears
+  `vm-invalid-password`. A script that cannot be run or outlives the timeout counts as
+  `FAILURE`, as a failed fork does in Asterisk.
+- `externpass = /path/set`: the password is changed by the site's command only, run as
+  `set <context> <mailbox> <new>`; a non-zero exit means it was not changed.
+- `externpassnotify = /path/notify`: the password is stored as usual, then the command is run
+  with the same arguments to tell the site (its failure is logged, the change stands).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 
 from imapvm.config.model import MailboxSettings
 from imapvm.config.voicemail import VoicemailConfig
+from imapvm.external import CommandError, describe, run_command
 from imapvm.storage.base import MailboxRef
 from imapvm.storage.fsutil import write_durably
+
+log = logging.getLogger(__name__)
+
+#: How long a caller may wait for the site's password commands.
+COMMAND_TIMEOUT = 10.0
 
 _LINE = re.compile(rb"^(\s*)([^=;\s]+)(\s*=>?\s*)(-?)([^,;\r\n]*)(.*)$", re.S)
 
@@ -97,3 +118,62 @@ async def save_password(config: VoicemailConfig, spool: Path, box: MailboxRef,
         await asyncio.to_thread(write)
         return path
     return await asyncio.to_thread(save_in_voicemail_conf, ms, new_password)
+
+
+async def check_new_password(config: VoicemailConfig, ms: MailboxSettings, old: str, new: str
+                             ) -> bool:
+    """Asterisk's check_password: `minpassword`, no leading `*`, then `externpasscheck`."""
+    if len(new) < ms.minpassword or new.startswith("*"):
+        return False
+    command = config.general.text("externpasscheck").strip()
+    if not command:
+        return True
+    try:
+        result = await run_command(command, (ms.mailbox, ms.context, old, new),
+                                   timeout=COMMAND_TIMEOUT)
+    except CommandError as exc:
+        log.warning("externpasscheck for %s could not check the new password (%s); accepted, "
+                    "as Asterisk does", ms.id, exc)
+        return True
+    verdict = result.first_line()
+    if verdict[:5].upper() == "VALID":
+        return True
+    if verdict[:7].upper() == "FAILURE":
+        log.warning("externpasscheck %s for %s failed (exit %d); the new password is accepted, "
+                    "as Asterisk does", describe(command), ms.id, result.returncode)
+        return True
+    log.info("externpasscheck %s refused the new password of %s", describe(command), ms.id)
+    return False
+
+
+async def change_password(config: VoicemailConfig, spool: Path, box: MailboxRef,
+                          new_password: str) -> str:
+    """Change a password as voicemail.conf says: stored (`save_password`), or handed to
+    `externpass`, with `externpassnotify` told afterwards. Returns where it went; raises
+    PasswordError when it was not changed."""
+    external = config.general.text("externpass").strip()
+    notify = config.general.text("externpassnotify").strip()
+    ms = config.effective(box.mailbox, box.context)
+    if external:
+        if ms.password_locked:
+            raise PasswordError(f"mailbox {box}: the password is locked ('-')")
+        try:
+            result = await run_command(external, (ms.context, ms.mailbox, new_password),
+                                       timeout=COMMAND_TIMEOUT)
+        except CommandError as exc:
+            raise PasswordError(f"externpass: {exc}") from None
+        if not result.ok:
+            raise PasswordError(f"externpass {describe(external)} exited with status "
+                                f"{result.returncode}; the password is unchanged")
+        return f"externpass {describe(external)}"
+    path = await save_password(config, spool, box, new_password)
+    if notify:
+        try:
+            result = await run_command(notify, (ms.context, ms.mailbox, new_password),
+                                       timeout=COMMAND_TIMEOUT)
+            if not result.ok:
+                log.warning("externpassnotify %s exited with status %d for %s",
+                            describe(notify), result.returncode, box)
+        except CommandError as exc:
+            log.warning("externpassnotify for %s: %s", box, exc)
+    return str(path)

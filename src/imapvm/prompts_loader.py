@@ -1,6 +1,9 @@
 """Prompt audio for calls: a prompt name (with voicemail.conf overrides applied) to 8 kHz samples,
 read once from the sounds directory and cached. A missing prompt never breaks a call: it is
-logged once and played as a short silence."""
+logged once and played as a short silence.
+
+The call's language (``imapvm.audio.language``) picks the directory: that language's prompt
+first, then the English one (as Asterisk falls back), then the synthesised set."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from imapvm.audio import formats, prompts
+from imapvm.audio import formats, language, prompts
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +29,30 @@ class PromptLoader:
         self.sounds = sounds
         self.extra = extra
         self._override = override or (lambda name: name)
-        self._cache: dict[str, Samples] = {}
-        self._missing: set[str] = set()
+        self._cache: dict[tuple[str, str], Samples] = {}
+        self._missing: set[tuple[str, str]] = set()
+
+    def find(self, name: str, code: str | None = None) -> Path | None:
+        """The file a prompt of language ``code`` (default: the call's) is played from."""
+        code = language.normalize(code or language.current())
+        synth, *others = self.extra or (None,)
+        first, *rest = language.search_path(self.sounds, code, synth)
+        return prompts.find(first, name, (*rest, *(p for p in others if p is not None)))
 
     async def __call__(self, name: str) -> Samples:
         name = self._override(name)
-        cached = self._cache.get(name)
+        key = (language.current(), name)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
-        path = prompts.find(self.sounds, name, self.extra)
+        path = self.find(name, key[0])
         if path is None:
-            if name not in self._missing:
-                self._missing.add(name)
-                log.warning("prompt %s not found under %s; playing silence", name, self.sounds)
+            if key not in self._missing:
+                self._missing.add(key)
+                log.warning("prompt %s (%s) not found under %s; playing silence", name, key[0],
+                            self.sounds)
             return SILENCE
         audio = await asyncio.to_thread(formats.read_file, path)
         samples = np.asarray(audio.samples, dtype=np.int16)
-        self._cache[name] = samples
+        self._cache[key] = samples
         return samples

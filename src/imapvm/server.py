@@ -19,14 +19,12 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from imapvm import __version__
-from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.config.settings import Endpoint, PathSettings
 from imapvm.httpd import HealthServer
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import voicemail_main
@@ -37,9 +35,11 @@ from imapvm.mwi import config as mwi_config
 from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
-from imapvm.passwords import save_password, spooldir_passwords
+from imapvm.notify.notifier import Notifier, mail_queue
+from imapvm.passwords import change_password, spooldir_passwords
 from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
 from imapvm.storage.recording import JournalWriter, unfinished
@@ -51,13 +51,6 @@ from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 
 log = logging.getLogger("imapvm")
-
-EMBEDDED_CONFIG = "embedded-voicemail.conf"
-
-
-def embedded_config_path() -> Path:
-    return Path(str(resources.files("imapvm") / "data" / EMBEDDED_CONFIG))
-
 
 @dataclass
 class Metrics:
@@ -75,27 +68,9 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
-
-
-def resolve_config(config: str | None, settings: str | None,
-                   overrides: dict[str, object]) -> tuple[LoadedConfig, bool]:
-    """Load the configuration; without any, the embedded default (second value True)."""
-    embedded = config is None and not DEFAULT_VOICEMAIL_PATH.exists()
-    path = str(embedded_config_path()) if embedded else config
-    loaded = load(path, settings, overrides)
-    if embedded:  # ./var instead of system paths, unless imapvm.toml or --set chose others
-        defaults = PathSettings()
-        paths = loaded.settings.paths
-        loaded.settings = replace(loaded.settings, paths=replace(
-            paths,
-            spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
-            outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
-        ))
-        sip = loaded.settings.sip
-        if "sip.listen" not in overrides and settings is None:
-            loaded.settings = replace(loaded.settings, sip=replace(
-                sip, listen=(Endpoint("127.0.0.1", 5060),)))
-    return loaded, embedded
+        self.sip_internal_errors = r.counter(
+            "imapvm_sip_internal_errors_total",
+            "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
 def routed_address(host: str) -> str:
@@ -134,13 +109,21 @@ class VoicemailServer:
                                                       on_latency=self.metrics.mwi_latency.observe))
         self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
         self.deposits = _MwiDeposits(self.numbering, self)
-        self.outbox = Outbox(paths.outbox, self.deposits)
+        self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
+                               self._deleted_after_mail)
+        self.notifier = Notifier(self.mail, self.store.settings)
+        self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
+        lock = loaded.settings.sip.lockout
+        self.lockouts = Lockouts(LockoutPolicy(lock.free_failures, lock.backoff,
+                                               lock.lock_after, lock.lock_seconds),
+                                 shared=self.store)
+        self.session.lockouts = self.lockouts
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,6 +134,11 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_mail_queue_depth",
+                                    "Notification e-mails waiting to be sent (or retried)",
+                                    callback=lambda: float(self.mail.depth()))
+        self.metrics.registry.add(self.mail.sent)
+        self.metrics.registry.add(self.mail.failures)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -167,6 +155,8 @@ class VoicemailServer:
             rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
             routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
             mwi_unsolicited=unsolicited,
+            rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
+            trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
         )
 
     async def start(self) -> None:
@@ -179,8 +169,11 @@ class VoicemailServer:
             await deliver_unfinished(self.session, found, self.outbox)
         self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
-                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password)
+                             mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             auth_guard=_DigestGuard(self),
+                             on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
         except OSError as exc:
@@ -242,6 +235,10 @@ class VoicemailServer:
             log.warning("%d deposit(s) still in the outbox %s; they are delivered at the next "
                         "start", self.outbox.depth(), self.loaded.settings.paths.outbox)
         self.outbox.stop()
+        if not await self.mail.flush(min(grace, 5.0)):
+            log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
+                        "start", self.mail.depth())
+        self.mail.stop()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -306,13 +303,19 @@ class VoicemailServer:
             self.metrics.active_calls.set(len(self._active))
 
     def _sip_password(self, username: str) -> str | None:
-        """Digest credentials of a phone outside the trusted networks: its mailbox number and
-        mailbox password (an empty password never authenticates)."""
+        """Digest secret of a phone outside the trusted networks: `[sip.credentials]` for its
+        mailbox; the mailbox PIN only with `sip.pin_as_sip_password` (an empty secret never
+        authenticates)."""
         box = self.mailbox_ref(username)
         if box is None:
             return None
-        password = self.session.password(box)
-        return password or None
+        sip = self.loaded.settings.sip
+        for key in (username, f"{box.mailbox}@{box.context}", box.mailbox):
+            if sip.credentials.get(key):
+                return sip.credentials[key]
+        if sip.pin_as_sip_password:
+            return self.session.password(box) or None
+        return None
 
     def _exit_target(self, exit_: Exit) -> str | None:
         """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
@@ -323,9 +326,14 @@ class VoicemailServer:
             "{context}", exit_.context)
 
     async def _save_password(self, box: MailboxRef, password: str) -> None:
-        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
-                                   password)
-        log.info("password of %s changed by phone; saved in %s", box, path)
+        where = await change_password(self.loaded.voicemail, self.loaded.settings.paths.spool,
+                                      box, password)
+        log.info("password of %s changed by phone; saved by %s", box, where)
+
+    async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
+        """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
+        await self.store.delete(box, [ref])
+        self.mwi.refresh(box)
 
     # -- message waiting ------------------------------------------------------------------
     def _always_watched(self) -> list[str]:
@@ -385,6 +393,31 @@ class VoicemailServer:
         number, _, context = text.partition("@")
         found = self.loaded.voicemail.find(number, context or None)
         return MailboxRef(found.number, found.context) if found else None
+
+
+class _DigestGuard:
+    """The SIP core's view of the lockouts: digest users are mailbox numbers."""
+
+    def __init__(self, server: VoicemailServer) -> None:
+        self._server = server
+
+    def allowed(self, username: str, source: str, now: float) -> bool:
+        box = self._server.mailbox_ref(username)
+        lockouts = self._server.lockouts
+        if box is not None:
+            lockouts.refresh_soon(box)  # what other nodes counted, for the next request
+        return lockouts.wait(box, source) <= 0
+
+    def failed(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None:
+            self._server.lockouts.failure_soon(box, source)
+
+    def succeeded(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        if box is not None and self._server.lockouts.failures(box):
+            self._server.lockouts.success_soon(box)
 
 
 def _summary(update: MwiUpdate) -> MessageSummary:

@@ -140,3 +140,92 @@ def test_bad_set_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
         main(["check", "--set", "no-equals-sign"])
     assert exit_info.value.code == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_external_commands_are_checked(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    """externpass* must name an executable program; mailcmd and delete=yes get warnings."""
+    script = tmp_path / "check-pass"
+    script.write_text("#!/bin/sh\necho VALID\n")
+    script.chmod(0o755)
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(f"[general]\nexternpasscheck={script}\nexternpass={tmp_path}/missing\n"
+                    f"externpassnotify={conf}\nmailcmd=/nonexistent/sendmail -t\n"
+                    "[default]\n1234 => 4242,Alice,alice@example.com\n"
+                    "5678 => 1111,Bob,,,delete=yes\n")
+    status, out = run(capsys, "--config", str(conf), "--json")
+    assert status == 1
+    messages = [d["message"] for d in json.loads(out)["diagnostics"]]
+    assert f"externpass: {tmp_path}/missing does not exist" in messages
+    assert f"externpassnotify: {conf} is not executable" in messages
+    assert not [m for m in messages if m.startswith("externpasscheck")]
+    assert any(m.startswith("mailcmd: /nonexistent/sendmail does not exist") for m in messages)
+    assert any("5678@default: delete=yes without an e-mail address" in m for m in messages)
+
+def test_maxsilence_warning_points_at_maxsilence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 item 12: the warning names the line that set maxsilence, not minsecs."""
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\nminsecs=3\nformat=wav\nmaxsilence=5\n[default]\n1 => 1\n")
+    status, out = run(capsys, "--config", str(conf))
+    assert status == 0
+    assert f"{conf}:4: warning: maxsilence (5) should be less than minsecs (3)" in out
+
+
+def test_bad_set_key_is_reported_as_a_set_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 12: never against an /etc/imapvm/imapvm.toml that does not exist."""
+    status, out = run(capsys, "--set", "sip.listen.x=1")
+    assert status == 1
+    assert "command line: error: sip.listen: must be a list of strings" in out
+    assert "imapvm.toml: error" not in out
+    assert "imapvm.toml: warning" not in out
+    with pytest.raises(SystemExit):
+        main(["check", "--set", ".x=1"])
+    assert "argument --set: '.x' is not a setting name" in capsys.readouterr().err
+
+
+def test_json_uses_the_greetingsfolder_spelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 item 12: the JSON key is the directive as written (the sample's spelling)."""
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\ngreetingsfolder=Greetings\n[default]\n1 => 1\n")
+    status, out = run(capsys, "--config", str(conf), "--json")
+    assert status == 0
+    general = json.loads(out)["general"]
+    assert general == {"greetingsfolder": "Greetings"}
+
+
+def test_unsafe_context_and_mailbox_names_are_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 item 19: `[de/fault]` cannot be a spool directory: an error at its line, and its
+    mailboxes are not loaded, so a call to them is refused instead of acknowledged and lost."""
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\n[de/fault]\n1234 => 1,A\n[default]\n../x => 1,B\n"
+                    "1 => 1,C\n[ok-ctx.2]\n5 => 1,D\n")
+    status, out = run(capsys, "--config", str(conf))
+    assert status == 1
+    assert f"{conf}:2: error: context [de/fault] contains '/'" in out
+    assert f"{conf}:5: error: mailbox '../x' contains '/'" in out
+    loaded = loader.load(conf)
+    assert loaded.voicemail.find("1234", "de/fault") is None
+    assert loaded.voicemail.find("1", "default") is not None
+    assert loaded.voicemail.find("5", "ok-ctx.2") is not None
+    assert not loaded.ok  # so `serve` refuses to start and a reload is refused
+
+
+def test_listen_address_that_does_not_resolve_fails_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17 item 20: `sip.listen = ["garbage"]` is valid syntax but no address to bind."""
+    status, out = run(capsys, "--set", 'sip.listen=["garbage"]')
+    assert status == 1
+    assert "command line: error: sip.listen[0]: cannot listen on garbage:5060: 'garbage' " \
+        "does not resolve" in out
+    status, out = run(capsys, "--set", 'sip.listen=["192.0.2.7:5070"]')
+    assert status == 1
+    assert "192.0.2.7 is not an address of this host" in out
+    status, out = run(capsys, "--set", 'sip.listen=["127.0.0.1:5070"]')
+    assert status == 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imapvm.audio import prompts
+from imapvm.audio import language, prompts
 from imapvm.ivr.channel import Audio, CallerId, CallTarget, ChannelHangup, RecordResult
 
 
@@ -130,8 +130,11 @@ class ScriptedChannel:
 
     def _heard_it(self, audio: Audio | str) -> None:
         if isinstance(audio, str):
-            # every prompt a flow plays must be a real Asterisk sound file
-            assert prompts.find(prompts.DEFAULT_SOUNDS, audio) is not None, audio
+            # every prompt a flow plays must be a real Asterisk sound file, in the call's
+            # language or (as Asterisk falls back) in English
+            first, *rest = language.search_path(prompts.DEFAULT_SOUNDS, language.current(),
+                                                prompts.SYNTH_DIR)
+            assert prompts.find(first, audio, tuple(rest)) is not None, audio
             self.played.append(audio)
             self._heard.add(audio)
             self._last_audio = False

@@ -135,3 +135,27 @@ async def test_greeting_recorded_on_the_phone_greets_callers(
     caller = ScriptedChannel([Rec(2)])
     await leave_message(caller, w.session)
     assert caller.played == ["audio:2.0s", "vm-intro", "beep", "vm-goodbye"]
+
+
+async def test_play_then_save_to_old_then_the_next_message(
+        make_world: WorldFactory, store: ImapStore,
+        accounts: dict[MailboxRef, Account]) -> None:
+    """Issue 17 item 2: a heard message is \\Seen already; saving it to Old (9, 1) changes no
+    flag, which Dovecot answers with no FETCH. That is not "gone": the caller hears it saved
+    and reaches the next message."""
+    w = await make_world(store=store)
+    first = await w.add_message(caller="5550001", when=NOW - 600)
+    second = await w.add_message(caller="5550002", when=NOW - 300)
+    ch = ScriptedChannel(["1", after("9"), Press("1", after="vm-savefolder"), after("6"),
+                          after("#")], target=OWN)
+    await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
+    assert "vm-mailboxfull" not in ch.played
+    assert "vm-savedto" in ch.played
+    assert ch.played[-1] == "vm-goodbye"
+    client = await client_for(accounts[BOX])
+    try:
+        await client.select("INBOX")
+        assert "\\Seen" in await client.flags(first.uid)
+        assert "\\Seen" in await client.flags(second.uid)  # the next message was played too
+    finally:
+        await client.close()

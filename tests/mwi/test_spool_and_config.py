@@ -10,10 +10,10 @@ from imapvm.config.settings import MwiSettings
 from imapvm.mwi import config as mwi_config
 from imapvm.mwi.engine import MwiEngine
 from imapvm.mwi.sinks import ExternNotifySink
-from imapvm.mwi.watch import PollWatcher, WatchOptions
 from imapvm.mwi.webhook import WebhookSink
 from imapvm.storage.base import Counts, MailboxRef
 from imapvm.storage.spool import SpoolStore
+from imapvm.storage.watching import PollWatcher, WatchOptions
 from tests.config.helpers import load_conf
 from tests.mwi.helpers import Recorder
 from tests.support.vmmail import voicemail

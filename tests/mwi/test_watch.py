@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import pytest
 
 from imapvm.mwi.engine import MwiEngine
-from imapvm.mwi.watch import ImapWatcher, WatchOptions
 from imapvm.storage.base import Counts, MailboxRef
 from imapvm.storage.imap.store import ImapStore
+from imapvm.storage.imap.watch import ImapWatcher
+from imapvm.storage.watching import WatchMode, WatchOptions
 from tests.conftest import Account, make_account
 from tests.mwi.helpers import Recorder, make_store
 from tests.support.cyrus import CyrusServer
@@ -61,11 +62,11 @@ async def rig_for(server: DovecotServer | CyrusServer, options: WatchOptions = F
 
 
 CASES = {
-    "dovecot-notify": ("dovecot_slash", FAST, "notify"),
-    "restricted-idle": ("dovecot_restricted", FAST, "idle"),
+    "dovecot-notify": ("dovecot_slash", FAST, WatchMode.NOTIFY),
+    "restricted-idle": ("dovecot_restricted", FAST, WatchMode.IDLE),
     "restricted-poll": ("dovecot_restricted", WatchOptions(
-        pollfreq=1.0, backoff_initial=0.2, modes=("poll",)), "poll"),
-    "cyrus-idle": ("cyrus", FAST, "idle"),
+        pollfreq=1.0, backoff_initial=0.2, modes=(WatchMode.POLL,)), WatchMode.POLL),
+    "cyrus-idle": ("cyrus", FAST, WatchMode.IDLE),
 }
 
 
@@ -169,7 +170,7 @@ async def test_idle_is_renewed_without_any_update_or_reconnect(
         await rig.engine.watch(BOX)
         await rig.sink.expect(NAME, new=0, old=0)
         await rig.sink.quiet(1.1)  # renewals publish nothing
-        assert rig.watcher().mode == "idle"
+        assert rig.watcher().mode is WatchMode.IDLE
         assert rig.watcher().idles >= 4
         await rig.client.append("INBOX", voicemail("100"))
         await rig.sink.expect(NAME, new=1, old=0)
@@ -195,12 +196,12 @@ async def test_past_the_connection_limit_boxes_are_polled_until_a_slot_frees(
         await sink.expect("200@default", new=0, old=0)
         watcher_b = engine.watcher(b)
         assert isinstance(watcher_b, ImapWatcher)
-        assert watcher_b.mode == "waiting"
+        assert watcher_b.mode is WatchMode.WAITING
         await client.append("INBOX", voicemail("200"))
         await sink.expect("200@default", new=1, old=0, within=3)
         await engine.unwatch(a)  # its slot goes to the waiting watcher
         await asyncio.wait_for(watcher_b.connected.wait(), 5)
-        assert watcher_b.mode == "notify"
+        assert watcher_b.mode is WatchMode.NOTIFY
         await sink.quiet(0.3)
     finally:
         await engine.stop()

@@ -145,3 +145,32 @@ async def test_outbox_delivers_into_the_spool(store: SpoolStore, tmp_path: Path)
     finally:
         outbox.stop()
         task.cancel()
+
+
+async def test_deposit_writes_every_configured_format(tmp_path: Path) -> None:
+    """format=ulaw|wav49|wav: .ulaw, .WAV and .wav, as Asterisk writes them; the e-mail's
+    GSM copy is kept too, and each file decodes to the same recording."""
+    import numpy as np
+
+    from imapvm.audio import formats
+    from imapvm.audio.core import Audio
+    from imapvm.message import Deposit, build_voicemail
+    from imapvm.message.settings import EmailSettings
+
+    fmts = ("ulaw", "wav49", "wav")
+    store = SpoolStore(tmp_path / "voicemail",
+                       lambda _box: SpoolSettings(maxmsg=5, formats=fmts))
+    t = np.arange(8000 * 2) / 8000
+    tone = Audio((np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16))
+    built = build_voicemail(Deposit(number=1, caller_id_num="5550001"),
+                            EmailSettings(context="default", mailbox="1234", formats=fmts), tone)
+    await store.deposit(BOX, built.raw)
+    inbox = tmp_path / "voicemail/default/1234/INBOX"
+    assert sorted(p.name for p in inbox.iterdir()) == [
+        "msg0000.WAV", "msg0000.gsm", "msg0000.txt", "msg0000.ulaw", "msg0000.wav"]
+    [ulaw] = [a for a in extract_audio(built.raw).alternatives if a.fmt == "ulaw"]
+    assert (inbox / "msg0000.ulaw").read_bytes() == ulaw.data  # the e-mail's copy, unchanged
+    for name, fmt in (("msg0000.WAV", "wav49"), ("msg0000.wav", "wav"),
+                      ("msg0000.gsm", "gsm")):
+        decoded = formats.read_file(inbox / name, fmt)
+        assert abs(len(decoded.samples) - len(tone.samples)) <= 320, name

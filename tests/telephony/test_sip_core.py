@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imapvm.telephony.sip.core import CoreConfig, SipCore, parse_dtmf_info
+from imapvm.telephony.sip.errors import SipStateError
 from imapvm.telephony.sip.events import (
     CallConfirmed,
     CallEnded,
@@ -48,7 +49,7 @@ def start_call(core: SipCore, now: float = 0.0) -> str:
 
 def answered_call(core: SipCore) -> tuple[str, str]:
     handle = start_call(core)
-    assert core.answer(handle, RTP, 0.0)
+    core.answer(handle, RTP, 0.0)
     (ok,) = responses(core)
     tag = ok.to_addr.tag
     assert tag
@@ -142,7 +143,8 @@ def test_cancel_before_answer_gives_200_and_487() -> None:
     statuses = [(r.status, r.cseq[1]) for r in responses(core)]
     assert statuses == [(200, "CANCEL"), (487, "INVITE")]
     assert core.take_events() == [CallEnded(handle, "cancelled")]
-    assert not core.answer(handle, RTP, 0.6)
+    with pytest.raises(SipStateError):
+        core.answer(handle, RTP, 0.6)  # too late: the caller cancelled
     # 487 is retransmitted (Timer G) until the ACK for it arrives on the INVITE's branch
     core.handle_timer(1.0)
     assert [r.status for r in responses(core)] == [487]

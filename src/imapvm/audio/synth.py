@@ -53,6 +53,22 @@ TEXTS = {
 }
 
 
+#: What the other languages' Debian sets lack and their grammar plays (``imapvm.ivr.lang``),
+#: spoken by espeak-ng in that language into ``<out>/<code>/``.
+LANGUAGE_TEXTS: dict[str, dict[str, str]] = {
+    "es": {"digits/100": "cien", "vm-msgforwarded": "Mensaje reenviado.",
+           "digits/billion": "mil millones"},
+    "fr": {"digits/billion": "milliard", "digits/oh": "zéro"},
+    "it": {},
+    "ru": {"digits/100": "сто", "digits/200": "двести", "digits/300": "триста",
+           "digits/400": "четыреста", "digits/500": "пятьсот", "digits/600": "шестьсот",
+           "digits/700": "семьсот", "digits/800": "восемьсот", "digits/900": "девятьсот",
+           "digits/1f": "одна", "digits/2f": "две", "digits/thousands-i": "тысячи",
+           "digits/thousands": "тысяч", "digits/million-a": "миллиона",
+           "digits/millions": "миллионов"},
+}
+
+
 def text_for(name: str) -> str:
     if name in TEXTS:
         return TEXTS[name]
@@ -61,13 +77,13 @@ def text_for(name: str) -> str:
     return name.rsplit("/", 1)[-1].removeprefix("vm-").replace("-", " ")
 
 
-def speak(text: str) -> Audio:
+def speak(text: str, voice: str = "en-us") -> Audio:
     """espeak-ng at 150 words a minute, as 8 kHz telephony audio."""
     import soundfile
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "p.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text],
                        check=True, capture_output=True)
         data, rate = soundfile.read(wav, dtype="int16")
     return to_telephony(data, rate)
@@ -92,6 +108,25 @@ def synthesise_missing(sounds: Path, out: Path) -> list[str]:
     return made
 
 
+def synthesise_languages(sounds: Path, out: Path) -> list[str]:
+    """For each language whose set is installed beside ``sounds``, the prompts it lacks."""
+    from imapvm.audio import language
+
+    made = []
+    for code, texts in LANGUAGE_TEXTS.items():
+        own = language.sounds_dir(sounds, code)
+        if own == sounds:
+            continue  # that language is not installed
+        for name, text in texts.items():
+            target = out / code / f"{name}.wav"
+            if prompts.find(own, name, ()) is not None or target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            formats.write_file(target, speak(text, code), "wav")
+            made.append(f"{code}:{name}")
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, nargs="?", default=prompts.SYNTH_DIR,
@@ -101,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is not installed; cannot synthesise missing prompts", file=sys.stderr)
         return 1
-    made = synthesise_missing(args.sounds, args.out)
+    made = synthesise_missing(args.sounds, args.out) + synthesise_languages(args.sounds,
+                                                                            args.out)
     print(f"{len(made)} prompt(s) synthesised into {args.out}" + (f": {', '.join(made)}"
                                                                     if made else ""))
     return 0

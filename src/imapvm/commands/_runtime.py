@@ -12,26 +12,50 @@ from typing import Any
 from rich.console import Console
 
 from imapvm.audio.errors import AudioError
-from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig, load
+from imapvm.config.embedded import embedded_config_path, resolve_config
+from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.settings import DEFAULT_SETTINGS_PATH, parse_override
 from imapvm.message import MessageError
 from imapvm.storage.base import MailboxRef, StoreError
 from imapvm.storage.router import RoutingStore
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+"""stderr; soft_wrap so that an error stays one line however narrow the terminal."""
 
 
 class CommandError(Exception):
     """A problem to report in one line and exit 1 (never a traceback)."""
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
+DEFAULT_TIMEOUT = 10.0
+"""Seconds an operator command waits for an IMAP server to connect and greet (serve waits
+imapopentimeout, Asterisk's 60 s, and retries in the background; a person at a prompt
+should not wait that long)."""
+
+
+def add_config_args(parser: argparse.ArgumentParser, *, imap_timeout: bool = True) -> None:
     parser.add_argument("--config", metavar="VOICEMAIL_CONF",
                         help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH})")
     parser.add_argument("--settings", metavar="IMAPVM_TOML",
                         help=f"imapvm.toml (default: {DEFAULT_SETTINGS_PATH})")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         type=override_arg, help="override an imapvm.toml setting (repeatable)")
+    if imap_timeout:
+        parser.add_argument("--timeout", metavar="SECONDS", type=_positive_seconds,
+                            default=DEFAULT_TIMEOUT,
+                            help="give up on an IMAP server that does not connect and greet "
+                                 f"within SECONDS (default {DEFAULT_TIMEOUT:g}; a lower "
+                                 "imapopentimeout in voicemail.conf wins)")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: give between 0 and 3600 seconds")
+    return value
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +71,9 @@ def override_arg(text: str) -> tuple[str, object]:
 
 
 def load_config(args: argparse.Namespace) -> LoadedConfig:
-    loaded = load(args.config, args.settings, dict(args.set))
+    """As `serve` resolves it: with no voicemail.conf at all, the embedded default."""
+    loaded, embedded = resolve_config(args.config, args.settings, dict(args.set))
+    args.embedded = embedded
     if not loaded.ok:
         errors = [d for d in loaded.diagnostics if d.severity.name.lower() == "error"]
         for d in errors:
@@ -57,9 +83,9 @@ def load_config(args: argparse.Namespace) -> LoadedConfig:
     return loaded
 
 
-def open_store(loaded: LoadedConfig) -> RoutingStore:
+def open_store(loaded: LoadedConfig, open_timeout: float | None = None) -> RoutingStore:
     return RoutingStore(loaded.voicemail, loaded.settings.paths.spool,
-                        loaded.settings.imap)
+                        loaded.settings.imap, open_timeout=open_timeout)
 
 
 def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:
@@ -67,8 +93,18 @@ def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:
     number, _, context = text.partition("@")
     found = loaded.voicemail.find(number, context or None)
     if found is None:
+        if loaded.voicemail_path == embedded_config_path():
+            raise CommandError(
+                f"no mailbox {text} in the embedded default (used because "
+                f"{DEFAULT_VOICEMAIL_PATH} does not exist; it has "
+                f"{_listed(loaded)}); pass --config VOICEMAIL_CONF for another configuration")
         raise CommandError(f"no mailbox {text} in {loaded.voicemail_path}")
     return MailboxRef(found.number, found.context)
+
+
+def _listed(loaded: LoadedConfig) -> str:
+    boxes = [s.id for s in loaded.voicemail.all_effective()]
+    return "mailbox " + ", ".join(boxes) if boxes else "no mailboxes"
 
 
 def run_async(args: argparse.Namespace,
@@ -77,7 +113,7 @@ def run_async(args: argparse.Namespace,
     """Load the configuration, open the store, run `body`, close the store; errors as one line."""
     async def main() -> int:
         loaded = load_config(args)
-        store = open_store(loaded)
+        store = open_store(loaded, getattr(args, "timeout", None))
         try:
             return await body(args, loaded, store)
         finally:

@@ -13,6 +13,7 @@ import sys
 from rich.console import Console
 
 from imapvm.commands._runtime import override_arg
+from imapvm.config.addresses import check_listen_addresses
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, load
 from imapvm.config.render import print_report, report_json
 from imapvm.config.settings import DEFAULT_SETTINGS_PATH
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     loaded = load(args.config, args.settings, dict(args.set))
+    check_listen_addresses(loaded, loaded.diagnostics)
     if args.json:
         json.dump(report_json(loaded), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

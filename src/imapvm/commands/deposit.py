@@ -20,6 +20,7 @@ from imapvm.commands._runtime import add_config_args, mailbox_ref, run_async
 from imapvm.config.loader import LoadedConfig
 from imapvm.message import FLAG_NONE, FLAG_URGENT, Deposit, build_voicemail
 from imapvm.message.from_config import email_settings
+from imapvm.notify.notifier import notify_after_deposit
 from imapvm.storage.router import RoutingStore
 
 
@@ -63,4 +64,6 @@ async def _deposit(args: argparse.Namespace, loaded: LoadedConfig, store: Routin
     built = await asyncio.to_thread(build_voicemail, deposit, settings, audio)
     ref = await store.deposit(box, built.raw, urgent=args.urgent)
     print(f"{ref}  ({audio.whole_seconds} s from {name or number or 'an unknown caller'})")
+    for line in await notify_after_deposit(loaded, store, box, built.raw, ref):
+        print(line)
     return 0

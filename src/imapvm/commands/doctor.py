@@ -12,14 +12,16 @@ import argparse
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from imapvm.audio import prompts
+from imapvm.audio import language, prompts
 from imapvm.commands._runtime import add_config_args, add_json_arg, print_json, run_async
 from imapvm.config.loader import LoadedConfig
 from imapvm.config.model import StorageKind
+from imapvm.ivr import lang
 from imapvm.storage.base import Folder, MailboxRef, StoreError
 from imapvm.storage.imap.account import Account
 from imapvm.storage.imap.connection import ImapError
@@ -41,14 +43,17 @@ class Check:
     item: str
     ok: bool
     detail: str
+    #: Prompt checks: the names missing (``--json`` lists them all; the table says how many).
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Report:
     checks: list[Check] = field(default_factory=list)
 
-    def add(self, subject: str, item: str, ok: bool, detail: str) -> None:
-        self.checks.append(Check(subject, item, ok, detail))
+    def add(self, subject: str, item: str, ok: bool, detail: str,
+            missing: list[str] | None = None) -> None:
+        self.checks.append(Check(subject, item, ok, detail, list(missing or ())))
 
 
 def strategies(caps: frozenset[str], pollfreq: int) -> dict[str, str]:
@@ -180,5 +185,34 @@ def _check_prompts(report: Report, loaded: LoadedConfig) -> None:
     report.add("prompts", str(sounds), not gone,
                f"all {len(prompts.REQUIRED)} present" if not gone
                else f"{len(gone)} missing: {', '.join(gone[:8])}{' ...' if len(gone) > 8 else ''}")
+    for code in _languages_in_use(loaded):
+        _check_language(report, sounds, code)
+
+
+def _languages_in_use(loaded: LoadedConfig) -> list[str]:
+    """Every language other than English that ``[general]`` or a mailbox speaks."""
+    used = {language.normalize(str(loaded.voicemail.general["language"] or ""))}
+    used |= {language.normalize(s.language) for s in loaded.voicemail.all_effective()}
+    return sorted(used - {language.DEFAULT})
+
+
+def _check_language(report: Report, sounds: Path, code: str) -> None:
+    """A language's own prompts: those the menus play and its grammar adds. A prompt it lacks
+    is played in English, as Asterisk does; the report names them so an operator can add them."""
+    own = language.sounds_dir(sounds, code)
+    grammar = lang.for_code(code)
+    if own == sounds:
+        report.add("prompts", f"language {code}", False,
+                   f"no {code} prompt directory beside {sounds} "
+                   f"(apt-get install asterisk-core-sounds-{code}-wav); English is played")
+        return
+    names = sorted({*prompts.REQUIRED, *grammar.extra_prompts,
+                    *(n for sentence in grammar.samples() for n in sentence)})
+    gone = prompts.missing(own, tuple(names), extra=(prompts.SYNTH_DIR / code,))
+    detail = (f"all {len(names)} present" if not gone else
+              f"{len(gone)} missing (played in English): {', '.join(gone)}")
+    if grammar.code != code:
+        detail += f"; no {code} grammar in imapvm, English grammar is used"
+    report.add("prompts", f"language {code} ({own})", not gone, detail, missing=gone)
 
 

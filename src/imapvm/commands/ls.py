@@ -5,6 +5,7 @@ Listing never marks anything read."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from rich.console import Console
@@ -45,6 +46,39 @@ def _row(m: StoredMessage) -> dict[str, object]:
     }
 
 
+def print_table(console: Console, title: str, rows: list[dict[str, object]]) -> None:
+    table = Table(title=title)
+    for col in ("folder", "#", "received", "caller", "duration", "state"):
+        table.add_column(col)
+    # The id is copied into rm/export: never cut, never folded; other columns give way.
+    widest = max((len(str(r["id"])) for r in rows), default=2)
+    table.add_column("id", no_wrap=True, overflow="ignore", min_width=widest)
+    counters: dict[str, int] = {}
+    for r in rows:
+        n = counters[str(r["folder"])] = counters.get(str(r["folder"]), 0) + 1
+        table.add_row(str(r["folder"]), str(n), received_text(r["received"]),
+                      caller_text(str(r["caller_name"]), str(r["caller_number"])),
+                      f"{r['duration']} s", str(r["state"]), str(r["id"]))
+    console.print(table)
+    if not rows:
+        console.print("no voicemail")
+
+
+def caller_text(name: str, number: str) -> str:
+    """`Name <number>`, `Name`, `<number>`... as the caller id was given, brackets whole."""
+    if name and number:
+        return f"{name} <{number}>"
+    return name or number or "unknown"
+
+
+def received_text(value: object) -> str:
+    """Local time of an X-Asterisk-VM-Orig-time; a value no clock can show is shown as is."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(int(str(value or 0))))
+    except (OverflowError, OSError, ValueError):
+        return f"? ({value})"
+
+
 async def _ls(args: argparse.Namespace, loaded: LoadedConfig, store: RoutingStore) -> int:
     box = mailbox_ref(args.mailbox, loaded)
     folders = [Folder.from_name(args.folder)] if args.folder else list(DEFAULT_FOLDERS)
@@ -54,17 +88,7 @@ async def _ls(args: argparse.Namespace, loaded: LoadedConfig, store: RoutingStor
     if args.json:
         print_json({"mailbox": str(box), "where": store.describe(box), "messages": rows})
         return 0
-    table = Table(title=f"{box}  ({store.describe(box)})")
-    for col in ("folder", "#", "received", "caller", "duration", "state", "id"):
-        table.add_column(col)
-    counters: dict[str, int] = {}
-    for r in rows:
-        n = counters[str(r["folder"])] = counters.get(str(r["folder"]), 0) + 1
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(r["received"] or 0)))  # type: ignore[call-overload]
-        caller = f"{r['caller_name']} <{r['caller_number']}>".strip(" <>") or "unknown"
-        table.add_row(str(r["folder"]), str(n), when, caller, f"{r['duration']} s",
-                      str(r["state"]), str(r["id"]))
-    Console().print(table)
-    if not rows:
-        Console().print("no voicemail")
+    # In a pipe, as wide as the rows need (rich would assume 80 columns and cut).
+    console = Console() if sys.stdout.isatty() else Console(width=100_000)
+    print_table(console, f"{box}  ({store.describe(box)})", rows)
     return 0

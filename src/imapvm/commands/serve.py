@@ -17,7 +17,7 @@ from imapvm.server import VoicemailServer, resolve_config, setup_logging
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("serve", help="run the voicemail server", description=__doc__)
-    add_config_args(p)
+    add_config_args(p, imap_timeout=False)
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"),

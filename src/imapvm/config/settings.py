@@ -37,6 +37,13 @@ listen = "127.0.0.1:9180"
 [imap]
 oauth2_token_command = "/usr/local/bin/m365-token {user}"   # XOAUTH2 instead of passwords
 # gssapi = true               # or Kerberos, with the credentials in KRB5CCNAME
+
+[smtp]                        # voicemail to e-mail by SMTP instead of voicemail.conf's mailcmd
+host = "smtp.example.com"
+port = 587
+starttls = true
+username = "voicemail@example.com"
+password = "s3cret"
 ```
 """
 
@@ -45,6 +52,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 import shlex
 import tomllib
 from collections.abc import Callable, Mapping
@@ -68,6 +76,16 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class LockoutSettings:
+    """Failed logins (phone PIN, SIP digest) per mailbox across calls, sources and nodes."""
+
+    free_failures: int = 3
+    backoff: float = 30.0
+    lock_after: int = 10
+    lock_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class SipSettings:
     listen: tuple[Endpoint, ...] = (Endpoint("0.0.0.0", 5060),)
     trusted: tuple[IPNetwork, ...] = (
@@ -86,6 +104,17 @@ class SipSettings:
     """Where a caller who leaves the menus goes, as a SIP URI template: `{extension}` is `o`
     (operator, key 0), `a` (key *) or the number to call back / dial out, `{context}` the
     exitcontext. None: those keys do nothing, as in Asterisk without the extensions."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """SIP digest secrets of phones outside `trusted` (`"1234"` or `"1234@context"` -> secret),
+    from `[sip.credentials]` and the file `credentials_file` names; never the mailbox PIN."""
+    pin_as_sip_password: bool = False
+    """Compatibility: accept a mailbox's PIN as its SIP digest password (a 4-digit PIN falls to
+    an offline attack on one captured request). Off unless set; warned about when on."""
+    rate_limit: float = 20.0
+    """New SIP requests per second per untrusted source address (burst: twice as many)."""
+    trusted_rate_limit: float = 500.0
+    """The same for trusted sources (the PBX carries every caller's traffic)."""
+    lockout: LockoutSettings = field(default_factory=lambda: LockoutSettings())
 
 
 @dataclass(frozen=True)
@@ -133,12 +162,26 @@ class ImapClientSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """SMTP submission for the notification e-mails; without it, voicemail.conf's `mailcmd`."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     sip: SipSettings = field(default_factory=SipSettings)
     mwi: MwiSettings = field(default_factory=MwiSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     imap: ImapClientSettings = field(default_factory=ImapClientSettings)
+    smtp: SmtpSettings | None = None
+    """None: notifications go through `mailcmd`."""
     source: str | None = None
 
 
@@ -254,19 +297,106 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
     return text
 
 
+_SIP_SECURITY_KEYS = {"credentials", "credentials_file", "pin_as_sip_password", "rate_limit",
+                      "trusted_rate_limit", "lockout"}
+
+
+def _positive(check: _Checker, table: Mapping[str, object], key: str, default: float,
+              minimum: float = 0.0) -> float:
+    """A number above ``minimum`` (or equal to it when it is 0 and the key counts failures)."""
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if (isinstance(value, bool) or not isinstance(value, int | float) or value < minimum
+            or (value == 0 and minimum == 0 and not key.endswith("free_failures"))):
+        check.error(key, f"must be a positive number, not {value!r}")
+        return default
+    return float(value)
+
+
+def _sip_security(check: _Checker, sip: Mapping[str, object], settings: SipSettings,
+                  diags: Diagnostics, where: _Where) -> SipSettings:
+    """SIP digest credentials (never the PIN unless asked), rate limits and lockouts."""
+    credentials: dict[str, str] = {}
+    file_text = check.string(sip, "sip.credentials_file", "").strip()
+    if file_text:
+        path = Path(os.path.expanduser(file_text))
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            check.error("sip.credentials_file", f"cannot read {path}: {exc}")
+            table = {}
+        except tomllib.TOMLDecodeError:
+            # The parser's message quotes the file; a secrets file must not be echoed.
+            check.error("sip.credentials_file", f"{path} is not a TOML table of mailbox = secret")
+            table = {}
+        table = table.get("credentials", table) if isinstance(table, dict) else {}
+        credentials.update(_credentials(check, table, f"{path}:"))
+    raw_credentials = sip.get("credentials", {})
+    if not isinstance(raw_credentials, dict):
+        check.error("sip.credentials", "must be a table of mailbox = secret")
+        raw_credentials = {}
+    credentials.update(_credentials(check, raw_credentials, "sip.credentials."))
+    for box, secret in sorted(credentials.items()):
+        if len(secret) < 16 or secret.isdigit():
+            diags.warning(
+                f"sip.credentials.{box}: a short or digits-only SIP secret can be guessed "
+                f"offline from one captured request; use a long random one, e.g. "
+                f'"{secrets.token_urlsafe(24)}"',
+                where(f"sip.credentials.{box}"),
+            )
+    pin = check.boolean(sip, "sip.pin_as_sip_password", False)
+    if pin:
+        diags.warning(
+            "sip.pin_as_sip_password = true: mailbox PINs are accepted as SIP digest passwords; "
+            "a 4-digit PIN is found offline from one captured request in milliseconds. Give "
+            "phones their own secrets in [sip.credentials] and turn this off",
+            where("sip.pin_as_sip_password"),
+        )
+    lock = check.table(sip, "sip.lockout", {"free_failures", "backoff", "lock_after",
+                                             "lock_seconds"})
+    defaults = LockoutSettings()
+    lockout = LockoutSettings(
+        free_failures=int(_positive(check, lock, "sip.lockout.free_failures",
+                                    defaults.free_failures)),
+        backoff=_positive(check, lock, "sip.lockout.backoff", defaults.backoff),
+        lock_after=int(_positive(check, lock, "sip.lockout.lock_after", defaults.lock_after, 1)),
+        lock_seconds=_positive(check, lock, "sip.lockout.lock_seconds", defaults.lock_seconds),
+    )
+    if lockout.lock_after <= lockout.free_failures:
+        check.error("sip.lockout.lock_after", "must be larger than free_failures")
+    return replace(
+        settings, credentials=credentials, pin_as_sip_password=pin, lockout=lockout,
+        rate_limit=_positive(check, sip, "sip.rate_limit", settings.rate_limit),
+        trusted_rate_limit=_positive(check, sip, "sip.trusted_rate_limit",
+                                     settings.trusted_rate_limit),
+    )
+
+
+def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for box, secret in table.items():
+        if not isinstance(secret, str) or not secret:
+            check.error(f"{prefix}{box}", "must be a non-empty string (the SIP secret)")
+        elif any(c in secret for c in '"\\\r\n'):
+            check.error(f"{prefix}{box}", "a SIP secret cannot contain quotes, backslashes or "
+                        "line breaks")
+        else:
+            out[str(box)] = secret
+    return out
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
-        if name not in {"sip", "mwi", "paths", "http", "imap"}:
+        if name not in {"sip", "mwi", "paths", "http", "imap", "smtp"}:
             diags.warning(
                 f"{name}: unknown section ignored"
-                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap"}),
+                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap", "smtp"}),
                 where(name),
             )
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp", "exit_uri"})
+                                   "tcp", "exit_uri", *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -307,6 +437,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         tcp=check.boolean(sip, "sip.tcp", True),
         exit_uri=_exit_uri(check, sip),
     )
+    sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})
     unsolicited: dict[str, tuple[str, ...]] = {}
@@ -380,7 +511,31 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         check.error("imap.gssapi", "choose Kerberos or an OAuth2 token command, not both")
     return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
                           ImapClientSettings(gssapi, check.string(imap, "imap.gssapi_host", ""),
-                                             command))
+                                             command),
+                          smtp=_smtp(check, raw))
+
+
+def _smtp(check: _Checker, raw: Mapping[str, object]) -> SmtpSettings | None:
+    if "smtp" not in raw:
+        return None
+    table = check.table(raw, "smtp", {"host", "port", "starttls", "username", "password",
+                                      "timeout"})
+    host = check.string(table, "smtp.host", "").strip()
+    if not host:
+        check.error("smtp.host", "is required when [smtp] is present (the submission server)")
+        return None
+    timeout = table.get("timeout", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        check.error("smtp.timeout", f"must be a positive number of seconds, not {timeout!r}")
+        timeout = 30.0
+    smtp = SmtpSettings(
+        host=host, port=check.port(table, "smtp.port", 587),
+        starttls=check.boolean(table, "smtp.starttls", True),
+        username=check.string(table, "smtp.username", ""),
+        password=check.string(table, "smtp.password", ""), timeout=float(timeout))
+    if smtp.password and not smtp.username:
+        check.error("smtp.username", "is required with smtp.password (AUTH needs both)")
+    return smtp
 
 
 # ------------------------------------------------------------------------------- file loading
@@ -427,7 +582,10 @@ def load_settings(
 
     def where(key: str) -> Location:
         bare = re.sub(r"\[\d+\]$", "", key)
-        if key in overridden or bare in overridden:
+        # A key set on the command line, or a table or value above or below one, is reported
+        # there: the file may not even exist.
+        if any(bare == o or bare.startswith(o + ".") or o.startswith(bare + ".")
+               for o in overridden):
             return Location("command line")
         # A missing key is reported at the table that should hold it.
         while bare and bare not in lines:
@@ -436,6 +594,9 @@ def load_settings(
 
     settings = _validate(raw, diags, where)
     return replace(settings, source=source)
+
+
+_DOTTED_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -448,6 +609,9 @@ def parse_override(text: str) -> tuple[str, object]:
     key = key.strip()
     if not eq or not key:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    if not _DOTTED_KEY.fullmatch(key):
+        raise ValueError(f"{key!r} is not a setting name (expected dotted names such as "
+                         "sip.listen or paths.outbox)")
     try:
         return key, tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:

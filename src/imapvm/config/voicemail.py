@@ -9,6 +9,7 @@ sensible thing; `README.md` lists each difference.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class GeneralSettings:
 
     values: Mapping[str, object]
     explicit: Mapping[str, Location]
+    spelling: Mapping[str, str] = field(default_factory=dict)
+    """How the file wrote each explicit directive (`greetingsfolder` for `greetingfolder`)."""
 
     def __getitem__(self, name: str) -> object:
         return self.values[name]
@@ -200,6 +203,7 @@ def _load_general(text: ConfigText, diags: Diagnostics) -> GeneralSettings:
         )
     values: dict[str, object] = {name: dr.default for name, dr in d.DIRECTIVES.items()}
     explicit: dict[str, Location] = {}
+    spelling: dict[str, str] = {}
     if not sections:
         return GeneralSettings(MappingProxyType(values), MappingProxyType(explicit))
     chosen: dict[str, Item] = {}
@@ -240,6 +244,7 @@ def _load_general(text: ConfigText, diags: Diagnostics) -> GeneralSettings:
             continue
         values[name] = value
         explicit[name] = item.location
+        spelling[name] = item.key.lower()
         if directive.note and (imap_configured or not directive.imap_only_note):
             diags.info(f"'{item.key}' is read but not used: {directive.note}", item.location)
     if values["authuser"] and not values["authpassword"]:
@@ -257,9 +262,10 @@ def _load_general(text: ConfigText, diags: Diagnostics) -> GeneralSettings:
         diags.warning(
             f"maxsilence ({maxsilence}) should be less than minsecs ({minsecs}), "
             "or silent callers leave empty messages that are then discarded",
-            explicit["minsecs"],
+            explicit.get("maxsilence", explicit["minsecs"]),
         )
-    return GeneralSettings(MappingProxyType(values), MappingProxyType(explicit))
+    return GeneralSettings(MappingProxyType(values), MappingProxyType(explicit),
+                           MappingProxyType(spelling))
 
 
 _INVALID = object()
@@ -352,9 +358,28 @@ def _check_aliases(config: VoicemailConfig, diags: Diagnostics) -> None:
 # ----------------------------------------------------------------------------------- contexts
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_+\-.]*")
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a context or mailbox name cannot be a spool directory and an IMAP header value
+    safely (a path separator, `..`, spaces, quotes, control or non-ASCII characters), or None."""
+    if _SAFE_NAME.fullmatch(name) and ".." not in name:
+        return None
+    bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9_+\-.]", c)})
+    shown = " ".join(repr(c) for c in bad) if bad else "a leading '.' or '..'"
+    return (f"contains {shown}; names may use letters, digits and _ + - . "
+            "(they become spool directories and IMAP header values)")
+
+
 def _load_context(
     section: Section, config: VoicemailConfig, general: GeneralSettings, diags: Diagnostics
 ) -> None:
+    problem = unsafe_name(section.name)
+    if problem is not None:
+        diags.error(f"context [{section.name}] {problem}; its mailboxes are not loaded",
+                    section.location)
+        return
     context = config._context_key(section.name) or section.name
     config.contexts.setdefault(context, {})
     for item in section.items:
@@ -380,6 +405,10 @@ def _load_context(
                 "it cannot be dialled and is not loaded",
                 item.location,
             )
+            continue
+        problem = unsafe_name(number)
+        if problem is not None:
+            diags.error(f"mailbox '{number}' {problem}; not loaded", item.location)
             continue
         duplicate = config.find(number, context) if context else None
         if duplicate is not None:

@@ -40,6 +40,9 @@ class CallerId:
     number: str | None
     name: str | None = None
     uri: str | None = None
+    #: The network address the call came from (the SIP peer: often the PBX, not the phone);
+    #: login failures are counted per source by it.
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,15 @@ class CallTarget:
     ``purpose`` is ``"deposit"`` (leave a message for ``mailbox``) or ``"check"`` (the caller
     wants to hear messages; ``mailbox`` is the caller's own when the network told us, else
     None and the flow asks). ``greeting`` chooses the busy or unavailable greeting for deposits
-    (None = the default unavailable one).
+    (None = the default unavailable one). ``language`` is the language the network asked the
+    call to speak (``es``, ``fr_CA``...), None when it did not say.
     """
 
     purpose: Literal["deposit", "check"]
     mailbox: str | None
     greeting: Literal["busy", "unavailable"] | None = None
     dialed: str | None = None
+    language: str | None = None
 
 
 RecordReason = str

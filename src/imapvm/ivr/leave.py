@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from imapvm.audio import language
 from imapvm.audio.core import Audio as AudioValue
 from imapvm.audio.formats import decode
 from imapvm.ivr import say as speech
@@ -129,6 +130,7 @@ async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
         return LeaveResult("FAILED")
     first = known[0]
     settings = session.settings(first)
+    language.set_current(session.call_language(channel.target.language, first))
     operator = session.operator_exit(first)
     star = session.star_exit(first)
     exit_keys = "#"

@@ -23,6 +23,7 @@ import numpy as np
 
 from imapvm.audio.formats import decode
 from imapvm.config.model import MailboxSettings
+from imapvm.ivr import lang
 from imapvm.ivr import say as speech
 from imapvm.ivr.channel import Audio, Channel
 from imapvm.ivr.keys import ANY
@@ -109,8 +110,10 @@ class MailboxView:
             e.deleted = False
 
     def folder_name(self, folder: Folder | None = None) -> list[str]:
-        """How a folder is said: ``vm-<Folder> vm-messages`` ("old messages")."""
-        return [f"vm-{(folder if folder is not None else self.folder).title}", "vm-messages"]
+        """How a folder is said in the call's language: ``vm-<Folder> vm-messages`` ("old
+        messages") in English, ``vm-messages vm-<Folder>`` in Spanish and Italian."""
+        box = f"vm-{(folder if folder is not None else self.folder).title}"
+        return lang.current().folder_name(box)
 
     def toggle_delete(self) -> bool:
         """Key 7: flip the current message's delete mark; returns the new state."""
@@ -139,9 +142,9 @@ async def load_audio(session: Session, box: MailboxRef, ref: MessageRef
 
 def envelope_prompts(session: Session, settings: MailboxSettings, info: StoredMessage
                      ) -> list[str]:
-    fmt = settings.zone.say_format if settings.zone else speech.DEFAULT_ENVELOPE_FORMAT
+    fmt = settings.zone.say_format if settings.zone else None  # None: the language's own
     tz = settings.zone.timezone if settings.zone else None
-    return speech.date(info.orig_time, fmt, tz=tz, now=session.clock())
+    return lang.current().date(info.orig_time, fmt, tz=tz, now=session.clock())
 
 
 async def caller_prompts(session: Session, settings: MailboxSettings, info: StoredMessage,
@@ -224,15 +227,14 @@ async def play_message(channel: Channel, view: MailboxView) -> str | None:
         prompts: list[Audio | str] = []
         if entry.urgent_flag:
             prompts.append("vm-Urgent")
-        prompts.append("vm-message")
-        if view.cur and view.cur != view.last:
-            prompts += speech.number(view.cur + 1)
+        middle = view.cur and view.cur != view.last
+        prompts += lang.current().message_number(view.cur + 1 if middle else None)
         if settings.envelope:
             prompts += envelope_prompts(session, settings, entry.info)
         if settings.saycid:
             prompts += await caller_prompts(session, settings, entry.info)
         if settings.sayduration and entry.info.duration // 60 >= settings.saydurationm:
-            prompts += speech.duration_minutes(entry.info.duration)
+            prompts += lang.current().duration_minutes(entry.info.duration)
         for p in prompts:
             key = await channel.play(p, ANY)
             if key:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from imapvm.audio import language
+from imapvm.ivr import lang
 from imapvm.ivr import say as speech
 from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
@@ -76,6 +78,7 @@ async def voicemail_main(
         own = channel.target.mailbox
         mailbox = own if own and session.find(own, context) else None
     result = MainResult(None)
+    language.set_current(session.call_language(channel.target.language))
     try:
         await channel.answer()
         login = await _login(channel, session, mailbox, context, options)
@@ -127,13 +130,29 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
         box = session.find(number, context)
         password = ""
         expected = session.password(box) if box else None
+        lockouts = session.lockouts
+        source = channel.caller.address or ""
+        if lockouts is not None and box is not None:
+            await lockouts.refresh(box)  # what the other nodes counted
+        waiting = lockouts.wait(box, source) if lockouts is not None else 0.0
         if box is None or expected:
             password = await read_string(channel, [session.prompt("vm-password")])
             if password.startswith("*") and session.exit_target(star):
                 return star
-        if box is not None and password == expected:
+        if waiting > 0:
+            # Locked or backing off: refused whatever was typed, and not counted again.
+            log.warning("auth refused (locked): source=%s user=%s via=phone wait=%d",
+                        source or "-", box or "unknown", int(waiting) + 1)
+        elif box is not None and password == expected:
+            if lockouts is not None:
+                await lockouts.success(box)
             return box
-        log.info("login failed for mailbox %s", number)
+        elif lockouts is not None:
+            await lockouts.failure(box, source, "phone")
+        else:
+            # The typed number is shown only when it names a mailbox: a PIN typed into the
+            # mailbox prompt by mistake must not end up in the log.
+            log.info("login failed for mailbox %s", box or f"(unknown, {len(number)} digits)")
         if skipuser or attempt >= maxlogins:
             await channel.play("vm-incorrect")
         else:
@@ -148,6 +167,8 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
     from imapvm.ivr.options import mailbox_options, new_user_setup
 
     view = MailboxView(session, box, session.settings(box))
+    if view.settings.language:  # as Asterisk: the mailbox's language wins once logged in
+        language.set_current(view.settings.language)
     await view.count()
     if view.urgent:
         await view.open(Folder.URGENT)
@@ -239,20 +260,7 @@ async def _intro(channel: Channel, view: MailboxView) -> str:
 
         if await load_greeting(view.session, view.box, GreetingKind.TEMP) is not None:
             prompts.append("vm-tempgreetactive")
-    prompts.append("vm-youhave")
-    u, n, o = view.urgent, view.new, view.old
-
-    def plural(count: int) -> str:
-        return "vm-message" if count == 1 else "vm-messages"
-
-    if u:
-        prompts += [*speech.number(u), "vm-Urgent", "vm-and" if (n or o) else plural(u)]
-    if n:
-        prompts += [*speech.number(n), "vm-INBOX", "vm-and" if o else plural(n)]
-    if o:
-        prompts += [*speech.number(o), "vm-Old", plural(o)]
-    if not (u or n or o):
-        prompts += ["vm-no", "vm-messages"]
+    prompts += lang.current().intro(view.urgent, view.new, view.old)
     return await say(channel, prompts) or ""
 
 
@@ -260,7 +268,7 @@ async def _intro(channel: Channel, view: MailboxView) -> str:
 async def _browse(channel: Channel, view: MailboxView) -> str:
     if view.last > -1:
         return await play_message(channel, view) or ""
-    return await say(channel, ["vm-youhave", "vm-no", *view.folder_name()]) or ""
+    return await say(channel, lang.current().empty_folder(f"vm-{view.folder.title}")) or ""
 
 
 async def _previous(channel: Channel, view: MailboxView) -> str:
@@ -319,8 +327,7 @@ async def _save(channel: Channel, view: MailboxView) -> str:
     try:
         entry.ref = await view.session.store.save_to_folder(view.box, entry.ref, folder)
         entry.deleted = False
-        prompts = ["vm-message", *speech.number(view.cur + 1), "vm-savedto",
-                   *view.folder_name(folder)]
+        prompts = lang.current().saved_to(view.cur + 1, f"vm-{folder.title}")
     except (MailboxFull, StoreError) as exc:
         log.warning("%s: save to %s failed: %s", view.box, folder.title, exc)
         prompts = ["vm-mailboxfull"]
@@ -349,7 +356,7 @@ async def choose_folder(channel: Channel, prompt: str, start: int) -> str:
             prompts = ["vm-press"]
             for x in range(start, 5):
                 f = Folder(x)
-                prompts += [*speech.number(x), "vm-for", f"vm-{f.title}", "vm-messages"]
+                prompts += lang.current().folder_choice(x, f"vm-{f.title}")
             prompts.append("vm-tocancel")
             key = await menu_key(channel, prompts, FOLDER_WAIT)
         if key and (key.isdigit() or key == "#"):

@@ -9,6 +9,7 @@ compare lists. The words follow what English speakers hear from Asterisk's ``dig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -66,27 +67,30 @@ def duration_minutes(seconds: int) -> list[str]:
     return ["vm-duration", *number(seconds // 60), "vm-minutes"]
 
 
-def _year(y: int) -> list[str]:
+Number = Callable[[int], list[str]]
+
+
+def _year(y: int, num: Number) -> list[str]:
     if y >= 2000 or y < 1000:
-        return number(y)
+        return num(y)
     high, low = divmod(y, 100)
     if low == 0:
-        return [*number(high), "digits/hundred"]
+        return [*num(high), "digits/hundred"]
     if low < 10:
-        return [*number(high), "digits/oh", *number(low)]
-    return [*number(high), *number(low)]
+        return [*num(high), "digits/oh", *num(low)]
+    return [*num(high), *num(low)]
 
 
-def _hour12(h: int) -> list[str]:
-    return number(h % 12 or 12)
+def _hour12(h: int, num: Number) -> list[str]:
+    return num(h % 12 or 12)
 
 
-def _minute(m: int, zero: str) -> list[str]:
+def _minute(m: int, zero: str, num: Number) -> list[str]:
     if m == 0:
         return [zero] if zero else []
     if m < 10:
-        return ["digits/oh", *number(m)]
-    return number(m)
+        return ["digits/oh", *num(m)]
+    return num(m)
 
 
 def _tokens(fmt: str) -> list[str]:
@@ -108,14 +112,15 @@ def _tokens(fmt: str) -> list[str]:
 
 
 def date(when: float, fmt: str = DEFAULT_ENVELOPE_FORMAT, *, tz: str | None = None,
-         now: float | None = None) -> list[str]:
+         now: float | None = None, number: Number = number) -> list[str]:
     """Say the moment ``when`` (epoch seconds) by an Asterisk say format, in zone ``tz``.
 
     Supported letters: quoted file names, ``A a`` weekday, ``B b h`` month, ``m`` month as an
     ordinal, ``d e`` day ordinal, ``Y`` year, ``I l`` 12-hour, ``H k`` 24-hour, ``M N`` minutes,
     ``P p`` a.m./p.m., ``Q`` today/yesterday/date, ``q`` nothing/yesterday/weekday/date,
     ``R`` = ``HM``, ``S`` seconds, ``T`` = ``HMS``. Unknown letters are skipped, as Asterisk
-    skips them (with a warning in its log).
+    skips them (with a warning in its log). ``number`` says the numbers (English by default;
+    Russian dates are English letters over Russian numbers, as in Asterisk).
     """
     zone = ZoneInfo(tz) if tz else None
     t = datetime.fromtimestamp(when, zone) if zone else datetime.fromtimestamp(when).astimezone()
@@ -127,11 +132,12 @@ def date(when: float, fmt: str = DEFAULT_ENVELOPE_FORMAT, *, tz: str | None = No
             if tok[1:]:
                 out.append(tok[1:])
             continue
-        out += _letter(tok, t, current, tz, when)
+        out += _letter(tok, t, current, tz, when, number)
     return out
 
 
-def _letter(ch: str, t: datetime, current: datetime, tz: str | None, when: float) -> list[str]:
+def _letter(ch: str, t: datetime, current: datetime, tz: str | None, when: float,
+            num: Number = number) -> list[str]:
     weekday = (t.weekday() + 1) % 7  # Sunday = 0, as digits/day-N
     if ch in "Aa":
         return [f"digits/day-{weekday}"]
@@ -142,23 +148,23 @@ def _letter(ch: str, t: datetime, current: datetime, tz: str | None, when: float
     if ch in "de":
         return ordinal(t.day)
     if ch == "Y":
-        return _year(t.year)
+        return _year(t.year, num)
     if ch in "Il":
-        return _hour12(t.hour)
+        return _hour12(t.hour, num)
     if ch == "H":
-        return (["digits/oh"] if t.hour < 10 else []) + number(t.hour)
+        return (["digits/oh"] if t.hour < 10 else []) + num(t.hour)
     if ch == "k":
-        return number(t.hour)
+        return num(t.hour)
     if ch in "MN":
-        return _minute(t.minute, "digits/oclock" if ch == "M" else "")
+        return _minute(t.minute, "digits/oclock" if ch == "M" else "", num)
     if ch in "Pp":
         return ["digits/a-m" if t.hour < 12 else "digits/p-m"]
     if ch == "S":
-        return number(t.second) if t.second else []
+        return num(t.second) if t.second else []
     if ch == "R":
-        return _letter("H", t, current, tz, when) + _letter("M", t, current, tz, when)
+        return _letter("H", t, current, tz, when, num) + _letter("M", t, current, tz, when, num)
     if ch == "T":
-        return _letter("R", t, current, tz, when) + _letter("S", t, current, tz, when)
+        return _letter("R", t, current, tz, when, num) + _letter("S", t, current, tz, when, num)
     if ch in "Qq":
         start_today = current.replace(hour=0, minute=0, second=0, microsecond=0)
         if t >= start_today:
@@ -167,6 +173,6 @@ def _letter(ch: str, t: datetime, current: datetime, tz: str | None, when: float
             return ["digits/yesterday"]
         if ch == "q" and t >= start_today - timedelta(days=6):
             return [f"digits/day-{weekday}"]
-        return (_letter("A", t, current, tz, when) + _letter("B", t, current, tz, when)
-                + _letter("d", t, current, tz, when) + _letter("Y", t, current, tz, when))
+        return (_letter("A", t, current, tz, when, num) + _letter("B", t, current, tz, when, num)
+                + _letter("d", t, current, tz, when, num) + _letter("Y", t, current, tz, when, num))
     return []

@@ -25,6 +25,7 @@ from imapvm.config.voicemail import VoicemailConfig
 from imapvm.message.from_config import email_settings
 from imapvm.message.settings import EmailSettings
 from imapvm.storage.base import MailboxRef, Store
+from imapvm.storage.lockout import Lockouts
 from imapvm.storage.recording import JournalWriter
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class Session:
     clock: Callable[[], float] = time.time
     #: Passwords changed during this process's life, applied over voicemail.conf's.
     passwords: dict[MailboxRef, str] = field(default_factory=dict)
+    #: Failed logins counted per mailbox and source across calls and nodes; None: only
+    #: ``maxlogins`` per call limits guessing.
+    lockouts: Lockouts | None = None
     #: Keeps callers' audio on disk while they speak (None = only in memory until the end).
     recordings: JournalWriter | None = None
 
@@ -102,6 +106,20 @@ class Session:
         if box in self.passwords:
             return self.passwords[box]
         return self.settings(box).password
+
+    def call_language(self, requested: str | None, box: MailboxRef | None = None) -> str:
+        """The language a call speaks before the owner logs in: what the network asked for
+        (a ``language`` URI parameter or Accept-Language), else the mailbox's ``language=``
+        (a deposit speaks the owner's language), else ``[general] language``, else English."""
+        if requested:
+            return requested
+        if box is not None:
+            try:
+                if self.settings(box).language:
+                    return self.settings(box).language
+            except KeyError:
+                pass
+        return str(self.config.general["language"] or "") or "en"
 
     def prompt(self, name: str) -> str:
         """A prompt name after voicemail.conf's overrides (``vm-login=...``)."""

@@ -17,8 +17,8 @@ from imapvm.config.settings import MwiSettings
 from imapvm.config.voicemail import VoicemailConfig
 from imapvm.mwi.engine import MwiEngine, sinks_from_config
 from imapvm.mwi.sinks import Sink
-from imapvm.mwi.watch import WatchOptions
 from imapvm.storage.base import MailboxRef
+from imapvm.storage.watching import WatchOptions
 
 
 def watch_options(vm: VoicemailConfig, **overrides: object) -> WatchOptions:

@@ -11,9 +11,9 @@
     engine.add_sink(CallbackSink(sip_notifier.on_mwi, name="sip"))
     await engine.stop()
 
-Watchers are created only for boxes that someone watches, one per IMAP login identity (boxes
-sharing a login share the watcher and its connection); boxes in other stores (the spool) are
-polled.
+Watchers are created only for boxes that someone watches, by the box's store (the Store's watch
+capability): the IMAP back end gives one per login identity (boxes sharing a login share the
+watcher and its connection), the spool a poller. The engine never asks which back end it has.
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ from imapvm.mwi.ami import AmiSink
 from imapvm.mwi.model import MwiUpdate, parse_boxes
 from imapvm.mwi.sinks import ExternNotifySink, Sink, SinkFanout
 from imapvm.mwi.tracker import CountsTracker
-from imapvm.mwi.watch import ConnectionLimiter, ImapWatcher, PollWatcher, WatchOptions
 from imapvm.mwi.webhook import WebhookSink
-from imapvm.storage.base import Counts, MailboxRef, Store
-from imapvm.storage.imap.store import ImapStore
+from imapvm.storage.base import (
+    BoxWatcher,
+    ConnectionLimiter,
+    Counts,
+    MailboxRef,
+    Store,
+    WatchOptions,
+)
 
 log = logging.getLogger(__name__)
-
-_Watcher = ImapWatcher | PollWatcher
 
 
 class MwiEngine:
@@ -45,8 +48,8 @@ class MwiEngine:
         self.tracker = CountsTracker(self.fanout.publish)
         self.limiter = ConnectionLimiter(self.options.max_connections_per_server,
                                          self.options.max_logins_per_server)
-        self._watchers: dict[tuple[object, ...], _Watcher] = {}
-        self._watcher_of: dict[MailboxRef, _Watcher] = {}
+        self._watchers: dict[tuple[object, ...], BoxWatcher] = {}
+        self._watcher_of: dict[MailboxRef, BoxWatcher] = {}
         self._explicit: set[str] = set()  # names watched through watch(), not implied aliases
         self._aliases: dict[MailboxRef, MailboxRef] = {}  # alias -> target
         self._alias_of: dict[MailboxRef, set[MailboxRef]] = {}  # target -> aliases
@@ -123,26 +126,18 @@ class MwiEngine:
     def _attach(self, box: MailboxRef) -> None:
         if box in self._watcher_of:
             return
-        store = self._store_for(box)
-        if isinstance(store, ImapStore):
-            _, settings = store.account(box)
-            key: tuple[object, ...] = ("imap", id(store), settings.identity)
-            watcher = self._watchers.get(key)
-            if watcher is None:
-                label = f"{settings.user}@{settings.host}:{settings.port}"
-                watcher = ImapWatcher(store, self.tracker, self.options, self.limiter, label)
-        else:
-            key = ("poll", id(store))
-            watcher = self._watchers.get(key)
-            if watcher is None:
-                watcher = PollWatcher(store, self.tracker, self.options, type(store).__name__)
+        store = self._store_for(box)  # the store says how it is watched (its watch capability)
+        key: tuple[object, ...] = (id(store), store.watch_key(box))
+        watcher = self._watchers.get(key)
+        if watcher is None:
+            watcher = store.new_watcher(box, self.tracker, self.options, self.limiter)
         self._watchers[key] = watcher
         self._watcher_of[box] = watcher
         watcher.add(box)
         if self._running:
             watcher.start()
 
-    def watcher(self, box: MailboxRef) -> _Watcher | None:
+    def watcher(self, box: MailboxRef) -> BoxWatcher | None:
         return self._watcher_of.get(box)
 
     # -- changes and queries ----------------------------------------------------------------

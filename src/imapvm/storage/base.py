@@ -11,8 +11,10 @@ email, the outbox holds emails, and the spool back end converts at its edge.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -97,11 +99,16 @@ class MessageRef:
 
     @classmethod
     def parse(cls, text: str) -> MessageRef:
+        """`FOLDER:UIDVALIDITY:UID` (IMAP) or `FOLDER:0:NUMBER:KEY` (spool), as `ls` prints.
+
+        Raises ValueError saying the expected format: an id is user input."""
         parts = text.split(":")
-        if len(parts) >= 4 and parts[-3].isdigit() and parts[-2].isdigit():
+        if len(parts) >= 4 and parts[-3].isdecimal() and parts[-2].isdecimal() and parts[0]:
             return cls(":".join(parts[:-3]), int(parts[-3]), int(parts[-2]), parts[-1])
-        loc, validity, uid = text.rsplit(":", 2)
-        return cls(loc, int(validity), int(uid))
+        if len(parts) >= 3 and parts[-2].isdecimal() and parts[-1].isdecimal() and parts[0]:
+            return cls(":".join(parts[:-2]), int(parts[-2]), int(parts[-1]))
+        raise ValueError(f"{text!r} is not a message id (expected FOLDER:UIDVALIDITY:UID, "
+                         "e.g. INBOX:1712345678:42, as `imapvm ls` prints it)")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,17 @@ class QuotaInfo:
             return self.storage_used + incoming_kib > self.storage_limit
         return False
 
+    def describe(self, incoming_kib: int = 0) -> str:
+        """Why `full(incoming_kib)` holds, naming only the limits that exist."""
+        reasons = []
+        if self.maxmsg is not None and self.messages >= self.maxmsg:
+            reasons.append(f"{self.messages} of {self.maxmsg} messages")
+        if (self.storage_limit is not None and self.storage_used is not None
+                and self.storage_used + incoming_kib > self.storage_limit):
+            need = f", the message needs {incoming_kib} KiB" if incoming_kib else ""
+            reasons.append(f"{self.storage_used} of {self.storage_limit} KiB used{need}")
+        return "; ".join(reasons) or "over its limit"
+
     def nearly_full(self, threshold: float) -> bool:
         """True when any limit is used at `threshold` (0..1) or more."""
         ratios = []
@@ -189,6 +207,13 @@ class MessageGone(StoreError):
     folder's UIDVALIDITY changed)."""
 
 
+class NotAVoicemail(MessageGone):
+    """The id names something that is not a voicemail of that mailbox: ordinary mail, another
+    mailbox's (or context's) voicemail, a greeting, or a folder that is not one of the box's.
+    A subclass of MessageGone, so every caller that copes with a vanished message copes with
+    this too; nothing is ever done to such a message."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 
@@ -202,6 +227,87 @@ class GreetingKind(enum.Enum):
     BUSY = "busy"
     NAME = "greet"
     TEMP = "temp"
+
+
+class WatchMode(enum.Enum):
+    """How a watcher learns of changes. `WAITING`: no connection slot yet, polling meanwhile."""
+
+    NOTIFY = "notify"
+    IDLE = "idle"
+    POLL = "poll"
+    WAITING = "waiting"
+    UNCONNECTED = ""
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """Tuning of the watchers. `pollfreq` is voicemail.conf's (default 30 s)."""
+
+    pollfreq: float = 30.0
+    debounce: float = 0.03
+    idle_renew: float = 25 * 60.0  # RFC 2177: servers may drop an IDLE after 30 minutes
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: What watchers may use, best first.
+    modes: tuple[WatchMode, ...] = (WatchMode.NOTIFY, WatchMode.IDLE, WatchMode.POLL)
+    max_connections_per_server: int = 1000
+    #: Told the seconds from a server push to the confirmed recount of its mailbox (what the
+    #: `imapvm_mwi_latency_seconds` histogram shows); None: not measured.
+    on_latency: Callable[[float], None] | None = None
+    max_logins_per_server: int = 32  # connections logging in at the same time
+
+
+class CountsReceiver(Protocol):
+    """Where a watcher reports (the MWI `CountsTracker`). A recount is bracketed so the
+    receiver can discard one that a local change raced."""
+
+    def begin_recount(self, box: MailboxRef) -> int: ...
+
+    def confirm(self, box: MailboxRef, counts: Counts, token: int) -> bool: ...
+
+    def mark_stale(self, boxes: Iterable[MailboxRef]) -> None: ...
+
+
+class ConnectionLimiter:
+    """At most `per_server` watcher connections per IMAP server (host, port), and at most
+    `logins_per_server` of them logging in at once: after a restart a thousand watchers
+    reconnecting together would otherwise queue up behind the server's login processes and time
+    out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
+
+    def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
+        self.per_server = max(1, per_server)
+        self.logins_per_server = max(1, logins_per_server)
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def slots(self, host: str, port: int) -> asyncio.Semaphore:
+        return self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
+
+    @contextlib.asynccontextmanager
+    async def login(self, host: str, port: int) -> AsyncIterator[None]:
+        key = (host, port)
+        sem = self._logins.setdefault(key, asyncio.Semaphore(self.logins_per_server))
+        async with sem:
+            yield
+
+
+class BoxWatcher(Protocol):
+    """A running watcher (storage/watching.py, storage/imap/watch.py), as the MWI engine
+    drives it."""
+
+    boxes: set[MailboxRef]
+    mode: WatchMode
+    recounts: int
+
+    def add(self, box: MailboxRef) -> None: ...
+
+    def remove(self, box: MailboxRef) -> None: ...
+
+    def refresh(self, box: MailboxRef | None = None) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @runtime_checkable
@@ -253,5 +359,16 @@ class Store(Protocol):
         ...
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None: ...
+
+    # The watch capability (storage/watching.py): how the MWI engine learns of changes.
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """Boxes with equal keys share one watcher (IMAP: one per login identity)."""
+        ...
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        """A watcher for `box` and those sharing its key; it reports to `receiver` and takes
+        its server connections through `limiter` (shared by all the engine's watchers)."""
+        ...
 
     async def aclose(self) -> None: ...

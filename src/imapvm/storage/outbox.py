@@ -24,6 +24,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,11 @@ from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.fsutil import fsync_dir, write_durably
 
 log = logging.getLogger(__name__)
+
+
+#: Told of each deposit once the store has it, before the item leaves the outbox (voicemail to
+#: e-mail queues its notifications there); failures are logged, never retried by the outbox.
+DeliveredHook = Callable[[MailboxRef, bytes, MessageRef], Awaitable[object]]
 
 
 class DepositTarget(Protocol):
@@ -74,12 +80,13 @@ def message_id_of(email: bytes) -> str:
 
 class Outbox:
     def __init__(self, directory: Path, target: DepositTarget, *,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, on_delivered: DeliveredHook | None = None) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
         self.rejected_dir = self.directory / "rejected"
         self.target = target
         self.max_backoff = max_backoff
+        self.on_delivered = on_delivered
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._delivered: dict[str, asyncio.Future[MessageRef]] = {}
@@ -187,6 +194,11 @@ class Outbox:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self._save_meta, item)
             return False
+        if self.on_delivered is not None:
+            try:
+                await self.on_delivered(item.box, email, ref)
+            except Exception:
+                log.exception("outbox: %s delivered, but its delivery hook failed", item.id)
         await asyncio.to_thread(self._remove, item)
         log.info("outbox: %s delivered to %s as %s", item.id, item.box, ref)
         self._resolve(item.id, ref=ref)

@@ -3,7 +3,7 @@ as its effective configuration says. The composition root and the CLI use this."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from imapvm.config.model import MailboxSettings, StorageKind
@@ -23,6 +23,12 @@ from imapvm.storage.base import (
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
 from imapvm.storage.spool import SpoolSettings, SpoolStore
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    WatchOptions,
+)
 
 
 class UnknownMailbox(StoreError):
@@ -31,11 +37,17 @@ class UnknownMailbox(StoreError):
 
 class RoutingStore:
     def __init__(self, config: VoicemailConfig, spool_root: Path,
-                 client: ImapClientSettings | None = None) -> None:
+                 client: ImapClientSettings | None = None, *,
+                 open_timeout: float | None = None) -> None:
+        """`open_timeout` caps each mailbox's imapopentimeout (operator commands wait less)."""
         self.config = config
-        self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client))
-        self.spool = SpoolStore(spool_root,
-                                lambda box: SpoolSettings(maxmsg=self.settings(box).maxmsg))
+        self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client,
+                                                        open_timeout=open_timeout))
+        self.spool = SpoolStore(spool_root, self._spool_settings)
+
+    def _spool_settings(self, box: MailboxRef) -> SpoolSettings:
+        ms = self.settings(box)
+        return SpoolSettings(maxmsg=ms.maxmsg, formats=ms.formats)
 
     def settings(self, box: MailboxRef) -> MailboxSettings:
         try:
@@ -96,6 +108,12 @@ class RoutingStore:
             return await backend.number_taken(box, ref, number)
         return False
 
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        return await self.backend(box).read_lockout(box)
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        await self.backend(box).write_lockout(box, data)
+
     async def quota(self, box: MailboxRef) -> QuotaInfo:
         return await self.backend(box).quota(box)
 
@@ -114,6 +132,13 @@ class RoutingStore:
 
     async def delete_greeting(self, box: MailboxRef, kind: GreetingKind) -> None:
         await self._greetings(box).delete_greeting(box, kind)
+
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        return self.backend(box).watch_key(box)
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        return self.backend(box).new_watcher(box, receiver, options, limiter)
 
     async def aclose(self) -> None:
         await self.imap.aclose()

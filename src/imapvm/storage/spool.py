@@ -19,18 +19,22 @@ import contextlib
 import email
 import email.policy
 import email.utils
+import logging
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
 
+from imapvm.audio.core import Audio
+from imapvm.audio.errors import AudioError, UnsupportedFormat
+from imapvm.audio.formats import can_encode, decode, encode, lookup
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
 from imapvm.storage.base import (
     Counts,
@@ -40,12 +44,21 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageGone,
     MessageRef,
+    NotAVoicemail,
     QuotaInfo,
     StoredMessage,
     StoreError,
 )
 from imapvm.storage.fsutil import write_durably
+from imapvm.storage.watching import (
+    BoxWatcher,
+    ConnectionLimiter,
+    CountsReceiver,
+    PollWatcher,
+    WatchOptions,
+)
 
+log = logging.getLogger(__name__)
 _MSG = re.compile(r"^msg(\d{4})\.txt$")
 LOCK_TIMEOUT = 10.0
 STALE_LOCK = 60.0
@@ -69,6 +82,9 @@ _HEADER_TO_TXT = {v: k for k, v in _TXT_TO_HEADER.items()}
 @dataclass(frozen=True)
 class SpoolSettings:
     maxmsg: int = 100
+    #: voicemail.conf's `format` list: a deposit writes a file in every one of them, as
+    #: Asterisk does (other tools on the same spool expect them), besides what the e-mail holds.
+    formats: tuple[str, ...] = ()
 
 
 class SpoolStore:
@@ -78,6 +94,32 @@ class SpoolStore:
         self._settings_for = settings_for or (lambda _box: SpoolSettings())
         self._thread_locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """`<box>/lockout.json`: shared by every node that mounts the same spool."""
+        path = self.box_dir(box) / "lockout.json"
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        path = self.box_dir(box) / "lockout.json"
+
+        def work() -> None:
+            if data is None:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_durably(path, data)
+
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
 
     # -- paths and locks ------------------------------------------------------------------
     def box_dir(self, box: MailboxRef) -> Path:
@@ -152,6 +194,9 @@ class SpoolStore:
         d = self.folder_dir(box, folder)
         txt = self._read_txt(d / f"msg{n:04d}.txt")
         headers = {h: txt[k] for k, h in _TXT_TO_HEADER.items() if k in txt}
+        # The voicemail context is the directory's: Asterisk's file storage writes the caller's
+        # *dialplan* context (e.g. from-internal) in context= (reference §3.5).
+        headers["x-asterisk-vm-context"] = box.context
         name, num = _split_callerid(txt.get("callerid", ""))
         headers["x-asterisk-vm-caller-id-name"] = name
         headers["x-asterisk-vm-caller-id-num"] = num
@@ -186,10 +231,19 @@ class SpoolStore:
         raise MessageGone(f"{ref}: no such message (deleted or moved)")
 
     def _folder_of(self, box: MailboxRef, ref: MessageRef) -> Folder:
+        """The box's folder `ref` names; anything else (another mailbox, a sibling whose number
+        is a prefix, another context, a path) is not a voicemail of `box`."""
         prefix = f"{box.context}/{box.mailbox}/"
-        if not ref.location.startswith(prefix):
-            raise MessageGone(f"{ref} is not a message of {box}")
-        return Folder.from_name(ref.location[len(prefix):])
+        rest = ref.location[len(prefix):]
+        if not ref.location.startswith(prefix) or not rest or rest.strip() != rest:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}")
+        try:
+            folder = Folder.from_name(rest)
+        except ValueError:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}") from None
+        if folder.title != rest and str(int(folder)) != rest:
+            raise NotAVoicemail(f"{ref}: not a voicemail of {box}")
+        return folder
 
     # -- the Store protocol ---------------------------------------------------------------
     async def counts(self, box: MailboxRef) -> Counts:
@@ -259,22 +313,27 @@ class SpoolStore:
         return await asyncio.to_thread(work)
 
     async def delete(self, box: MailboxRef, refs: Sequence[MessageRef]) -> None:
-        def work() -> None:
+        """Delete the refs that are messages of `box`; then raise MessageGone (NotAVoicemail if
+        any was another box's) naming those that were not, so `rm` of a stale id says so."""
+        def work() -> list[MessageGone]:
+            errors: list[MessageGone] = []
             for ref in refs:
                 try:
                     folder, _ = self._resolve(box, ref)
-                except MessageGone:
-                    continue
-                d = self.folder_dir(box, folder)
-                with self._locked(d):
-                    try:
+                    d = self.folder_dir(box, folder)
+                    with self._locked(d):
                         folder, n = self._resolve(box, ref)
-                    except MessageGone:
-                        continue
-                    for p in d.glob(f"msg{n:04d}*"):
-                        p.unlink(missing_ok=True)
-                    self._resequence(d)
-        await asyncio.to_thread(work)
+                        for p in d.glob(f"msg{n:04d}*"):
+                            p.unlink(missing_ok=True)
+                        self._resequence(d)
+                except MessageGone as exc:
+                    errors.append(exc)
+            return errors
+        errors = await asyncio.to_thread(work)
+        if errors:
+            kind = NotAVoicemail if any(isinstance(e, NotAVoicemail) for e in errors) \
+                else MessageGone
+            raise kind("; ".join(str(e) for e in errors))
 
     async def quota(self, box: MailboxRef) -> QuotaInfo:
         c = await self.counts(box)
@@ -292,13 +351,17 @@ class SpoolStore:
             msg = email.message_from_bytes(email_bytes, policy=email.policy.compat32)
             audio = extract_audio(email_bytes)
             txt = _txt_from_headers(box, msg)
+            formats = self._settings_for(box).formats
+            files = _in_every_format(audio.alternatives, formats)
+            intro = (_in_every_format((audio.intro,), formats)
+                     if audio.intro is not None else {})
             d = self.folder_dir(box, folder)
             with self._locked(d):
                 n = self._next_number(d)
-                for part in audio.alternatives:
-                    write_durably(d / f"msg{n:04d}.{_ext(part.fmt)}", part.data)
-                if audio.intro is not None:
-                    write_durably(d / f"msg{n:04d}intro.{_ext(audio.intro.fmt)}", audio.intro.data)
+                for ext, data in files.items():
+                    write_durably(d / f"msg{n:04d}.{ext}", data)
+                for ext, data in intro.items():
+                    write_durably(d / f"msg{n:04d}intro.{ext}", data)
                 write_durably(d / f"msg{n:04d}.txt", txt.encode())  # last: readers look for the txt
             return MessageRef(self._location(box, folder), 0, n,
                               key=_txt_value(txt, "msg_id"))
@@ -341,6 +404,14 @@ class SpoolStore:
                     old.unlink()
         await asyncio.to_thread(work)
 
+    def watch_key(self, box: MailboxRef) -> Hashable:
+        """The spool has no push: one poller for all its boxes."""
+        return ("spool", str(self.root))
+
+    def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
+                    options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
+        return PollWatcher(self, receiver, options, f"spool {self.root}")
+
     async def aclose(self) -> None:
         return None
 
@@ -356,6 +427,33 @@ class SpoolStore:
                 continue
             for p in sorted(d.glob(f"msg{have:04d}*")):
                 os.replace(p, d / p.name.replace(f"msg{have:04d}", f"msg{want:04d}", 1))
+
+
+#: Which copy to convert from when a configured format is missing: the least lossy first.
+_SOURCE_ORDER = ("wav", "sln", "ulaw", "alaw", "wav49", "gsm")
+
+
+def _in_every_format(parts: Sequence[AudioPart], formats: Sequence[str]) -> dict[str, bytes]:
+    """File extension -> bytes: every copy the e-mail holds, plus each configured format it
+    lacks, converted from the least lossy copy (Asterisk writes one file per `format` entry)."""
+    files = {_ext(p.fmt): p.data for p in parts}
+    source: Audio | None = None
+    for name in formats:
+        try:
+            fmt = lookup(name)
+        except UnsupportedFormat:
+            continue  # `imapvm check` reports it; the copies we have are still written
+        if fmt.extension in files or not can_encode(fmt.name):
+            continue
+        try:
+            if source is None:
+                ranked = sorted(parts, key=lambda p: _SOURCE_ORDER.index(p.fmt)
+                                if p.fmt in _SOURCE_ORDER else len(_SOURCE_ORDER))
+                source = decode(ranked[0].data, ranked[0].fmt)
+            files[fmt.extension] = encode(source, fmt)
+        except AudioError as exc:  # the message itself is kept in the formats it came in
+            log.warning("spool: no %s copy of a deposit: %s", fmt.name, exc)
+    return files
 
 
 def _fmt(path: Path) -> str:

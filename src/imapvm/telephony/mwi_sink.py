@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .message_summary import MessageSummary
 from .sip.core import SipCore
-from .sip.errors import SipParseError
+from .sip.errors import SipParseError, SipStateError
 from .sip.events import PublishResult
 from .sip.uri import is_ip_literal, parse_uri
 from .transport import Address
@@ -63,7 +63,10 @@ class MwiSink:
             except Exception:
                 log.exception("MWI lookup failed for %s", sub.mailbox)
         summary = summary or MessageSummary(0, 0)
-        self._core().notify(handle, summary.render(sub.account), self._clock())
+        try:
+            self._core().notify(handle, summary.render(sub.account), self._clock())
+        except SipStateError:
+            return  # the subscription ended during the lookup
         self._pump()
 
     def publish(self, mailbox: str, summary: MessageSummary) -> int:
@@ -72,7 +75,8 @@ class MwiSink:
         now, sent = self._clock(), 0
         for handle in self._core().subscriptions_for(mailbox):
             sub = self._core().subscriptions[handle]
-            sent += self._core().notify(handle, summary.render(sub.account), now)
+            self._core().notify(handle, summary.render(sub.account), now)
+            sent += 1
         if self._settings.mwi_presence_server:
             sent += self._publish(mailbox, summary)
         for target in self._settings.mwi_unsolicited.get(mailbox, ()):
@@ -106,7 +110,7 @@ class MwiSink:
             except OSError as exc:
                 log.warning("cannot resolve MWI target %r: %s", target, exc)
                 continue
-            family_ok = [i for i in infos if ":" in str(i[4][0]) == (":" in s.host)]
+            family_ok = [i for i in infos if (":" in str(i[4][0])) == (":" in s.host)]
             chosen = (family_ok or infos)[0][4]
             self._resolved[target] = (str(chosen[0]), int(chosen[1]))
 

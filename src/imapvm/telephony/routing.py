@@ -9,6 +9,9 @@ Sources, most specific first:
 3. Diversion (RFC 5806): the first value is the most recent diversion; ``reason=user-busy``
    picks the busy greeting.
 4. The Request-URI user itself.
+The language the call speaks comes from a ``language`` parameter of the Request-URI
+(``sip:*97@imapvm;language=es``, for PBXs that know the caller's language), else the first
+language of Accept-Language (RFC 3261 §20.3); without either, the mailbox decides.
 Calls to a configured check-messages user (``*97``, ``vm``) are for checking messages; the
 caller's own mailbox is then taken from P-Asserted-Identity, else From.
 """
@@ -16,7 +19,7 @@ caller's own mailbox is then taken from P-Asserted-Identity, else From.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import unquote
 
@@ -113,8 +116,35 @@ def _from_diversion(request: SipRequest) -> tuple[str, Literal["busy", "unavaila
     return user, "busy" if reason in BUSY_DIVERSION_REASONS else "unavailable"
 
 
+def call_language(request: SipRequest) -> str | None:
+    """``language=`` on the Request-URI, else Accept-Language's most preferred tag."""
+    try:
+        asked = parse_uri(request.uri).param("language")
+    except SipParseError:
+        asked = None
+    if asked:
+        return asked.strip() or None
+    ranked: list[tuple[float, int, str]] = []
+    for i, item in enumerate(",".join(request.headers.get_all("Accept-Language")).split(",")):
+        tag, *params = (p.strip() for p in item.split(";"))
+        q = 1.0
+        for param in params:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if tag and tag != "*" and q > 0:
+            ranked.append((-q, i, tag))
+    return min(ranked)[2] if ranked else None
+
+
 def resolve_target(request: SipRequest, config: RoutingConfig) -> CallTarget:
     """The CallTarget for an INVITE (never raises; an unroutable call has mailbox None)."""
+    return replace(_resolve_target(request, config), language=call_language(request))
+
+
+def _resolve_target(request: SipRequest, config: RoutingConfig) -> CallTarget:
     try:
         ruri = parse_uri(request.uri)
     except SipParseError:

@@ -11,14 +11,22 @@ Usage::
 
 The core's clock is the event loop's ``loop.time()``; one ``call_at`` timer tracks the core's
 earliest deadline. A handler that returns (or raises) ends its call with BYE.
+
+This is the asyncio boundary of the sans-I/O core: the only place that catches any exception
+the core raises (a bug: logged with its traceback and counted as ``internal_errors``, the
+``imapvm_sip_internal_errors_total`` metric), so one bad datagram or timer cannot stop the
+server. ``SipStateError`` (a call or subscription that ended meanwhile) is expected and
+handled where a race makes it possible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -29,7 +37,8 @@ from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
-from .sip.digest import Credentials, DigestAuth
+from .sip.digest import AuthGuard, Credentials, DigestAuth
+from .sip.errors import SipStateError
 from .sip.events import (
     CallConfirmed,
     CallEnded,
@@ -86,6 +95,7 @@ class SipSettings:
     mwi_publish_domain: str | None = None
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
+    trusted_rate_limit: tuple[float, int] | None = (500.0, 1000)  # the same for trusted sources
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
     max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
@@ -99,13 +109,17 @@ class SipServer:
         prompt_loader: PromptLoader | None = None,
         mwi_lookup: MwiLookup | None = None,
         credentials: Credentials | None = None,
+        auth_guard: AuthGuard | None = None,
+        on_internal_error: Callable[[], None] | None = None,
     ) -> None:
         """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
         ``publish_mwi`` has not told us yet (the MWI engine provides it).
         ``credentials(username)`` gives a subscriber's password for digest authentication of
-        untrusted sources (e.g. the voicemail.conf password of that mailbox)."""
+        untrusted sources (e.g. the voicemail.conf password of that mailbox).
+        ``on_internal_error()`` is called for every bug caught at the boundary (metrics)."""
         self.settings = settings
         self._credentials = credentials
+        self._auth_guard = auth_guard
         self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
         self._prompt_loader = prompt_loader
@@ -119,6 +133,8 @@ class SipServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._transfers: dict[str, asyncio.Future[int]] = {}
+        self.internal_errors = 0
+        self._on_internal_error = on_internal_error
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,12 +159,13 @@ class SipServer:
         trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
         auth = None
         if self._credentials is not None:
-            auth = DigestAuth(s.auth_realm or advertised, self._credentials)
+            auth = DigestAuth(s.auth_realm or advertised, self._credentials,
+                              guard=self._auth_guard)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
-            rate_limit=s.rate_limit, auth=auth,
+            rate_limit=s.rate_limit, trusted_rate_limit=s.trusted_rate_limit, auth=auth,
         ))
         await self.mwi.resolve_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
@@ -198,20 +215,33 @@ class SipServer:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _on_datagram(self, data: bytes, source: Address) -> None:
-        self.core.receive(data, source, self._now())
+    @contextmanager
+    def _boundary(self, what: str) -> Iterator[None]:
+        """Where the core's bugs stop: logged with the traceback, counted, then the output
+        the core produced so far is still sent and the timer re-armed."""
+        try:
+            yield
+        except Exception:
+            self.internal_errors += 1
+            if self._on_internal_error is not None:
+                self._on_internal_error()
+            log.exception("SIP core failed on %s", what)
         self._pump()
 
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        with self._boundary(f"a datagram from {source}"):
+            self.core.receive(data, source, self._now())
+
     def _on_tcp_message(self, data: bytes, source: Address, transport: str) -> None:
-        self.core.receive(data, source, self._now(), transport)
-        self._pump()
+        with self._boundary(f"a message from {source}"):
+            self.core.receive(data, source, self._now(), transport)
 
     def _on_timer(self) -> None:
         due = self._timer_at or 0.0
         self._timer = self._timer_at = None
-        # call_at may fire a hair early; never hand the core a time before its deadline.
-        self.core.handle_timer(max(self._now(), due))
-        self._pump()
+        with self._boundary("its timers"):
+            # call_at may fire a hair early; never hand the core a time before its deadline.
+            self.core.handle_timer(max(self._now(), due))
 
     def _pump(self) -> None:
         """Send what the core produced, dispatch its events, re-arm the timer."""
@@ -279,7 +309,8 @@ class SipServer:
             self.core.reject(event.handle, 503, self._now())
             return
         target = resolve_target(event.request, self.settings.routing)
-        channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
+        caller = dataclasses.replace(caller_id(event.request), address=event.source[0])
+        channel = SipChannel(event.handle, event.request, caller, target,
                              event.media, self, self._prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
@@ -295,6 +326,7 @@ class SipServer:
         out = {"active_calls": len(self.channels),
                "subscriptions": len(self.core.subscriptions)}
         out.update({f"sip_{k}": v for k, v in self.core.stats.items()})
+        out["sip_internal_errors"] = self.internal_errors
         rtp = [c.rtp for c in self.channels.values() if c.rtp is not None]
         out["rtp_packets_sent"] = sum(r.stats.sent for r in rtp)
         out["rtp_packets_received"] = sum(r.stats.received for r in rtp)
@@ -322,11 +354,13 @@ class SipServer:
         s = self.settings
         rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
         advertised = s.advertised_host or s.host
-        if channel.hung_up or not self.core.answer(
-            channel.handle, (advertised, rtp.local_address[1]), self._now()
-        ):
+        try:
+            if channel.hung_up:
+                raise SipStateError("hung up")
+            self.core.answer(channel.handle, (advertised, rtp.local_address[1]), self._now())
+        except SipStateError:  # the caller gave up (CANCEL) while the RTP port opened
             rtp.close()
-            raise ChannelHangup(channel.hangup_reason or "gone before answer")
+            raise ChannelHangup(channel.hangup_reason or "gone before answer") from None
         channel.rtp = rtp
         rtp.inactivity_timeout = s.rtp_timeout
         rtp.on_inactive = lambda: self._rtp_timed_out(channel)
@@ -340,14 +374,19 @@ class SipServer:
         self.hangup_call(channel)
 
     def hangup_call(self, channel: SipChannel) -> None:
-        self.core.hangup(channel.handle, self._now())
+        try:
+            self.core.hangup(channel.handle, self._now())
+        except SipStateError as exc:  # the phone hung up first, or our hang-up is under way
+            log.debug("call %s: %s", channel.handle, exc)
         self._pump()
 
     async def refer_call(self, channel: SipChannel, target: str) -> bool:
         """REFER the caller to ``target``; True when the phone accepted (2xx) to call it."""
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._transfers[channel.handle] = waiter
-        if not self.core.refer(channel.handle, target, self._now()):
+        try:
+            self.core.refer(channel.handle, target, self._now())
+        except SipStateError:
             self._transfers.pop(channel.handle, None)
             return False
         self._pump()
@@ -355,6 +394,9 @@ class SipServer:
         return 200 <= status < 300
 
     def redirect_call(self, channel: SipChannel, target: str) -> bool:
-        done = self.core.redirect(channel.handle, target, self._now())
+        try:
+            self.core.redirect(channel.handle, target, self._now())
+        except SipStateError:
+            return False
         self._pump()
-        return done
+        return True

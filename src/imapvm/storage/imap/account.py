@@ -28,12 +28,23 @@ from imapvm.storage.imap.connection import (
     ConnectionLost,
     ImapConnection,
     ImapError,
+    ServerSilent,
     Timeouts,
 )
 from imapvm.storage.imap.responses import list_entries, personal_namespace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class ServerNotAnswering(StoreUnavailable):
+    """The IMAP server took the connection and said nothing: not retried at once."""
+
+
+def labelled(label: str, exc: BaseException) -> str:
+    """`label: message`, once: connection errors already start with the label."""
+    text = str(exc)
+    return text if text.startswith(f"{label}:") else f"{label}: {text}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,8 @@ class Account:
         try:
             conn = await ImapConnection.open(s.host, s.port, tls=s.tls, ssl_context=ctx,
                                              timeouts=s.timeouts, label=self.label)
+        except ServerSilent as exc:
+            raise ServerNotAnswering(str(exc)) from exc
         except ConnectionLost as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
@@ -224,14 +237,14 @@ class Account:
                     return await op(conn)
             except ConnectionLost as exc:
                 if attempt >= retries:
-                    raise StoreUnavailable(f"{self.label}: {exc}") from exc
-            except LoginRefused:
+                    raise StoreUnavailable(labelled(self.label, exc)) from exc
+            except (LoginRefused, ServerNotAnswering):
                 raise
             except StoreUnavailable:
                 if attempt >= retries:
                     raise
             except ImapError as exc:  # the server refused: not worth retrying
-                raise StoreError(f"{self.label}: {exc}") from exc
+                raise StoreError(labelled(self.label, exc)) from exc
             attempt += 1
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
 
@@ -270,12 +283,34 @@ class Account:
             name = info.prefix + name
         return utf7.encode(name)
 
+    def voicemail_folder_names(self) -> set[str]:
+        """Every folder a voicemail of this account may live in (call after discovery)."""
+        return {self.folder_name(f) for f in Folder}
+
+    async def folder_exists(self, conn: ImapConnection, name: str) -> bool:
+        """Whether `name` exists, without creating it: reading never creates a folder (a
+        read-only `ls` must not leave eight empty folders in the user's mail client)."""
+        if name in self._known_folders or name.upper() == "INBOX":
+            return True
+        entries = list_entries((await conn.execute("LIST", "", name)).untagged)
+        if any(e.name == name and "\\NONEXISTENT" not in e.attributes
+               and "\\NOSELECT" not in e.attributes for e in entries):
+            self._known_folders.add(name)
+            return True
+        return False
+
+    def forget_folder(self, name: str) -> None:
+        """The folder turned out not to exist (deleted by a mail client): look again next time."""
+        self._known_folders.discard(name)
+
     async def ensure_folder(self, conn: ImapConnection, name: str) -> None:
-        """CREATE a folder once if it does not exist yet (folders are created on first use)."""
+        """CREATE a folder once if it does not exist yet (folders are created on first use,
+        i.e. by a deposit or a move into it, never by reading)."""
         if name in self._known_folders or name.upper() == "INBOX":
             return
         entries = list_entries((await conn.execute("LIST", "", name)).untagged)
-        if not entries:
+        if not any(e.name == name and "\\NONEXISTENT" not in e.attributes
+                   and "\\NOSELECT" not in e.attributes for e in entries):
             try:
                 await conn.execute("CREATE", name)
             except ImapError as exc:

@@ -1,38 +1,44 @@
-"""One asyncio IMAP connection: TLS, login, commands, IDLE.
+"""One asyncio IMAP connection: the I/O driver of the sans-I/O client core (`client.py`).
 
-A thin I/O layer over `protocol.py`. A reader task frames and parses everything the server sends;
-tagged completions resolve the waiting command, untagged responses go both to the running command
-and to `on_untagged` (so a watcher sees EXISTS / EXPUNGE / FETCH / STATUS pushes whatever it is
-doing). Commands on one connection run one at a time; concurrency comes from having several
-connections (see `pool.py`), so a slow fetch never delays a deposit.
+It only reads, writes and times out: a reader task feeds the core what arrives and writes what
+the core releases (literals the server asked for); the core's events resolve the waiting
+command, and untagged responses go both to the command they belong to and to `on_untagged` (so
+a watcher sees EXISTS / EXPUNGE / FETCH / STATUS pushes whatever it is doing). Commands on one
+connection run one at a time (pipelining aside); concurrency comes from having several
+connections (see `account.py`), so a slow fetch never delays a deposit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
-import itertools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from imapvm.config.imapflags import TlsMode
-from imapvm.storage.imap.protocol import (
-    Literal,
-    ProtocolError,
-    Response,
-    ResponseFramer,
-    encode_command,
-    parse_response,
+from imapvm.storage.imap.client import (
+    Bye,
+    Challenge,
+    Completed,
+    Event,
+    Greeting,
+    IdleStarted,
+    ImapClientCore,
+    Selected,
+    State,
+    Stray,
+    Untagged,
+    has_synchronising_literal,
 )
+from imapvm.storage.imap.protocol import Literal, ProtocolError, Response
 
 log = logging.getLogger(__name__)
 
 Respond = Callable[[bytes], Awaitable[bytes]]
+"""A SASL step: given the decoded challenge, the raw answer."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class ConnectionLost(Exception):
     """The connection is gone (closed, timed out, or the server said BYE)."""
 
 
+class ServerSilent(ConnectionLost):
+    """The server accepted the connection but sent no greeting in time: retrying at once
+    would only wait as long again."""
+
+
 class AuthenticationFailed(Exception):
     """The server refused the credentials. The message never contains the password."""
 
@@ -79,18 +90,19 @@ class Result:
 
 
 @dataclass
-class _Pending:
-    name: str
-    future: asyncio.Future[Response]
-    tag: bytes = b""
+class _Waiter:
+    """A command's share of the events: its untagged data and its own events in order."""
+
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     untagged: list[Response] = field(default_factory=list)
 
 
-_tags = itertools.count(1)
-
-
 class ImapConnection:
-    """An IMAP client connection. Create with `await ImapConnection.open(...)`."""
+    """An IMAP client connection. Create with `await ImapConnection.open(...)`.
+
+    All protocol state (tags, continuations, SASL, IDLE, capabilities, the selected mailbox)
+    lives in the sans-I/O `ImapClientCore` (`client.py`); this class reads, writes and times
+    out."""
 
     def __init__(
         self,
@@ -106,20 +118,32 @@ class ImapConnection:
         self.host = host
         self.timeouts = timeouts
         self.label = label
-        self.capabilities: frozenset[str] = frozenset()
         self.on_untagged: Callable[[Response], None] | None = None
-        self.selected: str | None = None
         self.encrypted = False
-        self._framer = ResponseFramer()
-        self._pending: list[_Pending] = []  # in flight, oldest first (pipelining)
-        # Continuation requests ("+ ...") as they arrive; a queue, so one that arrives before
-        # anybody waits for it (during drain(), say) is never lost.
-        self._continuations: asyncio.Queue[Response] = asyncio.Queue()
+        self._core = ImapClientCore()
+        self._waiters: dict[bytes, _Waiter] = {}
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._close_reason: str = ""
         self._greeting: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"imap-read-{label}")
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self._core.capabilities
+
+    @capabilities.setter
+    def capabilities(self, value: frozenset[str]) -> None:
+        self._core.capabilities = frozenset(value)
+
+    @property
+    def selected(self) -> Selected | None:
+        """The mailbox the server confirmed selected (name and UIDVALIDITY), if any."""
+        return self._core.selected
+
+    @property
+    def state(self) -> State:
+        return self._core.state
 
     # -- opening --------------------------------------------------------------------------
     @classmethod
@@ -150,7 +174,12 @@ class ImapConnection:
         conn = cls(reader, writer, host=host, timeouts=timeouts, label=label or f"{host}:{port}")
         conn.encrypted = tls is TlsMode.IMPLICIT
         try:
-            greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
+            try:
+                greeting = await asyncio.wait_for(asyncio.shield(conn._greeting), timeouts.open)
+            except TimeoutError:
+                raise ServerSilent(
+                    f"{conn.label}: accepted the connection but sent no IMAP greeting within "
+                    f"{timeouts.open:g} s (is it an IMAP server?)") from None
             if greeting.status == "BYE":
                 raise ConnectionLost(f"server refused the connection: {greeting.text}")
             await conn.refresh_capabilities(greeting)
@@ -166,20 +195,14 @@ class ImapConnection:
         return conn
 
     async def refresh_capabilities(self, status: Response | None = None) -> None:
+        """Learn the capabilities: from `status`'s CAPABILITY code when it has one (the core
+        already took them), else by asking."""
         if status is not None and status.code == "CAPABILITY":
-            self._set_capabilities(status.code_args)
             return
-        res = await self.execute("CAPABILITY")
-        for r in res.named("CAPABILITY"):
-            self._set_capabilities(r.values)
-
-    def _set_capabilities(self, values: Sequence[object]) -> None:
-        self.capabilities = frozenset(
-            v.decode("ascii", "replace").upper() for v in values if isinstance(v, bytes)
-        )
+        await self.execute("CAPABILITY")
 
     def has(self, capability: str) -> bool:
-        return capability.upper() in self.capabilities
+        return self._core.has(capability)
 
     async def _starttls(self, ctx: ssl.SSLContext) -> None:
         await self.execute("STARTTLS")
@@ -212,14 +235,9 @@ class ImapConnection:
     async def authenticate_plain(self, authzid: str, authcid: str, password: str) -> None:
         """SASL PLAIN with an authorization id: how a master user logs in as a mailbox owner on
         both Dovecot and Cyrus (RFC 4616). Uses SASL-IR when offered, else a continuation."""
-        blob = base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode())
+        blob = f"{authzid}\0{authcid}\0{password}".encode()
         try:
-            if self.has("SASL-IR"):
-                res = await self.execute("AUTHENTICATE", "PLAIN", blob, log_args=False,
-                                         continuation=[])
-            else:
-                res = await self.execute("AUTHENTICATE", "PLAIN", log_args=False,
-                                         continuation=[blob])
+            res = await self.authenticate("PLAIN", blob)
         except ImapError as exc:
             raise AuthenticationFailed(
                 f"{self.label}: master login of {authcid!r} as {authzid!r} refused: {exc.text}"
@@ -229,14 +247,9 @@ class ImapConnection:
     async def authenticate_xoauth2(self, user: str, token: str) -> None:
         """SASL XOAUTH2 (Microsoft 365, Gmail): a bearer token instead of a password. On a bad
         token the server sends an error challenge, which is acknowledged with an empty line."""
-        blob = base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+        blob = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
         try:
-            if self.has("SASL-IR"):
-                res = await self.execute("AUTHENTICATE", "XOAUTH2", blob, log_args=False,
-                                         continuation=[])
-            else:
-                res = await self.execute("AUTHENTICATE", "XOAUTH2", log_args=False,
-                                         continuation=[blob])
+            res = await self.authenticate("XOAUTH2", blob)
         except ImapError as exc:
             raise AuthenticationFailed(
                 f"{self.label}: XOAUTH2 login as {user!r} refused: {exc.text}") from None
@@ -265,19 +278,7 @@ class ImapConnection:
 
         try:
             first = await asyncio.to_thread(ctx.step)
-            args: tuple[bytes | str, ...] = ("GSSAPI",)
-            if self.has("SASL-IR"):
-                args += (base64.b64encode(first or b"") or b"=",)
-                res = await self.execute("AUTHENTICATE", *args, log_args=False,
-                                         continuation=respond)
-            else:
-                queued = [first or b""]
-
-                async def first_then_rest(challenge: bytes) -> bytes:
-                    return queued.pop() if queued else await respond(challenge)
-
-                res = await self.execute("AUTHENTICATE", *args, log_args=False,
-                                         continuation=first_then_rest)
+            res = await self.authenticate("GSSAPI", first or b"", respond)
         except gssapi.exceptions.GSSError as exc:
             raise AuthenticationFailed(f"{self.label}: Kerberos: {exc.gen_message()}") from None
         except ImapError as exc:
@@ -286,9 +287,7 @@ class ImapConnection:
         await self._after_login(res)
 
     async def _after_login(self, res: Result) -> None:
-        if res.code == "CAPABILITY":
-            self._set_capabilities(res.code_args)  # type: ignore[arg-type]
-        else:
+        if res.code != "CAPABILITY":  # else the core took them from the completion
             await self.refresh_capabilities()
 
     # -- commands -------------------------------------------------------------------------
@@ -297,70 +296,54 @@ class ImapConnection:
         name: str,
         *args: bytes | str | int,
         log_args: bool = True,
-        continuation: Sequence[bytes] | Respond | None = None,
         limit: float | None = None,
     ) -> Result:
         """Run one command; raises ImapError on NO/BAD, ConnectionLost if the link dies.
-
-        `continuation`: the lines to send, in order, when the server asks for more (SASL
-        exchanges); once they are used up, further requests get an empty line, which is how a
-        client acknowledges a SASL error challenge. Or a coroutine function given each decoded
-        challenge and returning the raw answer (multi-step SASL such as GSSAPI)."""
+        Synchronising literals are sent as the server asks for them (the core releases them)."""
         async with self._lock:
-            return await self._execute_locked(name, args, log_args, continuation, limit)
+            self._check_open()
+            log.debug("%s > %s %s", self.label, name, _show(args) if log_args else "<hidden>")
+            tag = self._core.send_command(name, *args, literal_plus=self.has("LITERAL+"))
+            waiter = self._waiters[tag] = _Waiter()
+            try:
+                await self._flush()
+                done = await self._completion(waiter, limit)
+            finally:
+                self._waiters.pop(tag, None)
+        return _result(name, done.response, waiter)
 
-    async def _execute_locked(
-        self,
-        name: str,
-        args: Sequence[bytes | str | int],
-        log_args: bool,
-        continuation: Sequence[bytes] | Respond | None,
-        limit: float | None,
-    ) -> Result:
-        if self._closed.is_set():
-            raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
-        tag = b"V%d" % next(_tags)
-        loop = asyncio.get_running_loop()
-        pending = _Pending(name=name, future=loop.create_future(), tag=tag)
-        self._pending = [pending]
-        self._drain_continuations()
-        chunks = encode_command(tag, name, args, literal_plus=self.has("LITERAL+"))
-        log.debug("%s > %s %s", self.label, name, _show(args) if log_args else "<hidden>")
-        wait_s = limit if limit is not None else self.timeouts.read
-        try:
-            finished_early = False
-            for i, chunk in enumerate(chunks):
-                await self._write(chunk)
-                if i < len(chunks) - 1 and await self._wait_continuation(pending, wait_s) is None:
-                    finished_early = True  # the server answered instead of continuing
-                    break
-            replies = (list(continuation) if continuation is not None
-                       and not callable(continuation) else None)
-            while continuation is not None and not finished_early:
-                cont = await self._wait_continuation(pending, wait_s)
-                if cont is None:
-                    break
-                if callable(continuation):
-                    try:
-                        challenge = base64.b64decode(cont.text.strip() or b"")
-                        answer = base64.b64encode(await continuation(challenge))
-                    except Exception as exc:  # a failed SASL step: cancel the exchange
-                        log.warning("%s: %s exchange failed: %s", self.label, name, exc)
-                        answer = b"*"
-                    await self._write(answer + b"\r\n")
-                else:
-                    assert replies is not None
-                    await self._write((replies.pop(0) if replies else b"") + b"\r\n")
-            done = await self._wait(pending.future, wait_s)
-        finally:
-            self._pending = []
-        if done.status != "OK":
-            raise ImapError(name, done.status, done.text, done.code)
-        return Result(done.status, done.code, list(done.code_args), done.text, pending.untagged)
-
-    def _drain_continuations(self) -> None:
-        while not self._continuations.empty():
-            self._continuations.get_nowait()
+    async def authenticate(self, mechanism: str, initial: bytes | None = None,
+                           respond: Respond | None = None) -> Result:
+        """A SASL exchange. `initial`: the client-first response (raw bytes; on the command line
+        with SASL-IR). `respond`: given each decoded challenge, returns the raw answer (multi-step
+        mechanisms such as GSSAPI); without it every challenge gets an empty answer, which is
+        how a client acknowledges an error challenge. A failing `respond` cancels the exchange.
+        Raises ImapError when the server refuses."""
+        async with self._lock:
+            self._check_open()
+            log.debug("%s > AUTHENTICATE %s <hidden>", self.label, mechanism)
+            tag = self._core.authenticate(mechanism, initial)
+            waiter = self._waiters[tag] = _Waiter()
+            try:
+                await self._flush()
+                while True:
+                    event = await self._next_event(waiter, None)
+                    if isinstance(event, Completed):
+                        break
+                    if isinstance(event, Challenge):
+                        answer: bytes | None = b""
+                        if respond is not None:
+                            try:
+                                answer = await respond(event.data)
+                            except Exception as exc:  # a failed SASL step: cancel the exchange
+                                log.warning("%s: AUTHENTICATE %s failed: %s",
+                                            self.label, mechanism, exc)
+                                answer = None
+                        self._core.answer_challenge(tag, answer)
+                        await self._flush()
+            finally:
+                self._waiters.pop(tag, None)
+        return _result("AUTHENTICATE", event.response, waiter)
 
     async def pipeline(
         self, commands: Sequence[tuple[str, Sequence[bytes | str | int]]]
@@ -372,75 +355,66 @@ class ImapConnection:
         data may interleave. ESEARCH responses name their command (TAG correlator); other data
         is given to the oldest command still running. Each result is a Result or the ImapError
         of a command that ended NO/BAD; a lost connection raises ConnectionLost."""
+        if not self.has("LITERAL+") and any(has_synchronising_literal(a) for _, a in commands):
+            raise ValueError("pipeline() takes no synchronising literals")
         async with self._lock:
-            if self._closed.is_set():
-                raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
-            loop = asyncio.get_running_loop()
-            pendings = []
-            data = bytearray()
-            for name, args in commands:
-                tag = b"V%d" % next(_tags)
-                chunks = encode_command(tag, name, args, literal_plus=True)
-                if len(chunks) != 1 or (not self.has("LITERAL+") and b"{" in chunks[0]
-                                        and any(isinstance(a, Literal) for a in args)):
-                    raise ValueError("pipeline() takes no synchronising literals")
-                data += chunks[0]
-                pendings.append(_Pending(name=name, future=loop.create_future(), tag=tag))
-                log.debug("%s > %s %s", self.label, name, _show(args))
-            self._pending = list(pendings)
+            self._check_open()
+            sent: list[tuple[str, bytes, _Waiter]] = []
             try:
-                await self._write(bytes(data))
+                for name, args in commands:
+                    tag = self._core.send_command(name, *args, literal_plus=True)
+                    sent.append((name, tag, _Waiter()))
+                    self._waiters[tag] = sent[-1][2]
+                    log.debug("%s > %s %s", self.label, name, _show(args))
+                await self._flush()
                 results: list[Result | ImapError] = []
-                for p in pendings:
-                    done = await self._wait(p.future, self.timeouts.read)
-                    if done.status != "OK":
-                        results.append(ImapError(p.name, done.status, done.text, done.code))
-                    else:
-                        results.append(Result(done.status, done.code, list(done.code_args),
-                                              done.text, p.untagged))
+                for name, _, waiter in sent:
+                    done = await self._completion(waiter, None)
+                    try:
+                        results.append(_result(name, done.response, waiter))
+                    except ImapError as exc:
+                        results.append(exc)
                 return results
             finally:
-                self._pending = []
+                for _, tag, _ in sent:
+                    self._waiters.pop(tag, None)
 
-    async def _wait_continuation(self, pending: _Pending, wait_s: float) -> Response | None:
-        """The next continuation request, or None if the command completed instead."""
-        if not self._continuations.empty():
-            return self._continuations.get_nowait()
-        cont = asyncio.ensure_future(self._continuations.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        waits: set[asyncio.Future[Any]] = {cont, pending.future, closed}
-        try:
-            finished, _ = await asyncio.wait(
-                waits, timeout=wait_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            closed.cancel()
-            if not cont.done():
-                cont.cancel()
-        if cont in finished:
-            return cont.result()
-        if pending.future in finished:
-            return None
+    def _check_open(self) -> None:
         if self._closed.is_set():
-            raise ConnectionLost(f"{self.label}: {self._close_reason}")
-        await self._abort("timed out waiting for continuation")
-        raise ConnectionLost(f"{self.label}: timed out waiting for continuation")
+            raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
 
-    async def _wait(self, fut: asyncio.Future[Response], wait_s: float) -> Response:
+    async def _completion(self, waiter: _Waiter, limit: float | None) -> Completed:
+        while True:
+            event = await self._next_event(waiter, limit)
+            if isinstance(event, Completed):
+                return event
+
+    async def _next_event(self, waiter: _Waiter, limit: float | None) -> Event:
+        """The command's next event; ConnectionLost if the link drops or nothing comes in
+        time (the read timeout, or `limit`)."""
+        if not waiter.events.empty():
+            return waiter.events.get_nowait()
+        wait_s = limit if limit is not None else self.timeouts.read
+        nxt = asyncio.ensure_future(waiter.events.get())
         closed = asyncio.ensure_future(self._closed.wait())
-        waits: set[asyncio.Future[Any]] = {fut, closed}
         try:
-            finished, _ = await asyncio.wait(waits, timeout=wait_s,
+            finished, _ = await asyncio.wait({nxt, closed}, timeout=wait_s,
                                              return_when=asyncio.FIRST_COMPLETED)
         finally:
             closed.cancel()
-        if fut in finished:
-            return fut.result()
+            if not nxt.done():
+                nxt.cancel()
+        if nxt in finished:
+            return nxt.result()
         if self._closed.is_set():
             raise ConnectionLost(f"{self.label}: {self._close_reason}")
         await self._abort(f"no answer within {wait_s:g}s")
         raise ConnectionLost(f"{self.label}: no answer within {wait_s:g}s")
+
+    async def _flush(self) -> None:
+        data = self._core.data_to_send()
+        if data:
+            await self._write(data)
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -456,13 +430,8 @@ class ImapConnection:
         """`async with conn.idle() as pushes:` — untagged responses arrive on the queue until
         the block exits, which sends DONE and waits for the command to complete."""
         async with self._lock:
-            if self._closed.is_set():
-                raise ConnectionLost(f"{self.label}: {self._close_reason or 'closed'}")
+            self._check_open()
             queue: asyncio.Queue[Response] = asyncio.Queue()
-            tag = b"V%d" % next(_tags)
-            pending = _Pending(name="IDLE", future=asyncio.get_running_loop().create_future(),
-                               tag=tag)
-            self._pending = [pending]
             previous = self.on_untagged
 
             def push(r: Response) -> None:
@@ -470,23 +439,27 @@ class ImapConnection:
                 if previous is not None:
                     previous(r)
 
+            tag = self._core.idle()
+            waiter = self._waiters[tag] = _Waiter()
             self.on_untagged = push
             try:
-                self._drain_continuations()
-                await self._write(tag + b" IDLE\r\n")
-                cont = await self._wait_continuation(pending, self.timeouts.read)
-                if cont is None:
-                    done = pending.future.result()
-                    raise ImapError("IDLE", done.status, done.text, done.code)
+                await self._flush()
+                event = await self._next_event(waiter, None)
+                while not isinstance(event, IdleStarted | Completed):
+                    event = await self._next_event(waiter, None)
+                if isinstance(event, Completed):
+                    raise ImapError("IDLE", event.response.status, event.response.text,
+                                    event.response.code)
                 try:
                     yield queue
                 finally:
                     if not self._closed.is_set():
-                        await self._write(b"DONE\r\n")
-                        await self._wait(pending.future, self.timeouts.read)
+                        self._core.done()
+                        await self._flush()
+                        await self._completion(waiter, None)
             finally:
                 self.on_untagged = previous
-                self._pending = []
+                self._waiters.pop(tag, None)
 
     # -- reading --------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -496,8 +469,12 @@ class ImapConnection:
                 data = await self._reader.read(65536)
                 if not data:
                     break
-                for raw in self._framer.feed(data):
-                    self._dispatch(parse_response(raw))
+                events = self._core.receive_data(data)
+                released = self._core.data_to_send()  # literals the server asked for
+                if released:
+                    self._writer.write(released)
+                for event in events:
+                    self._dispatch(event)
         except asyncio.CancelledError:
             raise
         except ProtocolError as exc:
@@ -507,47 +484,28 @@ class ImapConnection:
             reason = f"connection error: {exc}"
         self._mark_closed(reason)
 
-    def _dispatch(self, r: Response) -> None:
-        if not self._greeting.done():
-            self._greeting.set_result(r)
-            return
-        if r.kind == "continuation":
-            self._continuations.put_nowait(r)
-            return
-        if r.kind == "tagged":
-            for p in self._pending:
-                if p.tag == r.tag and not p.future.done():
-                    p.future.set_result(r)
-                    break
-            else:
-                log.warning("%s: completion for unknown tag %r", self.label, r.tag)
-            return
-        if r.status == "BYE":
-            self._close_reason = f"server said BYE: {r.text}"
-        owner = self._owner(r)
-        if owner is not None:
-            owner.untagged.append(r)
-        if self.on_untagged is not None:
-            try:
-                self.on_untagged(r)
-            except Exception:  # a consumer's bug must not kill the connection
-                log.exception("%s: untagged handler failed", self.label)
-
-    def _owner(self, r: Response) -> _Pending | None:
-        """Which running command an untagged response belongs to: the one its ESEARCH TAG
-        correlator names, else the oldest still running. (Servers may run pipelined commands
-        in parallel, so `pipeline()` is only used where responses carry a correlator or the
-        commands' data cannot be confused.)"""
-        if r.name == "ESEARCH" and r.values and isinstance(r.values[0], list):
-            corr = r.values[0]
-            if len(corr) >= 2 and isinstance(corr[0], bytes) and corr[0].upper() == b"TAG":
-                for p in self._pending:
-                    if p.tag == corr[1]:
-                        return p
-        for p in self._pending:
-            if not p.future.done():
-                return p
-        return None
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Greeting):
+            if not self._greeting.done():
+                self._greeting.set_result(event.response)
+        elif isinstance(event, Bye):
+            self._close_reason = f"server said BYE: {event.text}"
+        elif isinstance(event, Untagged):
+            waiter = self._waiters.get(event.owner) if event.owner is not None else None
+            if waiter is not None:
+                waiter.untagged.append(event.response)
+            if self.on_untagged is not None:
+                try:
+                    self.on_untagged(event.response)
+                except Exception:  # a consumer's bug must not kill the connection
+                    log.exception("%s: untagged handler failed", self.label)
+        elif isinstance(event, Stray):
+            log.warning("%s: unexpected %s response %r", self.label, event.response.kind,
+                        event.response.raw[:80])
+        else:
+            waiter = self._waiters.get(event.tag)
+            if waiter is not None:
+                waiter.events.put_nowait(event)
 
     def _mark_closed(self, reason: str) -> None:
         if not self._closed.is_set():
@@ -555,6 +513,9 @@ class ImapConnection:
             self._closed.set()
             if not self._greeting.done():
                 self._greeting.set_exception(ConnectionLost(f"{self.label}: {reason}"))
+                # Whoever waited for the greeting may have given up already (a timeout):
+                # mark it retrieved, or asyncio logs "Future exception was never retrieved".
+                self._greeting.exception()
 
     @property
     def closed(self) -> bool:
@@ -570,7 +531,10 @@ class ImapConnection:
         self._reader_task.cancel()
 
     async def close(self) -> None:
-        """LOGOUT politely (bounded by the close timeout), then drop the socket."""
+        """LOGOUT politely (bounded by the close timeout), then drop the socket. A server that
+        never greeted gets no LOGOUT: it would not answer that either."""
+        if not self._greeting.done():
+            self._mark_closed("closed by client before the server's greeting")
         if not self._closed.is_set():
             with contextlib.suppress(ImapError, ConnectionLost, TimeoutError, OSError):
                 await asyncio.wait_for(self.execute("LOGOUT"), self.timeouts.close)
@@ -587,6 +551,12 @@ class ImapConnection:
 @functools.cache
 def _default_tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
+
+
+def _result(name: str, done: Response, waiter: _Waiter) -> Result:
+    if done.status != "OK":
+        raise ImapError(name, done.status, done.text, done.code)
+    return Result(done.status, done.code, list(done.code_args), done.text, waiter.untagged)
 
 
 def _show(args: Sequence[bytes | str | int]) -> str:

@@ -9,7 +9,8 @@ from imapvm.storage.imap.connection import Timeouts
 
 
 def imap_settings(ms: MailboxSettings, pool_size: int = 3,
-                  client: ImapClientSettings | None = None) -> ImapSettings:
+                  client: ImapClientSettings | None = None,
+                  open_timeout: float | None = None) -> ImapSettings:
     """Raises ValueError for a mailbox that is not stored in IMAP."""
     acct = ms.imap
     if acct is None:
@@ -30,7 +31,8 @@ def imap_settings(ms: MailboxSettings, pool_size: int = 3,
         greetings_folder=acct.greetings_folder or None,
         imap_greetings=acct.greetings_in_imap,
         expunge_on_hangup=acct.expunge_on_hangup,
-        timeouts=Timeouts(open=acct.open_timeout, read=acct.read_timeout,
+        timeouts=Timeouts(open=min(acct.open_timeout, open_timeout or acct.open_timeout),
+                          read=acct.read_timeout,
                           write=acct.write_timeout, close=acct.close_timeout),
         vm_tag=acct.extension_tag,
         context=ms.context,

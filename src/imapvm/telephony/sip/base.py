@@ -1,38 +1,44 @@
-"""State and sending machinery shared by the UAS core and the notifier.
+"""The transaction layer the UAS core and the notifier share, and the core's configuration.
 
-``CoreBase`` owns the transactions, dialogs and the outgoing queue, and knows how to answer a
-request (§8.2.6, §18.2.2 with RFC 3581) and how to send a request inside a dialog through a
-non-INVITE client transaction (§12.2.1). Call handling (``core.py``) and message-summary
-subscriptions (``notifier.py``) build on it.
+The SIP core is composed of parts that each own their state (no shared dicts, no
+inheritance):
+
+- ``TransactionLayer`` (here): the server and client transactions, answering a request
+  (§8.2.6, §18.2.2 with RFC 3581) and sending a request in a dialog through a non-INVITE
+  client transaction (§12.2.1), whose final answer goes to the callback its sender gave;
+- ``Notifier`` (``notifier.py``): message-summary subscriptions;
+- ``Dialog`` (``dialog.py``): the explicit state machine of a call's dialog;
+- ``SipCore`` (``core.py``): the request dispatch, calls and the driver interface.
+
+They share the ``Pending`` output (datagrams and events for the driver) and one
+``TimerHeap`` (``timers.py``) whose keys name the part that owns them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .digest import DigestAuth
 from .errors import SipParseError
 from .events import Event
 from .message import DEFAULT_LIMITS, Headers, Limits, SipRequest, SipResponse
-from .ratelimit import RateLimiter
+from .timers import TimerHeap
 from .transaction import (
     Address,
+    InviteServerTransaction,
     NonInviteClientTransaction,
+    NonInviteServerTransaction,
     Send,
     ServerTransaction,
     State,
     TimerConfig,
 )
 from .uri import format_host, is_ip_literal, parse_name_addr, parse_uri, parse_via
-
-if TYPE_CHECKING:
-    from .core import Call
-    from .notifier import Subscription
 
 REASONS = {
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 302: "Moved Temporarily",
@@ -57,6 +63,8 @@ KNOWN_METHODS = frozenset(
 DTMF_EVENT_DIGITS = "0123456789*#ABCD"
 MAGIC_COOKIE = "z9hG4bK"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class CoreConfig:
@@ -76,6 +84,8 @@ class CoreConfig:
     auth: DigestAuth | None = None  # digest for untrusted sources; None: they get 403
     symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
     rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
+    # the same for sources in ``trusted`` (higher: a PBX carries many callers)
+    trusted_rate_limit: tuple[float, int] | None = None
     min_expires: int = 60  # message-summary subscriptions: shortest accepted
     max_expires: int = 3600  # and longest granted
     # REGISTER is accepted (phones such as baresip subscribe to message-summary only once
@@ -96,35 +106,31 @@ def new_tag() -> str:
     return secrets.token_hex(6)
 
 
-class CoreBase:
-    """Transactions, dialogs, counters and the outgoing queue; answering and sending."""
+TxKey = tuple[str, ...]
+# A timer's owner: ("server" | "client", transaction key), ("ack" | "sub", (handle,)) or
+# ("register", (number,)).
+TimerKey = tuple[str, TxKey]
+# Called once with the final status of a request we sent and the response (None when it
+# timed out: status 408).
+FinalHandler = Callable[[int, SipResponse | None], None]
 
-    def __init__(self, config: CoreConfig) -> None:
+
+class TransactionLayer:
+    """Server and client transactions: answering requests and sending in-dialog requests."""
+
+    def __init__(
+        self, config: CoreConfig, out: Pending, timers: TimerHeap[TimerKey],
+        stats: Counter[str],
+    ) -> None:
         self.config = config
-        self._server_txs: dict[tuple[str, ...], ServerTransaction] = {}
-        self._client_txs: dict[tuple[str, ...], NonInviteClientTransaction] = {}
-        self._calls: dict[str, Call] = {}
-        self._dialogs: dict[tuple[str, str, str], Call] = {}
-        self._subscriptions: dict[str, Subscription] = {}
-        self._registers: list[tuple[float, ServerTransaction, SipRequest]] = []  # held REGISTERs
-        self._sub_dialogs: dict[tuple[str, str, str], Subscription] = {}
-        self._tx_owner: dict[tuple[str, ...], str] = {}  # NOTIFY transaction -> subscription
-        self._refers: dict[tuple[str, ...], str] = {}  # REFER transaction -> call
-        self._publishes: dict[tuple[str, ...], str] = {}  # PUBLISH transaction -> AOR
-        self._out = Pending()
-        # Operational counters: retransmissions sent and absorbed, input dropped or refused.
-        self.stats: Counter[str] = Counter()
-        self._limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
+        self._out = out
+        self._timers = timers
+        self._stats = stats
+        self.server: dict[TxKey, ServerTransaction] = {}
+        self.client: dict[TxKey, NonInviteClientTransaction] = {}
+        self._on_final: dict[TxKey, FinalHandler] = {}
 
-    def take_outgoing(self) -> list[Send]:
-        out, self._out.outgoing = self._out.outgoing, []
-        return out
-
-    def take_events(self) -> list[Event]:
-        events, self._out.events = self._out.events, []
-        return events
-
-    def _tx_key(self, req: SipRequest, method: str) -> tuple[str, ...]:
+    def tx_key(self, req: SipRequest, method: str) -> TxKey:
         via = req.vias[0]
         branch = via.branch or ""
         if branch.startswith(MAGIC_COOKIE):
@@ -132,8 +138,76 @@ class CoreBase:
         # RFC 2543 peers: no usable branch, fall back to the request's identity (§17.2.3).
         return (req.call_id, str(req.cseq[0]), req.from_addr.tag or "", via.sent_by, method)
 
+    # ---- server transactions ------------------------------------------------------------
+    def find_server(self, req: SipRequest, method: str) -> ServerTransaction | None:
+        return self.server.get(self.tx_key(req, method))
+
+    def new_server(
+        self, req: SipRequest, method: str, source: Address, transport: str
+    ) -> ServerTransaction:
+        key = self.tx_key(req, method)
+        address = self.response_address(req, source, transport)
+        tx: ServerTransaction
+        if method == "INVITE":
+            tx = InviteServerTransaction(key, self.config.timers, State.PROCEEDING, address,
+                                         transport=transport)
+        else:
+            tx = NonInviteServerTransaction(key, self.config.timers, State.TRYING, address,
+                                            transport=transport)
+        self.server[key] = tx
+        return tx
+
+    def absorb(self, tx: ServerTransaction) -> None:
+        """A retransmitted request: the transaction answers it again if it has answered."""
+        self._stats["absorbed_retransmissions"] += 1
+        self._out.outgoing += tx.on_request_retransmission()
+
+    def ack_non_2xx(self, tx: InviteServerTransaction, now: float) -> None:
+        tx.on_ack(now)
+        self._timers.schedule(("server", tx.key), tx.deadline())
+
+    def on_timer(self, kind: str, key: TxKey, now: float) -> None:
+        """A transaction's deadline passed (``kind`` "server" or "client")."""
+        if kind == "server":
+            stx = self.server.get(key)
+            if stx is None:
+                return
+            self._out.outgoing += stx.on_timer(now)
+            if stx.state != State.TERMINATED:
+                self._timers.schedule(("server", key), stx.deadline())
+                return
+            del self.server[key]
+            if isinstance(stx, InviteServerTransaction) and stx.timed_out:
+                log.info("non-2xx final to INVITE never acknowledged (Timer H)")
+            return
+        ctx = self.client.get(key)
+        if ctx is None:
+            return
+        self._out.outgoing += ctx.on_timer(now)
+        if ctx.state != State.TERMINATED:
+            self._timers.schedule(("client", key), ctx.deadline())
+            return
+        del self.client[key]
+        handler = self._on_final.pop(key, None)
+        if handler is not None and ctx.timed_out:
+            handler(408, None)
+
+    def on_response(self, resp: SipResponse, now: float) -> None:
+        try:
+            via = resp.vias[0]
+        except (SipParseError, IndexError):
+            return
+        key = (via.branch or "", resp.cseq[1])
+        tx = self.client.get(key)
+        if tx is None or not tx.on_response(resp.status, now):
+            return
+        self._timers.schedule(("client", key), tx.deadline())
+        handler = self._on_final.pop(key, None)
+        if handler is not None:
+            handler(resp.status, resp)
+
     # ---- sending ----------------------------------------------------------------------
-    def _response_address(
+    def response_address(
         self, req: SipRequest, source: Address, transport: str = "UDP"
     ) -> Address:
         """RFC 3261 §18.2.2 with RFC 3581: received/rport, else the sent-by port; over TCP
@@ -186,7 +260,7 @@ class CoreBase:
             for rr in req.headers.raw("Record-Route"):
                 headers.add("Record-Route", rr)
         if contact:
-            headers.add("Contact", f"<{self._contact_uri(transport)}>")
+            headers.add("Contact", f"<{self.contact_uri(transport)}>")
         headers.add("Server", self.config.user_agent)
         for name, value in extra:
             headers.add(name, value)
@@ -196,7 +270,7 @@ class CoreBase:
                            reason=reason or REASONS.get(status, "Unknown"))
         return resp.serialize()
 
-    def _respond_tx(
+    def respond(
         self,
         tx: ServerTransaction,
         req: SipRequest,
@@ -211,9 +285,10 @@ class CoreBase:
         data = self._build_response(req, tx.address, status, reason, to_tag, contact, body,
                                     extra, tx.transport)
         self._out.outgoing += tx.respond(data, status, now)
+        self._timers.schedule(("server", tx.key), tx.deadline())
         return data
 
-    def _respond_stateless(
+    def respond_stateless(
         self, req: SipRequest, source: Address, status: int, reason: str | None,
         transport: str = "UDP", extra: Iterable[tuple[str, str]] = (),
     ) -> None:
@@ -221,14 +296,14 @@ class CoreBase:
         if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
             return  # a response without these would be as malformed as the request
         try:
-            address = self._response_address(req, source, transport)
+            address = self.response_address(req, source, transport)
             data = self._build_response(req, source, status, reason, extra=extra,
                                         transport=transport)
         except (SipParseError, IndexError):
             return  # not even a Via to answer to
         self._out.outgoing.append(Send(data, address, transport))
 
-    def _contact_uri(self, transport: str = "UDP") -> str:
+    def contact_uri(self, transport: str = "UDP") -> str:
         param = "" if transport == "UDP" else f";transport={transport.lower()}"
         return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
                 + param)
@@ -256,15 +331,16 @@ class CoreBase:
                 address = (uri.host, port)
         return target, routes, address
 
-    def _send_in_dialog(
+    def send_in_dialog(
         self, method: str, call_id: str, local: str, remote: str, remote_target: str,
         route_set: list[str], source: Address, cseq: int, now: float,
         extra: Iterable[tuple[str, str]] = (), body: bytes = b"", content_type: str = "",
-        transport: str = "UDP",
-    ) -> tuple[str, ...]:
+        transport: str = "UDP", on_final: FinalHandler | None = None,
+    ) -> TxKey:
         """Send a request inside a dialog through a non-INVITE client transaction.
 
         Over TCP it goes back on the connection the dialog came in on (``source``).
+        ``on_final`` hears the final status once (408 and no response when it timed out).
         """
         try:
             target, routes, address = self._in_dialog_destination(
@@ -286,7 +362,7 @@ class CoreBase:
         headers.add("CSeq", f"{cseq} {method}")
         for route in routes:
             headers.add("Route", route)
-        headers.add("Contact", f"<{self._contact_uri(transport)}>")
+        headers.add("Contact", f"<{self.contact_uri(transport)}>")
         headers.add("User-Agent", self.config.user_agent)
         for name, value in extra:
             headers.add(name, value)
@@ -297,7 +373,10 @@ class CoreBase:
             (branch, method), self.config.timers, State.TRYING, address,
             transport=transport, request=request.serialize(),
         )
-        self._client_txs[tx.key] = tx
+        self.client[tx.key] = tx
+        if on_final is not None:
+            self._on_final[tx.key] = on_final
         self._out.outgoing += tx.start(now)
+        self._timers.schedule(("client", tx.key), tx.deadline())
         return tx.key
 

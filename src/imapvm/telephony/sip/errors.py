@@ -1,4 +1,11 @@
-"""The one exception type of the SIP core, carrying the status a server should answer with."""
+"""The SIP core's exceptions: bad input from a peer, and wrong use by its driver.
+
+``SipParseError`` is about what a peer sent and never escapes the core (it becomes a 4xx or
+the datagram is dropped). ``SipStateError`` is about what the driver asked (h11's
+LocalProtocolError idea): a call-control or notifier method called for a call or
+subscription that does not exist (any more) or is in a state that does not allow it. The
+core's state is unchanged when it is raised.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +25,8 @@ class SipParseError(ValueError):
         super().__init__(message)
         self.status = status
         self.partial = partial
+
+
+class SipStateError(Exception):
+    """The driver asked for something the call or subscription's state does not allow
+    (answering a call already answered or gone, notifying an ended subscription, ...)."""

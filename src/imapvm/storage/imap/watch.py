@@ -1,4 +1,4 @@
-"""Watchers: learn of changes as the IMAP server pushes them, and recount.
+"""The IMAP back end's watcher: learn of changes as the server pushes them, and recount.
 
 One `ImapWatcher` per IMAP login identity (several voicemail boxes may share one login) owns one
 dedicated connection and uses the best the server offers:
@@ -14,8 +14,7 @@ watcher's own connection (`ImapStore.counts(box, conn=...)`: the store's constan
 count), so a watched account costs one connection. IDLE is renewed before the 29 minutes of
 RFC 2177. A lost connection marks the boxes stale, then the watcher reconnects with exponential
 backoff and jitter and recounts everything: changes made while it was away are never missed.
-
-`PollWatcher` serves stores without push (the file spool): it recounts every `pollfreq` seconds.
+What the NOTIFY command says and which pushes mean a change: `notify.py`.
 """
 
 from __future__ import annotations
@@ -26,123 +25,36 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from imapvm.mwi.tracker import CountsTracker
-from imapvm.storage.base import Folder, MailboxRef, Store, StoreError
+from imapvm.storage.base import Folder, MailboxRef, StoreError
 from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError
-from imapvm.storage.imap.protocol import Raw, Response, quote
-from imapvm.storage.imap.store import ImapStore
+from imapvm.storage.imap.notify import changed_folder, notify_set
+from imapvm.storage.imap.protocol import Response
+from imapvm.storage.watching import (
+    ConnectionLimiter,
+    CountsReceiver,
+    Watcher,
+    WatchMode,
+    WatchOptions,
+)
+
+if TYPE_CHECKING:
+    from imapvm.storage.imap.store import ImapStore
 
 log = logging.getLogger(__name__)
 
 _MAX_TORN = 3
-_RETRY_DISCARDED = 0.2  # seconds
-_FOLDER_EVENTS = b"(MessageNew MessageExpunge FlagChange)"
-_SELECTED_EVENTS = b"(selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))"
 
 
-@dataclass(frozen=True)
-class WatchOptions:
-    """Tuning of the watchers. `pollfreq` is voicemail.conf's (default 30 s)."""
-
-    pollfreq: float = 30.0
-    debounce: float = 0.03
-    idle_renew: float = 25 * 60.0  # RFC 2177: servers may drop an IDLE after 30 minutes
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    modes: tuple[str, ...] = ("notify", "idle", "poll")  # what watchers may use, best first
-    max_connections_per_server: int = 1000
-    #: Told the seconds from a server push to the confirmed recount of its mailbox (what the
-    #: `imapvm_mwi_latency_seconds` histogram shows); None: not measured.
-    on_latency: Callable[[float], None] | None = None
-    max_logins_per_server: int = 32  # connections logging in at the same time
-
-
-class ConnectionLimiter:
-    """At most `per_server` watcher connections per IMAP server (host, port), and at most
-    `logins_per_server` of them logging in at once: after a restart a thousand watchers
-    reconnecting together would otherwise queue up behind the server's login processes and time
-    out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
-
-    def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
-        self.per_server = max(1, per_server)
-        self.logins_per_server = max(1, logins_per_server)
-        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
-        self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
-
-    def slots(self, host: str, port: int) -> asyncio.Semaphore:
-        return self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))
-
-    @contextlib.asynccontextmanager
-    async def login(self, host: str, port: int) -> AsyncIterator[None]:
-        key = (host, port)
-        sem = self._logins.setdefault(key, asyncio.Semaphore(self.logins_per_server))
-        async with sem:
-            yield
-
-
-class _Watcher:
-    """What both watchers share: the set of boxes, the wake-up event and the task."""
-
-    def __init__(self, tracker: CountsTracker, options: WatchOptions, label: str) -> None:
-        self.tracker = tracker
-        self.options = options
-        self.label = label
-        self.boxes: set[MailboxRef] = set()
-        self._dirty: set[MailboxRef] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.stopping = False
-        self.recounts = 0
-
-    def add(self, box: MailboxRef) -> None:
-        if box not in self.boxes:
-            self.boxes.add(box)
-            self.refresh(box)
-
-    def remove(self, box: MailboxRef) -> None:
-        self.boxes.discard(box)
-        self._dirty.discard(box)
-
-    def refresh(self, box: MailboxRef | None = None) -> None:
-        """Recount `box` (or every box) soon."""
-        self._dirty.update([box] if box is not None else self.boxes)
-        self._wake.set()
-
-    def _retry_later(self, box: MailboxRef) -> None:
-        """A local change raced this count, which was discarded: count again shortly (not at
-        once: the change may still be on its way to the server)."""
-        asyncio.get_running_loop().call_later(_RETRY_DISCARDED, self.refresh, box)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"mwi-watch-{self.label}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self.stopping = True
-        while not task.done():  # cancel again if something on the way swallowed it
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
-        self.stopping = False
-
-    async def _run(self) -> None:
-        raise NotImplementedError
-
-
-class ImapWatcher(_Watcher):
+class ImapWatcher(Watcher):
     """Watches the boxes of one IMAP login identity over one connection."""
 
-    def __init__(self, store: ImapStore, tracker: CountsTracker, options: WatchOptions,
+    def __init__(self, store: ImapStore, tracker: CountsReceiver, options: WatchOptions,
                  limiter: ConnectionLimiter, label: str) -> None:
         super().__init__(tracker, options, label)
         self.store = store
         self.limiter = limiter
-        self.mode = ""  # "notify", "idle" or "poll" once connected
         self.connected = asyncio.Event()
         self.connects = 0
         self.idles = 0  # IDLE commands issued (renewals included)
@@ -200,7 +112,7 @@ class ImapWatcher(_Watcher):
         if not slots.locked():
             await slots.acquire()
             return
-        self.mode = "waiting"
+        self.mode = WatchMode.WAITING
         while True:
             await self._poll_once()
             try:
@@ -232,29 +144,31 @@ class ImapWatcher(_Watcher):
         self._conn = conn
         conn.on_untagged = self._on_untagged
         modes = self.options.modes
-        if "notify" in modes and conn.has("NOTIFY"):
-            self.mode = "notify"
-        elif "idle" in modes and conn.has("IDLE"):
-            self.mode = "idle"
+        if WatchMode.NOTIFY in modes and conn.has("NOTIFY"):
+            self.mode = WatchMode.NOTIFY
+        elif WatchMode.IDLE in modes and conn.has("IDLE"):
+            self.mode = WatchMode.IDLE
         else:
-            self.mode = "poll"
+            self.mode = WatchMode.POLL
         self._notified = frozenset()
         self._dirty.update(self.boxes)  # a full recount after every (re)connect
         await self._recount(conn)
         self.connected.set()
-        log.info("mwi %s: watching %d box(es) by %s", self.label, len(self.boxes), self.mode)
+        log.info("mwi %s: watching %d box(es) by %s", self.label, len(self.boxes),
+                 self.mode.value)
         next_poll = time.monotonic() + self.options.pollfreq
         while True:
-            if self.mode == "poll" or (self.mode == "idle" and self._others()):
+            if self.mode is WatchMode.POLL or (self.mode is WatchMode.IDLE and self._others()):
                 now = time.monotonic()
                 if now >= next_poll:
-                    self._dirty.update(self.boxes if self.mode == "poll" else self._others())
+                    polled = self.boxes if self.mode is WatchMode.POLL else self._others()
+                    self._dirty.update(polled)
                     next_poll = now + self.options.pollfreq
                 wait_s = max(0.0, min(next_poll - now, self.options.idle_renew))
             else:
                 wait_s = self.options.idle_renew
             if not self._dirty:
-                if self.mode == "poll":
+                if self.mode is WatchMode.POLL:
                     await self._wait(conn, wait_s)
                 else:
                     async with conn.idle():
@@ -282,22 +196,19 @@ class ImapWatcher(_Watcher):
 
     # -- pushes -----------------------------------------------------------------------------
     def _on_untagged(self, r: Response) -> None:
-        """Which watched folder did this response say changed? Responses to our own FETCH of
-        headers (BODY sections) are not changes; anything else that could be is."""
-        if r.name == "STATUS":
-            name = r.values[0] if r.values else b""
-            folder = name.decode("utf-8", "replace") if isinstance(name, bytes) else ""
-            if folder == self._selected():
-                self._changes += 1
-            self._mark_folder(folder)
-        elif r.name in ("EXISTS", "EXPUNGE", "VANISHED") or (
-                r.name == "FETCH" and b"BODY[" not in r.raw.upper()):
+        """Note which watched folder a push says changed (see `notify.changed_folder`)."""
+        selected = self._selected()
+        folder = changed_folder(r, selected)
+        if folder is None:
+            return
+        if folder == selected:
             self._changes += 1
-            self._mark_folder(self._selected())
+        self._mark_folder(folder)
 
     def _selected(self) -> str:
-        state = getattr(self._conn, "vm_selected", None)
-        return str(state[0]) if state else ""
+        conn = self._conn
+        sel = conn.selected if conn is not None else None
+        return sel.name if sel is not None else ""
 
     def _mark_folder(self, folder: str) -> None:
         hit = [b for b, f in self._folders.items() if f == folder and b in self.boxes]
@@ -325,7 +236,7 @@ class ImapWatcher(_Watcher):
                 del self._folders[box]
         folders = Counter(self._folders.values())
         self._primary = folders.most_common(1)[0][0] if folders else ""
-        if self.mode == "notify":
+        if self.mode is WatchMode.NOTIFY:
             await self._set_notify(conn)
         while self._dirty:
             batch = sorted(self._dirty & self.boxes,
@@ -366,49 +277,8 @@ class ImapWatcher(_Watcher):
         others = frozenset(f for f in self._folders.values() if f != self._primary)
         if self._notified == others | {self._primary}:
             return
-        spec = _SELECTED_EVENTS
-        if others:
-            names = b" ".join(quote(f) for f in sorted(others))
-            spec += b" (mailboxes (" + names + b") " + _FOLDER_EVENTS + b")"
-        await conn.execute("NOTIFY", "SET", Raw(spec))
+        await conn.execute("NOTIFY", *notify_set(others))
         self._notified = others | {self._primary}
-
-
-class PollWatcher(_Watcher):
-    """Recounts every `pollfreq` seconds (and on `refresh`): for stores without push."""
-
-    def __init__(self, store: Store, tracker: CountsTracker, options: WatchOptions,
-                 label: str) -> None:
-        super().__init__(tracker, options, label)
-        self.store = store
-        self.mode = "poll"
-
-    async def _run(self) -> None:
-        while True:
-            batch = sorted(self._dirty & self.boxes)
-            self._dirty.clear()
-            failed = []
-            for box in batch:
-                token = self.tracker.begin_recount(box)
-                try:
-                    counts = await self.store.counts(box)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("mwi %s: cannot count %s: %s", self.label, box, exc)
-                    failed.append(box)
-                    continue
-                self.recounts += 1
-                if not self.tracker.confirm(box, counts, token):
-                    self._retry_later(box)
-            self.tracker.mark_stale(failed)
-            if self._dirty:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.pollfreq)
-            if not self._wake.is_set():
-                self._dirty.update(self.boxes)
 
 
 async def _close_quickly(conn: ImapConnection) -> None:
