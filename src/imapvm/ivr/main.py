@@ -19,11 +19,17 @@ import logging
 from dataclasses import dataclass
 
 from imapvm.audio import language
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
-from imapvm.ivr.mailbox import MailboxView, caller_prompts, envelope_prompts, play_message
+from imapvm.ivr.mailbox import (
+    MailboxView,
+    caller_prompts,
+    category_prompts,
+    envelope_prompts,
+    play_message,
+)
 from imapvm.ivr.session import Exit, Session
 from imapvm.storage.base import Folder, GreetingKind, MailboxFull, MailboxRef, StoreError
 
@@ -501,7 +507,8 @@ async def _reply(channel: Channel, view: MailboxView) -> None:
 async def _envelope(channel: Channel, view: MailboxView) -> None:
     assert view.current is not None
     info = view.current.info
-    prompts: list[object] = [*envelope_prompts(view.session, view.settings, info)]
+    prompts: list[object] = [*category_prompts(info),
+                             *envelope_prompts(view.session, view.settings, info)]
     prompts += await caller_prompts(view.session, view.settings, info)
     for p in prompts:
         if await channel.play(p, ANY):  # type: ignore[arg-type]

@@ -9,7 +9,7 @@
 Greetings are recorded with the owner's review menu and ``maxgreet``, and stored through the
 Store as greeting messages (``build_greeting``), which the IMAP back end keys by mailbox *and*
 context (§6 #22). A new password is checked against ``minpassword`` and the site's
-``externpasscheck`` (``imapvm.passwords``), then handed to the server's
+``externpasscheck`` (``imapvm.storage.passwords``), then handed to the server's
 ``Session.save_password`` to persist (``externpass``/``externpassnotify`` run there), and
 remembered for this process once saved. A password that could not be saved is not announced as
 changed: the caller hears ``vm-invalid-password`` and may try again.
@@ -21,13 +21,13 @@ import asyncio
 import logging
 
 from imapvm.audio.core import Audio as AudioValue
-from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
 from imapvm.ivr.mailbox import MailboxView
 from imapvm.ivr.record import RecordSettings, record_with_review
 from imapvm.message import build_greeting
-from imapvm.passwords import PasswordError, check_new_password
 from imapvm.storage.base import GreetingKind, StoreError
+from imapvm.storage.passwords import PasswordError, check_new_password
 
 log = logging.getLogger(__name__)
 
