@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from imapvm import __version__
 from imapvm.audio.prompt_loader import PromptLoader
@@ -27,8 +28,7 @@ from imapvm.config.embedded import resolve_config as resolve_config  # re-export
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -39,6 +39,7 @@ from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
+from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
 from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
@@ -106,7 +107,8 @@ class VoicemailServer:
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
-        self.deposits = _MwiDeposits(self.store, self)
+        self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
+        self.deposits = _MwiDeposits(self.numbering, self)
         self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
                                self._deleted_after_mail)
         self.notifier = Notifier(self.mail, self.store.settings)
@@ -434,7 +436,7 @@ class _MwiDeposits:
     to the store inside the pending change's `delivering()`, which settles it: no second update
     and no blink. A deposit refused for good (mailbox full) drops its change."""
 
-    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+    def __init__(self, store: Numbering, server: VoicemailServer) -> None:
         self.store = store
         self._server = server
         self._pending: dict[str, PendingChange] = {}  # by Message-ID
@@ -477,14 +479,20 @@ class _MwiDeposits:
         return ref
 
 
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
+
+
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
-    await leave_message(channel, server.session)
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:
