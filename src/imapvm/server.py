@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from imapvm import __version__
 from imapvm.audio.prompt_loader import PromptLoader
@@ -27,8 +28,7 @@ from imapvm.config.embedded import resolve_config as resolve_config  # re-export
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -132,6 +132,9 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_outbox_rejected",
+                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    callback=lambda: float(self.outbox.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
@@ -474,14 +477,20 @@ class _MwiDeposits:
         return ref
 
 
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
+
+
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
-    await leave_message(channel, server.session)
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:

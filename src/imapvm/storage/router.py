@@ -17,8 +17,8 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageRef,
     QuotaInfo,
+    Refused,
     StoredMessage,
-    StoreError,
 )
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
@@ -31,7 +31,7 @@ from imapvm.storage.watching import (
 )
 
 
-class UnknownMailbox(StoreError):
+class UnknownMailbox(Refused):
     """The mailbox is not in voicemail.conf."""
 
 

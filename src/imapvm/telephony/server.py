@@ -308,13 +308,22 @@ class SipServer:
             log.warning("call limit %d reached: 503 to %s", limit, event.source)
             self.core.reject(event.handle, 503, self._now())
             return
-        target = resolve_target(event.request, self.settings.routing)
+        target = resolve_target(event.request, self.settings.routing,
+                                trusted=self._trusted(event.source))
         caller = dataclasses.replace(caller_id(event.request), address=event.source[0])
         channel = SipChannel(event.handle, event.request, caller, target,
                              event.media, self, self._prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
         self._spawn(self._run(channel))
+
+    def _trusted(self, source: Address) -> bool:
+        """The source is in ``trusted_networks`` (the PBX), not merely authenticated."""
+        try:
+            ip = ipaddress.ip_address(source[0].split("%")[0])
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(n) for n in self.settings.trusted_networks)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
