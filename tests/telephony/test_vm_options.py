@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from imapvm.audio import g711
+from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.loader import load
-from imapvm.prompts_loader import PromptLoader
 from imapvm.server import VoicemailServer, default_flows
 from imapvm.storage.base import Folder, MailboxRef
 from imapvm.telephony.channel import SipChannel

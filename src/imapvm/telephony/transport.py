@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import cast
 
+from .sip.kinds import SipTransport
+
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
@@ -55,7 +57,7 @@ async def open_udp(host: str, port: int, on_datagram: DatagramHandler) -> UdpSip
     return protocol
 
 
-MessageHandler = Callable[[bytes, Address, str], None]
+MessageHandler = Callable[[bytes, Address, SipTransport], None]
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 
 
