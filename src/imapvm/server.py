@@ -359,7 +359,7 @@ class VoicemailServer:
         """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
-            return None
+            return MessageSummary(0, 0)  # no such mailbox: truly nothing waiting
         name = await self.mwi.watch(box)
         update = self.mwi.current(name)
         if update is not None:
@@ -367,7 +367,7 @@ class VoicemailServer:
         else:
             try:
                 c = await self.store.counts(box)
-            except StoreError as exc:
+            except StoreError as exc:  # unknown is not zero: the first real count is sent
                 log.warning("MWI lookup for %s failed: %s", mailbox, exc)
                 return None
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
