@@ -1,9 +1,13 @@
 """One call's RTP stream on asyncio: symmetric RTP with latching, paced G.711 sending, receiving.
 
-Pacing is one ``loop.call_at`` chain per stream on an absolute schedule (start + n·ptime), the
-option measured best in reference/test-infra.md §8 (p99 ≈ 4 ms for 200 calls at about a third of
-a core; a shared tick was cheaper but burstier). If the loop stalls for more than a few frames
-the schedule restarts from now instead of bursting to catch up.
+Pacing is one shared clock for all streams of the loop (``pacer.py``): a tick every 2 ms on an
+absolute schedule, each stream due on a tick of its own phase, so the calls' packets are spread
+evenly over the ptime instead of costing one asyncio timer each (measured with
+``bench/sip_load.py``). If the loop stalls for more than a few frames a stream's schedule
+restarts instead of bursting to catch up.
+
+Packets go out with the socket's own ``sendto`` (a full socket buffer drops the frame, which
+for RTP is better than queueing it late), and the receive path decodes each frame once.
 
 We send continuously (silence when nothing plays) so NATs stay open and the far end can latch
 onto us; we stop sending only when the caller puts us on hold.
@@ -14,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +28,7 @@ import numpy.typing as npt
 from ...audio import g711
 from ..sdp import NegotiatedMedia
 from .dtmf import DtmfReceiver
+from .pacer import Pacer
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
 
@@ -45,12 +50,23 @@ class RtpStats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-class RtpSession(asyncio.DatagramProtocol):
-    """Created by ``open_rtp_session``; the Channel plays into it and listens to it."""
+class RtpSession:
+    """Created by ``open_rtp_session``; the Channel plays into it and listens to it.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, measure: bool = False) -> None:
+    The session owns a non-blocking UDP socket and no asyncio transport: on each of its
+    pacer ticks it sends its frame, then reads what arrived since the last tick (at 50
+    packets a second that is one packet, read 20 ms late at most), so the loop has no reader
+    per call and a tick's sends are never queued behind a burst of reads.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, measure: bool = False
+    ) -> None:
         self._loop = loop
-        self.transport: asyncio.DatagramTransport | None = None
+        self._pacer = Pacer.for_loop(loop)
+        self._paced = False
+        self._sock = sock
+        self._open = True
         self.stats = RtpStats(send_errors_ms=[] if measure else None)
         self.media: NegotiatedMedia | None = None
         self._remote: Address | None = None
@@ -66,10 +82,11 @@ class RtpSession(asyncio.DatagramProtocol):
         self._play_pos = 0
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
-        self._t0 = 0.0
         self._n = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._on_hold = False
+        self._rx_seen = False
         self._reorder = ReorderBuffer()
+        self._decode: Callable[[bytes], npt.NDArray[np.int16]] | None = None
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
         self.audio_sink: AudioSink | None = None
@@ -81,21 +98,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
-    # ---- asyncio protocol -------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.set()
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket error: %s", exc)  # ICMP unreachable before the peer listens
-
     @property
     def local_address(self) -> Address:
-        assert self.transport is not None
-        sock = self.transport.get_extra_info("sockname")
-        return sock[0], sock[1]
+        name = self._sock.getsockname()
+        return str(name[0]), int(name[1])
 
     # ---- media control ----------------------------------------------------------------
     def set_media(self, media: NegotiatedMedia) -> None:
@@ -104,14 +110,19 @@ class RtpSession(asyncio.DatagramProtocol):
             assert self._play_pcm is not None
             self._play = g711.encode(media.encoding, self._play_pcm)
         self.media = media
+        self._on_hold = media.on_hold
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
-        self._ptime = media.ptime_ms / 1000
+        ptime = media.ptime_ms / 1000
         self._frame = SAMPLE_RATE * media.ptime_ms // 1000
         self._silence = bytes([g711.silence_byte(media.encoding)]) * self._frame
-        if self._timer is None and self.transport is not None:
-            self._t0, self._n = self._loop.time(), 0
-            self._schedule()
+        self._decode = _DECODERS.get(media.encoding.upper())
+        if not self._paced and self._open:
+            self._paced, self._ptime = True, ptime
+            self._pacer.add(self, ptime)
+        elif self._paced and ptime != self._ptime:
+            self._ptime = ptime
+            self._pacer.change(self, ptime)
 
     def play(self, pcm: npt.NDArray[np.int16]) -> asyncio.Future[bool]:
         """Queue audio (replacing what plays); the future is True when it was sent to the end."""
@@ -138,37 +149,36 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.stop_playback()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._paced:
+            self._pacer.remove(self)
+            self._paced = False
         self._emit_audio(self._reorder.flush())
-        if self.transport is not None:
-            self.transport.close()
+        if self._open:
+            self._open = False
+            self._sock.close()
+            self.closed.set()
 
     # ---- sending ----------------------------------------------------------------------
-    def _schedule(self) -> None:
-        self._n += 1
-        self._timer = self._loop.call_at(self._t0 + self._n * self._ptime, self._tick)
-
-    def _tick(self) -> None:
-        now = self._loop.time()
-        due = self._t0 + self._n * self._ptime
-        if self.stats.send_errors_ms is not None:
-            self.stats.send_errors_ms.append((now - due) * 1000)
-        if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
-            self._t0, self._n = now, 0
+    def on_tick(self, due: float, now: float) -> None:
+        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran)."""
+        errors = self.stats.send_errors_ms
         try:
             self._send_frame()
         except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
             log.debug("RTP send failed: %s", exc)
+        if errors is not None:  # measured after the send: what the packet really waited
+            errors.append((self._loop.time() - due) * 1000)
+        self._read()
+        self._n += 1
         if self._n % 25 == 0:  # twice a second is plenty for these two checks
             self._check_inactivity(now)
             for digit, duration in self._dtmf.expire(now):
                 if self.digit_sink:
                     self.digit_sink(digit, duration)
-        self._schedule()
 
     def _check_inactivity(self, now: float) -> None:
+        if self._rx_seen:  # set per packet; the clock is read here, twice a second
+            self._rx_seen, self._last_rx = False, now
         media, limit = self.media, self.inactivity_timeout
         if limit is None or media is None or media.direction != "sendrecv":
             self._last_rx = now  # on hold the far end may legitimately be silent
@@ -179,7 +189,7 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _send_frame(self) -> None:
         media = self.media
-        if media is None or self._remote is None or self.transport is None:
+        if media is None or self._remote is None or not self._open:
             return
         payload = self._silence
         if self._play_done is not None:
@@ -195,31 +205,50 @@ class RtpSession(asyncio.DatagramProtocol):
                     done.set_result(True)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
-        if media.on_hold:
+        if self._on_hold:
             return  # keep the clock running, send nothing: the peer said it won't listen
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
                            marker=self._marker)
         self._marker = False
-        self.transport.sendto(packet, self._remote)
+        try:
+            self._sock.sendto(packet, self._remote)
+        except BlockingIOError:  # the socket buffer is full: a late frame is a useless one
+            self.stats.extra["send_dropped"] = self.stats.extra.get("send_dropped", 0) + 1
+            return
         self.stats.sent += 1
 
     # ---- receiving --------------------------------------------------------------------
+    def _read(self, limit: int = 32) -> None:
+        """Handle what arrived since the last tick (bounded: a backlog drains over ticks)."""
+        sock = self._sock
+        for _ in range(limit):
+            if not self._open:
+                return
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP unreachable before the peer listens
+                log.debug("RTP socket error: %s", exc)
+                return
+            self.datagram_received(data, addr)
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:
             self.stats.ignored += 1
             return
-        source = (str(addr[0]), int(addr[1]))
         if not self._latched:
             # Symmetric RTP: answer wherever the caller's media really comes from (NAT).
+            source = (str(addr[0]), int(addr[1]))
             self._remote, self._latched = source, True
             self.stats.latched = source
-        elif self._remote is not None and source[0] != self._remote[0]:
+        elif self._remote is not None and addr[0] != self._remote[0]:
             self.stats.ignored += 1  # another host: never mix its audio into the call
             return
         self.stats.received += 1
-        self._last_rx = self._loop.time()
+        self._rx_seen = True
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
@@ -233,22 +262,29 @@ class RtpSession(asyncio.DatagramProtocol):
             self._emit_audio(self._reorder.flush())
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
-        self._emit_audio(self._reorder.push(packet.sequence, packet.timestamp, packet.payload))
+        chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
+        if chunks and self.audio_sink is not None:
+            self._emit_audio(chunks)
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
-        sink, media = self.audio_sink, self.media
-        if sink is None or media is None or not chunks:
+        sink, decode = self.audio_sink, self._decode
+        if sink is None or decode is None or not chunks:
             return
         for chunk in chunks:
             if isinstance(chunk, int):
                 sink(np.zeros(chunk, dtype=np.int16))
             else:
-                sink(g711.decode(media.encoding, chunk))
+                sink(decode(chunk))
 
     @property
     def reorder_stats(self) -> dict[str, int]:
         s = self._reorder.stats
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
+
+
+_DECODERS: dict[str, Callable[[bytes], npt.NDArray[np.int16]]] = {
+    "PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode,
+}
 
 
 class PortPool:
@@ -272,13 +308,15 @@ async def open_rtp_session(
     """Bind a session on the first free port of the pool (port 0 = any when no pool)."""
     loop = asyncio.get_running_loop()
     last: OSError | None = None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in pool.candidates() if pool else [0]:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: RtpSession(loop, measure), local_addr=(host, port)
-            )
+            sock.setblocking(False)
+            sock.bind((host, port))
         except OSError as exc:
+            sock.close()
             last = exc
             continue
-        return protocol
+        return RtpSession(loop, sock, measure)
     raise OSError(f"no free RTP port: {last}")
