@@ -48,6 +48,7 @@ from imapvm.telephony.message_summary import MessageSummary
 from imapvm.telephony.routing import RoutingConfig
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
+from imapvm.telephony.sip.digest import log_safe
 
 log = logging.getLogger("imapvm")
 
@@ -475,7 +476,17 @@ class _MwiDeposits:
 
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
+    """A call for a mailbox (forwarded on busy or no answer): leave a message.
+
+    A mailbox that does not exist is refused with 404 before answering (as Asterisk's
+    VoiceMail() fails without a prompt), and logged: the PBX can route the call elsewhere."""
+    mailbox = channel.target.mailbox
+    if mailbox and server.mailbox_ref(mailbox) is None:
+        log.warning("call %s from %s (%s): no mailbox %s, refused with 404", channel.handle,
+                    channel.caller.number or "anonymous", channel.caller.address or "-",
+                    log_safe(mailbox))
+        if server.sip is not None and server.sip.reject_call(channel, 404):
+            return
     await leave_message(channel, server.session)
 
 
