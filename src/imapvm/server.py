@@ -409,9 +409,9 @@ class _DigestGuard:
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
-        self._server.lockouts.note_failure(box, source, "sip-digest", username)
-        if box is not None:
-            self._server.lockouts.failure_soon(box, source)
+        event = self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None and event is not None:
+            self._server.lockouts.failure_soon(box, event)
 
     def succeeded(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)

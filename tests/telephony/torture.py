@@ -36,7 +36,7 @@ def _base(method: str, branch: str, call_id: str, *, cseq_method: str | None = N
         f"To: <sip:1234@{HOST}>",
         f"Call-ID: {call_id}",
         f"CSeq: 1 {cseq_method or method}",
-        f"Contact: <sip:caller@192.0.2.99:5060>",
+        "Contact: <sip:caller@192.0.2.99:5060>",
     ]
 
 

@@ -230,7 +230,8 @@ def _header_lines(head: bytes, limits: Limits) -> tuple[list[str], str | None, i
         if len(line) > limits.max_header_bytes:
             if problem is None:
                 problem, status = "header line too long", 513
-            line = line[: limits.max_header_bytes]
+            if lines:  # the start line stays whole (the message size bounds it)
+                line = line[: limits.max_header_bytes]
         if line[:1] in (" ", "\t") and len(lines) > 1:
             lines[-1] = lines[-1].rstrip() + " " + line.strip()  # folded continuation
             if len(lines[-1]) > limits.max_header_bytes:
