@@ -15,6 +15,7 @@ PKGS+=(asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sou
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
          krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)
+  PKGS+=(fail2ban)  # issue 12: fail2ban-regex checks contrib/fail2ban's filter on real log lines
 fi
 missing=()
 for p in "${PKGS[@]}"; do

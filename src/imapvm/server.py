@@ -20,14 +20,15 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from imapvm import __version__
+from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -36,10 +37,10 @@ from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
-from imapvm.passwords import save_password, spooldir_passwords
-from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
@@ -116,6 +117,11 @@ class VoicemailServer:
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
         self.session.passwords.update(spooldir_passwords(loaded.voicemail, paths.spool))
+        lock = loaded.settings.sip.lockout
+        self.lockouts = Lockouts(LockoutPolicy(lock.free_failures, lock.backoff,
+                                               lock.lock_after, lock.lock_seconds),
+                                 shared=self.store)
+        self.session.lockouts = self.lockouts
         self.sip: SipServer | None = None
         self.http: HealthServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +132,9 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_outbox_rejected",
+                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    callback=lambda: float(self.outbox.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
@@ -147,6 +156,8 @@ class VoicemailServer:
             rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
             routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
             mwi_unsolicited=unsolicited,
+            rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
+            trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
         )
 
     async def start(self) -> None:
@@ -162,6 +173,7 @@ class VoicemailServer:
         self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
+                             auth_guard=_DigestGuard(self),
                              on_internal_error=self.metrics.sip_internal_errors.inc)
         try:
             await self.sip.start()
@@ -292,13 +304,19 @@ class VoicemailServer:
             self.metrics.active_calls.set(len(self._active))
 
     def _sip_password(self, username: str) -> str | None:
-        """Digest credentials of a phone outside the trusted networks: its mailbox number and
-        mailbox password (an empty password never authenticates)."""
+        """Digest secret of a phone outside the trusted networks: `[sip.credentials]` for its
+        mailbox; the mailbox PIN only with `sip.pin_as_sip_password` (an empty secret never
+        authenticates)."""
         box = self.mailbox_ref(username)
         if box is None:
             return None
-        password = self.session.password(box)
-        return password or None
+        sip = self.loaded.settings.sip
+        for key in (username, f"{box.mailbox}@{box.context}", box.mailbox):
+            if sip.credentials.get(key):
+                return sip.credentials[key]
+        if sip.pin_as_sip_password:
+            return self.session.password(box) or None
+        return None
 
     def _exit_target(self, exit_: Exit) -> str | None:
         """voicemail.conf's exits (operator, *, callback, outdial) as a SIP URI to REFER to."""
@@ -309,9 +327,9 @@ class VoicemailServer:
             "{context}", exit_.context)
 
     async def _save_password(self, box: MailboxRef, password: str) -> None:
-        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
-                                   password)
-        log.info("password of %s changed by phone; saved in %s", box, path)
+        where = await change_password(self.loaded.voicemail, self.loaded.settings.paths.spool,
+                                      box, password)
+        log.info("password of %s changed by phone; saved by %s", box, where)
 
     async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
         """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
@@ -378,6 +396,31 @@ class VoicemailServer:
         return MailboxRef(found.number, found.context) if found else None
 
 
+class _DigestGuard:
+    """The SIP core's view of the lockouts: digest users are mailbox numbers."""
+
+    def __init__(self, server: VoicemailServer) -> None:
+        self._server = server
+
+    def allowed(self, username: str, source: str, now: float) -> bool:
+        box = self._server.mailbox_ref(username)
+        lockouts = self._server.lockouts
+        if box is not None:
+            lockouts.refresh_soon(box)  # what other nodes counted, for the next request
+        return lockouts.wait(box, source) <= 0
+
+    def failed(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None:
+            self._server.lockouts.failure_soon(box, source)
+
+    def succeeded(self, username: str, source: str, now: float) -> None:
+        box = self._server.mailbox_ref(username)
+        if box is not None and self._server.lockouts.failures(box):
+            self._server.lockouts.success_soon(box)
+
+
 def _summary(update: MwiUpdate) -> MessageSummary:
     return MessageSummary(new=update.mwi_new, old=update.old, urgent_new=update.urgent)
 
@@ -434,14 +477,20 @@ class _MwiDeposits:
         return ref
 
 
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
+
+
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
-    await leave_message(channel, server.session)
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:

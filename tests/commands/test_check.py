@@ -142,6 +142,26 @@ def test_bad_set_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_external_commands_are_checked(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    """externpass* must name an executable program; mailcmd and delete=yes get warnings."""
+    script = tmp_path / "check-pass"
+    script.write_text("#!/bin/sh\necho VALID\n")
+    script.chmod(0o755)
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(f"[general]\nexternpasscheck={script}\nexternpass={tmp_path}/missing\n"
+                    f"externpassnotify={conf}\nmailcmd=/nonexistent/sendmail -t\n"
+                    "[default]\n1234 => 4242,Alice,alice@example.com\n"
+                    "5678 => 1111,Bob,,,delete=yes\n")
+    status, out = run(capsys, "--config", str(conf), "--json")
+    assert status == 1
+    messages = [d["message"] for d in json.loads(out)["diagnostics"]]
+    assert f"externpass: {tmp_path}/missing does not exist" in messages
+    assert f"externpassnotify: {conf} is not executable" in messages
+    assert not [m for m in messages if m.startswith("externpasscheck")]
+    assert any(m.startswith("mailcmd: /nonexistent/sendmail does not exist") for m in messages)
+    assert any("5678@default: delete=yes without an e-mail address" in m for m in messages)
+
 def test_maxsilence_warning_points_at_maxsilence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -136,12 +136,38 @@ def _read_file(path: Path, state: _State, including: Location | None, optional: 
         state.diags.error(f"invalid file name {name!r}", including or Location(name))
         return
     text, latin1 = decode(data)
+    if including is not None:
+        bad_line = _not_config_line(text, data)
+        if bad_line:
+            # Never echo the file: #include "/etc/shadow" must not print password hashes.
+            state.diags.error(
+                f"#include {name}: not an Asterisk configuration file (line {bad_line} is not "
+                "a [section], #directive or name=value); nothing read from it",
+                including,
+            )
+            return
     if latin1:
         state.diags.info("file is not valid UTF-8; read as Latin-1", Location(name))
     state.result.files.append(name)
     state.stack.append(name)
     _parse_lines(text, name, state)
     state.stack.pop()
+
+
+def _not_config_line(text: str, data: bytes) -> int:
+    """First line number (1-based) that no Asterisk configuration file could contain, or 0.
+
+    Every meaningful line of such a file is a `[section]`, a `#directive` or has an `=`;
+    a NUL byte means a binary file (reported as line 1 whatever its position)."""
+    if b"\0" in data:
+        return 1
+    depth = 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line, depth = strip_comment(raw.removesuffix("\r"), depth)
+        line = line.strip()
+        if line and not line.startswith(("[", "#")) and "=" not in line:
+            return number
+    return 0
 
 
 def strip_comment(line: str, depth: int) -> tuple[str, int]:

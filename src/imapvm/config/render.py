@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,27 @@ if TYPE_CHECKING:
     from imapvm.config.loader import LoadedConfig
 
 MASK = "***"
-SECRET_KEYS = frozenset({"password", "secret", "authpassword", "imappassword"})
+SECRET_KEYS = frozenset({"password", "secret", "authpassword", "imappassword", "sipsecret"})
+# Any key whose name contains one of these is a secret too (credentials tables, tokens, ...).
+_SECRET_WORDS = ("password", "passwd", "secret", "credential", "token", "apikey", "api_key")
+# user:password@ in any URL (webhook_url, imap://, http://...): the password goes, the rest stays.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^@/\s]*@")
+
+
+_NOT_SECRET = frozenset({"passwordlocation"})
+
+
+def is_secret_key(name: str) -> bool:
+    low = name.lower()
+    return low in SECRET_KEYS or (
+        low not in _NOT_SECRET and not low.startswith("vm-")  # vm-password: a prompt's name
+        and any(word in low for word in _SECRET_WORDS)
+    )
+
+
+def mask_text(text: str) -> str:
+    """A string with the passwords of the URLs in it replaced by `***`."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", text)
 
 
 def jsonable(value: object, mask: bool = True) -> object:
@@ -48,13 +69,23 @@ def jsonable(value: object, mask: bool = True) -> object:
         return [jsonable(v, mask) for v in value]
     if isinstance(value, Path | ipaddress.IPv4Network | ipaddress.IPv6Network):
         return str(value)
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return mask_text(value) if mask else value
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return str(value)
+    return mask_text(str(value)) if mask else str(value)
 
 
 def _masked(name: str, value: object, mask: bool) -> object:
-    if mask and name in SECRET_KEYS and value:
+    if not mask or not value or isinstance(value, bool | int | float):
+        return jsonable(value, mask)
+    low = name.lower()
+    if low.endswith("command") and isinstance(value, list | tuple):
+        # argv: the program may be named, its arguments (tokens, tenants, keys) may not
+        return [jsonable(value[0], mask), *([MASK] if len(value) > 1 else [])]
+    if is_secret_key(name):
+        if isinstance(value, Mapping):  # a table of secrets: keep the names, hide the values
+            return {str(k): MASK for k in value}
         return MASK
     return jsonable(value, mask)
 
@@ -91,7 +122,7 @@ def report_json(loaded: LoadedConfig) -> dict[str, object]:
             for name in vm.general.explicit
         },
         "settings": jsonable(loaded.settings),
-        "diagnostics": [d.to_json() for d in diags.sorted()],
+        "diagnostics": [jsonable(d.to_json()) for d in diags.sorted()],
         "errors": len(diags.errors),
         "warnings": len(diags.warnings),
     }
@@ -137,7 +168,7 @@ def print_report(loaded: LoadedConfig, console: Console, full: bool = False) -> 
 
 
 def _line(diagnostic: Diagnostic) -> str:
-    return str(diagnostic)
+    return mask_text(str(diagnostic))
 
 
 def _summary(mailboxes: list[MailboxSettings]) -> Table:

@@ -14,6 +14,7 @@ rtp_ports = "10000-20000"
 check_users = ["*97", "vm"]      # Request-URI users that reach VoiceMailMain
 tcp = true
 exit_uri = "sip:{extension}@192.0.2.10"   # key 0 -> o, key * -> a, as Asterisk's dialplan
+default_greeting = "unavailable"  # no cause given: "unavailable", "busy" or "none"
 
 [mwi]
 sip_notify = true
@@ -52,11 +53,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, cast
 from urllib.parse import urlparse
 
 from imapvm.config.diagnostics import Diagnostics, Location, did_you_mean
@@ -75,6 +78,16 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class LockoutSettings:
+    """Failed logins (phone PIN, SIP digest) per mailbox across calls, sources and nodes."""
+
+    free_failures: int = 3
+    backoff: float = 30.0
+    lock_after: int = 10
+    lock_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class SipSettings:
     listen: tuple[Endpoint, ...] = (Endpoint("0.0.0.0", 5060),)
     trusted: tuple[IPNetwork, ...] = (
@@ -89,10 +102,25 @@ class SipSettings:
     check_users: tuple[str, ...] = ("*97", "vm")
     """Request-URI users that mean "check my messages" (VoiceMailMain)."""
     tcp: bool = True
+    default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
+    """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
+    reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
+    without b and u: no greeting, only a temporary one when recorded."""
     exit_uri: str | None = None
     """Where a caller who leaves the menus goes, as a SIP URI template: `{extension}` is `o`
     (operator, key 0), `a` (key *) or the number to call back / dial out, `{context}` the
     exitcontext. None: those keys do nothing, as in Asterisk without the extensions."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """SIP digest secrets of phones outside `trusted` (`"1234"` or `"1234@context"` -> secret),
+    from `[sip.credentials]` and the file `credentials_file` names; never the mailbox PIN."""
+    pin_as_sip_password: bool = False
+    """Compatibility: accept a mailbox's PIN as its SIP digest password (a 4-digit PIN falls to
+    an offline attack on one captured request). Off unless set; warned about when on."""
+    rate_limit: float = 20.0
+    """New SIP requests per second per untrusted source address (burst: twice as many)."""
+    trusted_rate_limit: float = 500.0
+    """The same for trusted sources (the PBX carries every caller's traffic)."""
+    lockout: LockoutSettings = field(default_factory=lambda: LockoutSettings())
 
 
 @dataclass(frozen=True)
@@ -275,6 +303,93 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
     return text
 
 
+_SIP_SECURITY_KEYS = {"credentials", "credentials_file", "pin_as_sip_password", "rate_limit",
+                      "trusted_rate_limit", "lockout"}
+
+
+def _positive(check: _Checker, table: Mapping[str, object], key: str, default: float,
+              minimum: float = 0.0) -> float:
+    """A number above ``minimum`` (or equal to it when it is 0 and the key counts failures)."""
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if (isinstance(value, bool) or not isinstance(value, int | float) or value < minimum
+            or (value == 0 and minimum == 0 and not key.endswith("free_failures"))):
+        check.error(key, f"must be a positive number, not {value!r}")
+        return default
+    return float(value)
+
+
+def _sip_security(check: _Checker, sip: Mapping[str, object], settings: SipSettings,
+                  diags: Diagnostics, where: _Where) -> SipSettings:
+    """SIP digest credentials (never the PIN unless asked), rate limits and lockouts."""
+    credentials: dict[str, str] = {}
+    file_text = check.string(sip, "sip.credentials_file", "").strip()
+    if file_text:
+        path = Path(os.path.expanduser(file_text))
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            check.error("sip.credentials_file", f"cannot read {path}: {exc}")
+            table = {}
+        except tomllib.TOMLDecodeError:
+            # The parser's message quotes the file; a secrets file must not be echoed.
+            check.error("sip.credentials_file", f"{path} is not a TOML table of mailbox = secret")
+            table = {}
+        table = table.get("credentials", table) if isinstance(table, dict) else {}
+        credentials.update(_credentials(check, table, f"{path}:"))
+    raw_credentials = sip.get("credentials", {})
+    if not isinstance(raw_credentials, dict):
+        check.error("sip.credentials", "must be a table of mailbox = secret")
+        raw_credentials = {}
+    credentials.update(_credentials(check, raw_credentials, "sip.credentials."))
+    for box, secret in sorted(credentials.items()):
+        if len(secret) < 16 or secret.isdigit():
+            diags.warning(
+                f"sip.credentials.{box}: a short or digits-only SIP secret can be guessed "
+                f"offline from one captured request; use a long random one, e.g. "
+                f'"{secrets.token_urlsafe(24)}"',
+                where(f"sip.credentials.{box}"),
+            )
+    pin = check.boolean(sip, "sip.pin_as_sip_password", False)
+    if pin:
+        diags.warning(
+            "sip.pin_as_sip_password = true: mailbox PINs are accepted as SIP digest passwords; "
+            "a 4-digit PIN is found offline from one captured request in milliseconds. Give "
+            "phones their own secrets in [sip.credentials] and turn this off",
+            where("sip.pin_as_sip_password"),
+        )
+    lock = check.table(sip, "sip.lockout", {"free_failures", "backoff", "lock_after",
+                                             "lock_seconds"})
+    defaults = LockoutSettings()
+    lockout = LockoutSettings(
+        free_failures=int(_positive(check, lock, "sip.lockout.free_failures",
+                                    defaults.free_failures)),
+        backoff=_positive(check, lock, "sip.lockout.backoff", defaults.backoff),
+        lock_after=int(_positive(check, lock, "sip.lockout.lock_after", defaults.lock_after, 1)),
+        lock_seconds=_positive(check, lock, "sip.lockout.lock_seconds", defaults.lock_seconds),
+    )
+    if lockout.lock_after <= lockout.free_failures:
+        check.error("sip.lockout.lock_after", "must be larger than free_failures")
+    return replace(
+        settings, credentials=credentials, pin_as_sip_password=pin, lockout=lockout,
+        rate_limit=_positive(check, sip, "sip.rate_limit", settings.rate_limit),
+        trusted_rate_limit=_positive(check, sip, "sip.trusted_rate_limit",
+                                     settings.trusted_rate_limit),
+    )
+
+
+def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for box, secret in table.items():
+        if not isinstance(secret, str) or not secret:
+            check.error(f"{prefix}{box}", "must be a non-empty string (the SIP secret)")
+        elif any(c in secret for c in '"\\\r\n'):
+            check.error(f"{prefix}{box}", "a SIP secret cannot contain quotes, backslashes or "
+                        "line breaks")
+        else:
+            out[str(box)] = secret
+    return out
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
@@ -287,7 +402,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp", "exit_uri"})
+                                   "tcp", "exit_uri", "default_greeting",
+                                   *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -318,6 +434,11 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         else:
             rtp_ports = (lo, hi)
     check_users = check.string_list(sip, "sip.check_users")
+    default_greeting = check.string(sip, "sip.default_greeting", defaults.sip.default_greeting)
+    if default_greeting not in ("unavailable", "busy", "none"):
+        check.error("sip.default_greeting",
+                    f"'{default_greeting}' must be \"unavailable\", \"busy\" or \"none\"")
+        default_greeting = defaults.sip.default_greeting
     sip_settings = SipSettings(
         listen=tuple(listen) if "listen" in sip else defaults.sip.listen,
         trusted=tuple(trusted) if raw_trusted is not None else defaults.sip.trusted,
@@ -327,7 +448,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         else defaults.sip.check_users,
         tcp=check.boolean(sip, "sip.tcp", True),
         exit_uri=_exit_uri(check, sip),
+        default_greeting=cast(Literal["unavailable", "busy", "none"], default_greeting),
     )
+    sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})
     unsolicited: dict[str, tuple[str, ...]] = {}

@@ -21,8 +21,8 @@ import numpy as np
 
 from imapvm.audio.convert import concat
 from imapvm.audio.core import Audio as AudioValue
+from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.keys import menu_key, read_string
 from imapvm.ivr.leave import LeaveOptions, leave_message, load_greeting, next_number
 from imapvm.ivr.mailbox import MailboxView, load_audio

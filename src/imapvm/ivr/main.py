@@ -19,11 +19,17 @@ import logging
 from dataclasses import dataclass
 
 from imapvm.audio import language
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
-from imapvm.ivr.mailbox import MailboxView, caller_prompts, envelope_prompts, play_message
+from imapvm.ivr.mailbox import (
+    MailboxView,
+    caller_prompts,
+    category_prompts,
+    envelope_prompts,
+    play_message,
+)
 from imapvm.ivr.session import Exit, Session
 from imapvm.storage.base import Folder, GreetingKind, MailboxFull, MailboxRef, StoreError
 
@@ -130,13 +136,29 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
         box = session.find(number, context)
         password = ""
         expected = session.password(box) if box else None
+        lockouts = session.lockouts
+        source = channel.caller.address or ""
+        if lockouts is not None and box is not None:
+            await lockouts.refresh(box)  # what the other nodes counted
+        waiting = lockouts.wait(box, source) if lockouts is not None else 0.0
         if box is None or expected:
             password = await read_string(channel, [session.prompt("vm-password")])
             if password.startswith("*") and session.exit_target(star):
                 return star
-        if box is not None and password == expected:
+        if waiting > 0:
+            # Locked or backing off: refused whatever was typed, and not counted again.
+            log.warning("auth refused (locked): source=%s user=%s via=phone wait=%d",
+                        source or "-", box or "unknown", int(waiting) + 1)
+        elif box is not None and password == expected:
+            if lockouts is not None:
+                await lockouts.success(box)
             return box
-        log.info("login failed for mailbox %s", number)
+        elif lockouts is not None:
+            await lockouts.failure(box, source, "phone")
+        else:
+            # The typed number is shown only when it names a mailbox: a PIN typed into the
+            # mailbox prompt by mistake must not end up in the log.
+            log.info("login failed for mailbox %s", box or f"(unknown, {len(number)} digits)")
         if skipuser or attempt >= maxlogins:
             await channel.play("vm-incorrect")
         else:
@@ -485,7 +507,8 @@ async def _reply(channel: Channel, view: MailboxView) -> None:
 async def _envelope(channel: Channel, view: MailboxView) -> None:
     assert view.current is not None
     info = view.current.info
-    prompts: list[object] = [*envelope_prompts(view.session, view.settings, info)]
+    prompts: list[object] = [*category_prompts(info),
+                             *envelope_prompts(view.session, view.settings, info)]
     prompts += await caller_prompts(view.session, view.settings, info)
     for p in prompts:
         if await channel.play(p, ANY):  # type: ignore[arg-type]

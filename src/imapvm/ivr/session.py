@@ -25,11 +25,12 @@ from imapvm.config.voicemail import VoicemailConfig
 from imapvm.message.from_config import email_settings
 from imapvm.message.settings import EmailSettings
 from imapvm.storage.base import MailboxRef, Store
+from imapvm.storage.lockout import Lockouts
 from imapvm.storage.recording import JournalWriter
 
 log = logging.getLogger(__name__)
 
-ExitKind = Literal["operator", "star", "callback", "outdial"]
+ExitKind = Literal["operator", "star", "callback", "outdial", "goto"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Exit:
 
     ``operator`` is extension ``o`` and ``star`` extension ``a``, both in the mailbox's
     ``exitcontext`` (or its voicemail context when unset); ``callback`` and ``outdial`` carry the
-    number to dial in the mailbox's ``callback`` / ``dialout`` context.
+    number to dial in the mailbox's ``callback`` / ``dialout`` context; ``goto`` is a digit
+    pressed during the greeting with ``VoiceMail()``'s ``d(context)`` option.
     """
 
     kind: ExitKind
@@ -81,6 +83,9 @@ class Session:
     clock: Callable[[], float] = time.time
     #: Passwords changed during this process's life, applied over voicemail.conf's.
     passwords: dict[MailboxRef, str] = field(default_factory=dict)
+    #: Failed logins counted per mailbox and source across calls and nodes; None: only
+    #: ``maxlogins`` per call limits guessing.
+    lockouts: Lockouts | None = None
     #: Keeps callers' audio on disk while they speak (None = only in memory until the end).
     recordings: JournalWriter | None = None
 

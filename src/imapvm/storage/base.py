@@ -223,7 +223,13 @@ class ServerNotAnswering(StoreUnavailable):
     retrying at once would only wait as long again."""
 
 
-class LoginRefused(StoreUnavailable):
+class Refused(StoreError):
+    """The store refuses this for good: the same request can never succeed until the
+    configuration changes (a refused login, a mailbox or context it cannot hold). The outbox
+    sets such deposits aside instead of retrying them."""
+
+
+class LoginRefused(StoreUnavailable, Refused):
     """The server refused the credentials: retrying at once would only earn a penalty."""
 
 

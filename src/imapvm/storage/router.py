@@ -17,8 +17,8 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageRef,
     QuotaInfo,
+    Refused,
     StoredMessage,
-    StoreError,
 )
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
@@ -31,7 +31,7 @@ from imapvm.storage.watching import (
 )
 
 
-class UnknownMailbox(StoreError):
+class UnknownMailbox(Refused):
     """The mailbox is not in voicemail.conf."""
 
 
@@ -99,6 +99,12 @@ class RoutingStore:
 
     async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
         return await self.backend(box).contains_message_id(box, message_id)
+
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        return await self.backend(box).read_lockout(box)
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        await self.backend(box).write_lockout(box, data)
 
     async def quota(self, box: MailboxRef) -> QuotaInfo:
         return await self.backend(box).quota(box)

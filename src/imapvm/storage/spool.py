@@ -46,6 +46,7 @@ from imapvm.storage.base import (
     MessageRef,
     NotAVoicemail,
     QuotaInfo,
+    Refused,
     StoredMessage,
     StoreError,
 )
@@ -95,11 +96,37 @@ class SpoolStore:
         self._thread_locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """`<box>/lockout.json`: shared by every node that mounts the same spool."""
+        path = self.box_dir(box) / "lockout.json"
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        path = self.box_dir(box) / "lockout.json"
+
+        def work() -> None:
+            if data is None:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_durably(path, data)
+
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from exc
+
     # -- paths and locks ------------------------------------------------------------------
     def box_dir(self, box: MailboxRef) -> Path:
         for part in (box.context, box.mailbox):
             if not part or "/" in part or part in (".", ".."):
-                raise StoreError(f"invalid mailbox {box}")
+                raise Refused(f"invalid mailbox {box}: the spool cannot hold {part!r}")
         return self.root / box.context / box.mailbox
 
     def folder_dir(self, box: MailboxRef, folder: Folder) -> Path:

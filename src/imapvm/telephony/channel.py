@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..ivr.channel import (
+from ..channel import (
     Audio,
     CallerId,
     CallTarget,
@@ -73,7 +73,8 @@ class SipChannel:
         return self.hangup_event.is_set()
 
     def on_digit(self, digit: str, duration_ms: int = 0) -> None:
-        log.debug("call %s: digit %s (%d ms)", self.handle, digit, duration_ms)
+        # Never the digit's value: during a login it is part of a password (issue 12).
+        log.debug("call %s: DTMF digit received (%d ms)", self.handle, duration_ms)
         self._digits.append(digit)
         self._digit_event.set()
 

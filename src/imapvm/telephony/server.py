@@ -22,6 +22,7 @@ handled where a race makes it possible.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -29,14 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..ivr.channel import ChannelHangup
+from ..channel import ChannelHangup
 from .channel import PromptLoader, SipChannel
 from .message_summary import MessageSummary
 from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sip.core import CoreConfig, SipCore
-from .sip.digest import Credentials, DigestAuth
+from .sip.digest import AuthGuard, Credentials, DigestAuth
 from .sip.errors import SipStateError
 from .sip.events import (
     CallConfirmed,
@@ -94,6 +95,7 @@ class SipSettings:
     mwi_publish_domain: str | None = None
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
+    trusted_rate_limit: tuple[float, int] | None = (500.0, 1000)  # the same for trusted sources
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
     max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
@@ -107,6 +109,7 @@ class SipServer:
         prompt_loader: PromptLoader | None = None,
         mwi_lookup: MwiLookup | None = None,
         credentials: Credentials | None = None,
+        auth_guard: AuthGuard | None = None,
         on_internal_error: Callable[[], None] | None = None,
     ) -> None:
         """``mwi_lookup(mailbox)`` gives current counts for a new subscriber when
@@ -116,6 +119,7 @@ class SipServer:
         ``on_internal_error()`` is called for every bug caught at the boundary (metrics)."""
         self.settings = settings
         self._credentials = credentials
+        self._auth_guard = auth_guard
         self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
         self._prompt_loader = prompt_loader
@@ -155,12 +159,13 @@ class SipServer:
         trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
         auth = None
         if self._credentials is not None:
-            auth = DigestAuth(s.auth_realm or advertised, self._credentials)
+            auth = DigestAuth(s.auth_realm or advertised, self._credentials,
+                              guard=self._auth_guard)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
-            rate_limit=s.rate_limit, auth=auth,
+            rate_limit=s.rate_limit, trusted_rate_limit=s.trusted_rate_limit, auth=auth,
         ))
         await self.mwi.resolve_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
@@ -303,12 +308,22 @@ class SipServer:
             log.warning("call limit %d reached: 503 to %s", limit, event.source)
             self.core.reject(event.handle, 503, self._now())
             return
-        target = resolve_target(event.request, self.settings.routing)
-        channel = SipChannel(event.handle, event.request, caller_id(event.request), target,
+        target = resolve_target(event.request, self.settings.routing,
+                                trusted=self._trusted(event.source))
+        caller = dataclasses.replace(caller_id(event.request), address=event.source[0])
+        channel = SipChannel(event.handle, event.request, caller, target,
                              event.media, self, self._prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
         self._spawn(self._run(channel))
+
+    def _trusted(self, source: Address) -> bool:
+        """The source is in ``trusted_networks`` (the PBX), not merely authenticated."""
+        try:
+            ip = ipaddress.ip_address(source[0].split("%")[0])
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(n) for n in self.settings.trusted_networks)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

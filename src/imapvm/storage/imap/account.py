@@ -162,6 +162,8 @@ class Account:
             else:
                 await conn.login(s.user, s.password or "")
         except AuthenticationFailed as exc:
+            if "temporar" in str(exc).lower():  # e.g. Dovecot's auth process restarting
+                raise StoreUnavailable(str(exc)) from None
             raise LoginRefused(str(exc)) from None
         except ConnectionLost as exc:
             raise StoreUnavailable(str(exc)) from exc

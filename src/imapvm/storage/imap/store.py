@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
 from imapvm.storage.base import (
@@ -37,7 +38,7 @@ from imapvm.storage.base import (
 from imapvm.storage.imap import expunge
 from imapvm.storage.imap.account import Account, ImapSettings, labelled
 from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError, Result
-from imapvm.storage.imap.protocol import Literal, Raw
+from imapvm.storage.imap.protocol import Literal, Raw, quote
 from imapvm.storage.imap.responses import (
     by_uid,
     compress_set,
@@ -46,6 +47,7 @@ from imapvm.storage.imap.responses import (
     search_uids,
 )
 from imapvm.storage.imap.watch import ImapWatcher
+from imapvm.storage.lockout import LockoutUnsupported
 from imapvm.storage.watching import (
     BoxWatcher,
     ConnectionLimiter,
@@ -60,6 +62,13 @@ CTX = "X-Asterisk-VM-Context"
 TYPE = "X-Asterisk-VM-Message-Type"
 _KEY_FIELDS = f"({EXT} {CTX} {TYPE} Message-ID)"
 _GREETING_TYPES = {k.value for k in GreetingKind}
+T = TypeVar("T")
+
+
+def _lockout_entry(box: MailboxRef) -> bytes:
+    """`/private/vendor/imapvm/lockout-<context>-<mailbox>` (RFC 5464 vendor entry)."""
+    parts = [re.sub(r"[^A-Za-z0-9_.+-]", "_", p) for p in (box.context, box.mailbox)]
+    return f"/private/vendor/imapvm/lockout-{parts[0]}-{parts[1]}".encode()
 
 
 @dataclass
@@ -499,6 +508,65 @@ class ImapStore:
                              maxmsg=s.maxmsg or None)
 
         return await acct.run(op)
+
+    # -- login lockout state (storage.lockout) -------------------------------------------
+    async def read_lockout(self, box: MailboxRef) -> bytes | None:
+        """The mailbox's failed-login state from a private METADATA entry of its voicemail
+        folder (RFC 5464): every node logging in as this user sees the same value, and no
+        mail client shows it. LockoutUnsupported when the server has no METADATA."""
+        acct, _ = self.account(box)
+        entry = _lockout_entry(box)
+
+        async def op(conn: ImapConnection) -> bytes | None:
+            name = await self._metadata_folder(conn, acct)
+            res = await conn.execute("GETMETADATA", name, Raw(b"(" + entry + b")"))
+            for r in res.named("METADATA"):
+                pairs = r.values[1] if len(r.values) > 1 else None
+                if isinstance(pairs, list):
+                    for key, value in zip(pairs[::2], pairs[1::2], strict=False):
+                        if isinstance(key, bytes) and key.lower() == entry.lower():
+                            return value if isinstance(value, bytes) else None
+            return None
+
+        return await self._lockout_op(acct, op)
+
+    async def write_lockout(self, box: MailboxRef, data: bytes | None) -> None:
+        acct, _ = self.account(box)
+        entry = _lockout_entry(box)
+        value = quote(data) if data else b"NIL"
+
+        async def op(conn: ImapConnection) -> None:
+            name = await self._metadata_folder(conn, acct)
+            await conn.execute("SETMETADATA", name, Raw(b"(" + entry + b" " + value + b")"))
+
+        await self._lockout_op(acct, op)
+
+    async def _metadata_folder(self, conn: ImapConnection, acct: Account) -> str:
+        if not conn.has("METADATA"):
+            raise LockoutUnsupported(f"{acct.label}: the IMAP server offers no METADATA")
+        name = acct.folder_name(Folder.INBOX)
+        await acct.ensure_folder(conn, name)
+        return name
+
+    async def _lockout_op(self, acct: Account, op: Callable[[ImapConnection], Awaitable[T]]) -> T:
+        async def guarded(conn: ImapConnection) -> T:
+            try:
+                return await op(conn)
+            except ImapError as exc:
+                if exc.status != "NO" or not exc.command.endswith("METADATA"):
+                    raise
+                # Stock Cyrus refuses entries it has no definition for.
+                raise LockoutUnsupported(
+                    f"{acct.label}: the server refuses the METADATA entry ({exc.text}); on "
+                    "Cyrus set annotation_allow_undefined: 1 or define /private/vendor/imapvm/ "
+                    "entries in annotation_definitions") from exc
+
+        try:
+            return await acct.run(guarded)
+        except ImapError as exc:
+            raise StoreError(f"{acct.label}: {exc}") from exc
+        except ConnectionLost as exc:
+            raise StoreUnavailable(f"{acct.label}: {exc}") from exc
 
     async def deposit(self, box: MailboxRef, email: bytes, *, urgent: bool = False) -> MessageRef:
         """APPEND a new voicemail. Raises MailboxFull before trying when over maxmsg or quota.

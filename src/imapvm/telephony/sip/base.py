@@ -84,6 +84,8 @@ class CoreConfig:
     auth: DigestAuth | None = None  # digest for untrusted sources; None: they get 403
     symmetric_signalling: bool = False  # send in-dialog requests to the INVITE's source
     rate_limit: tuple[float, int] | None = None  # (requests/s, burst) per source address
+    # the same for sources in ``trusted`` (higher: a PBX carries many callers)
+    trusted_rate_limit: tuple[float, int] | None = None
     min_expires: int = 60  # message-summary subscriptions: shortest accepted
     max_expires: int = 3600  # and longest granted
     # REGISTER is accepted (phones such as baresip subscribe to message-summary only once

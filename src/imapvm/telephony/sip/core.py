@@ -128,6 +128,9 @@ class SipCore:
         self._registers: dict[str, tuple[ServerTransaction, SipRequest]] = {}  # held REGISTERs
         self._register_seq = 0
         self._limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
+        self._trusted_limiter = (
+            RateLimiter(*config.trusted_rate_limit) if config.trusted_rate_limit else None
+        )
 
     # ---- driver interface -------------------------------------------------------------
     def take_outgoing(self) -> list[Send]:
@@ -166,9 +169,11 @@ class SipCore:
                 self.transactions.respond_stateless(msg, source, problem.status, None,
                                                     transport)
                 return
-        if not self._trusted(source) and not self._authenticated(msg, source, now, transport):
+        trusted = self._trusted(source)
+        if not trusted and not self._authenticated(msg, source, now, transport):
             return
-        if self.config.trusted is None and not self._within_rate(msg, source, now):
+        if trusted and not self._within_rate(msg, source, now,
+                                             trusted=self.config.trusted is not None):
             return  # dropped, not answered: answering a flood only feeds it
         self._on_request(msg, source, now, transport)
 
@@ -324,20 +329,31 @@ class SipCore:
                                                     transport)
                 return False
             return True
-        challenge = auth.challenge(source[0], now, stale=verdict == "stale")
+        if verdict == "locked":
+            self.stats["auth_locked"] += 1
+            self.transactions.respond_stateless(msg, source, 403, "Locked (too many failures)",
+                                                transport)
+            return False
+        if verdict == "bad":
+            self.stats["auth_failures"] += 1
+        challenges = auth.challenges(source[0], now, stale=verdict == "stale")
         self.transactions.respond_stateless(msg, source, 401, "Unauthorized", transport,
-                                            extra=[("WWW-Authenticate", challenge)])
+                                            extra=[("WWW-Authenticate", c) for c in challenges])
         return False
 
-    def _within_rate(self, msg: SipRequest, source: Address, now: float) -> bool:
+    def _within_rate(
+        self, msg: SipRequest, source: Address, now: float, trusted: bool = False
+    ) -> bool:
         """Per-source limit on new requests. Sources in an explicit trusted list (the PBX)
-        are never limited; everyone else is, including the 403s we answer them with."""
+        have their own, higher limit; everyone else is limited, including the 403s we
+        answer them with."""
+        limiter = self._trusted_limiter if trusted else self._limiter
         if (
-            self._limiter is None
+            limiter is None
             or msg.method in ("ACK", "CANCEL")
             or msg.to_addr.tag
             or self.transactions.find_server(msg, msg.method) is not None
-            or self._limiter.allow(source[0], now)
+            or limiter.allow(source[0], now)
         ):
             return True
         self.stats["rate_limited"] += 1
