@@ -19,7 +19,7 @@ import logging
 from dataclasses import replace
 from typing import Literal
 
-from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr.leave import LeaveOptions, LeaveResult, leave_message
 from imapvm.ivr.mailbox import load_audio
 from imapvm.ivr.main import MainOptions, MainResult, voicemail_main
