@@ -123,7 +123,9 @@ class SipServer:
         self._auth_guard = auth_guard
         self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
-        self._prompt_loader = prompt_loader
+        #: What the next call's channel plays prompts with; the composition root replaces it
+        #: on reload (calls in progress keep the one they started with).
+        self.prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
         self._tcp: TcpSipTransport | None = None
         self._core: SipCore | None = None
@@ -313,7 +315,7 @@ class SipServer:
                                 trusted=self._trusted(event.source))
         caller = dataclasses.replace(caller_id(event.request), address=event.source[0])
         channel = SipChannel(event.handle, event.request, caller, target,
-                             event.media, self, self._prompt_loader)
+                             event.media, self, self.prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
         self._spawn(self._run(channel))
