@@ -221,13 +221,16 @@ async def test_a_refused_send_is_retried_and_delete_yes_waits_for_it(
 async def test_imap_storage_sends_the_notification_too(
         tmp_path: Path, smtp: tuple[Receiver, int], dovecot_slash: DovecotServer,
         node_for: Callable[[LoadedConfig], Node]) -> None:
-    """As Asterisk with IMAP storage: the message is APPENDed and, with email=, e-mailed."""
+    """As Asterisk with IMAP storage: the message is APPENDed and, with email=, e-mailed; with
+    delete=yes it is deleted from the IMAP folder once e-mailed."""
     receiver, port = smtp
-    acct = make_account(dovecot_slash)
+    alice, bob = make_account(dovecot_slash), make_account(dovecot_slash)
     loaded = _load(tmp_path, port,
                    f"imapserver=127.0.0.1\nimapport={dovecot_slash.port}\nimapflags=notls",
-                   f"1234 => 4242,Alice,alice@example.com,,imapuser={acct.user}|"
-                   f"imappassword={acct.password}")
+                   f"1234 => 4242,Alice,alice@example.com,,imapuser={alice.user}|"
+                   f"imappassword={alice.password}\n"
+                   f"5678 => 1111,Bob,bob@example.com,,imapuser={bob.user}|"
+                   f"imappassword={bob.password}|delete=yes")
     node = node_for(loaded)
     await node.deposit(BOX)
     await receiver.wait(lambda: len(receiver.received) == 1)
@@ -235,4 +238,11 @@ async def test_imap_storage_sends_the_notification_too(
     [(env, mail)] = receiver.received
     assert env.rcpt_tos == ["alice@example.com"]
     assert mail["Subject"] == "[PBX]: New message 1 in mailbox 1234"
+    bob_box = MailboxRef("5678", "default")
+    await node.deposit(bob_box)
+    await receiver.wait(lambda: len(receiver.received) == 2)
+    assert await node.notifier.queue.flush(30)
+    assert receiver.received[1][0].rcpt_tos == ["bob@example.com"]
+    counts = await node.store.counts(bob_box)
+    assert (counts.new, counts.old, counts.urgent) == (0, 0, 0)
 
