@@ -22,6 +22,7 @@ handled where a race makes it possible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -364,7 +365,16 @@ class SipServer:
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:
         s = self.settings
-        rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        try:
+            rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        except OSError as exc:
+            # No media, no call: say so once and answer 503 (Retry-After), so the PBX tries
+            # another node or later, instead of a traceback and a call left ringing.
+            log.warning("call %s refused with 503: %s", channel.handle, exc.strerror or exc)
+            with contextlib.suppress(SipStateError):  # the caller may have given up meanwhile
+                self.core.reject(channel.handle, 503, self._now())
+            self._pump()
+            raise ChannelHangup("no RTP port") from None
         advertised = s.advertised_host or s.host
         try:
             if channel.hung_up:
