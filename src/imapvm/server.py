@@ -20,14 +20,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from imapvm import __version__
+from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
+from imapvm.ivr.leave import target_boxes
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -36,11 +38,11 @@ from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
-from imapvm.passwords import save_password, spooldir_passwords
-from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
+from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
@@ -107,7 +109,8 @@ class VoicemailServer:
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
-        self.deposits = _MwiDeposits(self.store, self)
+        self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
+        self.deposits = _MwiDeposits(self.numbering, self)
         self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
                                self._deleted_after_mail)
         self.notifier = Notifier(self.mail, self.store.settings)
@@ -133,6 +136,9 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_outbox_rejected",
+                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    callback=lambda: float(self.outbox.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
@@ -259,14 +265,7 @@ class VoicemailServer:
             log.error("reload refused: the configuration has errors; still running the old one")
             return False
         diff = result.diff
-        self.loaded = result.active
-        self.store.config = result.active.voicemail
-        self.session.config = result.active.voicemail
-        # Passwords changed by phone are in the files by now: the files are the truth again.
-        self.session.passwords = spooldir_passwords(result.active.voicemail,
-                                                    result.active.settings.paths.spool)
-        self.prompts = PromptLoader(result.active.settings.paths.sounds,
-                                    result.active.voicemail.general.prompt)
+        self._use(result.active)
         await mwi_config.apply(self.mwi, result.active.voicemail)
         for spec in self._always_watched():  # mailboxes added by the reload
             await self.mwi.watch(spec)
@@ -277,6 +276,19 @@ class VoicemailServer:
                         ", ".join(k for k in diff.settings
                                   if k.startswith(("sip.", "http.", "paths."))))
         return True
+
+    def _use(self, active: LoadedConfig) -> None:
+        """Hand a freshly built configuration, and a prompt loader made from it, to every part
+        that reads them, so that nothing keeps a stale copy; calls in progress finish with what
+        they started with."""
+        self.loaded = active
+        self.store.config = active.voicemail
+        self.session.config = active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(active.voicemail, active.settings.paths.spool)
+        self.prompts = PromptLoader(active.settings.paths.sounds, active.voicemail.general.prompt)
+        if self.sip is not None:
+            self.sip.prompt_loader = self.prompts
 
     # -- calls ----------------------------------------------------------------------------
     async def _on_call(self, channel: SipChannel) -> None:
@@ -325,9 +337,9 @@ class VoicemailServer:
             "{context}", exit_.context)
 
     async def _save_password(self, box: MailboxRef, password: str) -> None:
-        path = await save_password(self.loaded.voicemail, self.loaded.settings.paths.spool, box,
-                                   password)
-        log.info("password of %s changed by phone; saved in %s", box, path)
+        where = await change_password(self.loaded.voicemail, self.loaded.settings.paths.spool,
+                                      box, password)
+        log.info("password of %s changed by phone; saved by %s", box, where)
 
     async def _deleted_after_mail(self, box: MailboxRef, ref: MessageRef) -> None:
         """delete=yes: the voicemail was e-mailed; delete it and let the lamp follow."""
@@ -355,7 +367,7 @@ class VoicemailServer:
         """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
-            return None
+            return MessageSummary(0, 0)  # no such mailbox: truly nothing waiting
         name = await self.mwi.watch(box)
         update = self.mwi.current(name)
         if update is not None:
@@ -363,7 +375,7 @@ class VoicemailServer:
         else:
             try:
                 c = await self.store.counts(box)
-            except StoreError as exc:
+            except StoreError as exc:  # unknown is not zero: the first real count is sent
                 log.warning("MWI lookup for %s failed: %s", mailbox, exc)
                 return None
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
@@ -432,7 +444,7 @@ class _MwiDeposits:
     to the store inside the pending change's `delivering()`, which settles it: no second update
     and no blink. A deposit refused for good (mailbox full) drops its change."""
 
-    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+    def __init__(self, store: Numbering, server: VoicemailServer) -> None:
         self.store = store
         self._server = server
         self._pending: dict[str, PendingChange] = {}  # by Message-ID
@@ -475,24 +487,32 @@ class _MwiDeposits:
         return ref
 
 
-async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message.
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
 
-    A mailbox that does not exist is refused with 404 before answering (as Asterisk's
-    VoiceMail() fails without a prompt), and logged: the PBX can route the call elsewhere."""
-    mailbox = channel.target.mailbox
-    if mailbox and server.mailbox_ref(mailbox) is None:
+
+async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries.
+
+    When none of the mailboxes the call names exists, it is refused with 404 before
+    answering (as Asterisk's VoiceMail() fails without a prompt) and logged: the PBX can
+    route the call elsewhere."""
+    target = channel.target
+    if target.purpose == "deposit" and target.mailbox and not target_boxes(channel,
+                                                                            server.session):
         log.warning("call %s from %s (%s): no mailbox %s, refused with 404", channel.handle,
                     channel.caller.number or "anonymous", channel.caller.address or "-",
-                    log_safe(mailbox))
+                    log_safe(target.mailbox))
         if server.sip is not None and server.sip.reject_call(channel, 404):
             return
-    await leave_message(channel, server.session)
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:

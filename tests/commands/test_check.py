@@ -142,6 +142,26 @@ def test_bad_set_syntax_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_external_commands_are_checked(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    """externpass* must name an executable program; mailcmd and delete=yes get warnings."""
+    script = tmp_path / "check-pass"
+    script.write_text("#!/bin/sh\necho VALID\n")
+    script.chmod(0o755)
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(f"[general]\nexternpasscheck={script}\nexternpass={tmp_path}/missing\n"
+                    f"externpassnotify={conf}\nmailcmd=/nonexistent/sendmail -t\n"
+                    "[default]\n1234 => 4242,Alice,alice@example.com\n"
+                    "5678 => 1111,Bob,,,delete=yes\n")
+    status, out = run(capsys, "--config", str(conf), "--json")
+    assert status == 1
+    messages = [d["message"] for d in json.loads(out)["diagnostics"]]
+    assert f"externpass: {tmp_path}/missing does not exist" in messages
+    assert f"externpassnotify: {conf} is not executable" in messages
+    assert not [m for m in messages if m.startswith("externpasscheck")]
+    assert any(m.startswith("mailcmd: /nonexistent/sendmail does not exist") for m in messages)
+    assert any("5678@default: delete=yes without an e-mail address" in m for m in messages)
+
 def test_maxsilence_warning_points_at_maxsilence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -209,3 +229,21 @@ def test_listen_address_that_does_not_resolve_fails_check(
     assert "192.0.2.7 is not an address of this host" in out
     status, out = run(capsys, "--set", 'sip.listen=["127.0.0.1:5070"]')
     assert status == 0
+
+
+def test_smtp_settings_are_validated_and_the_password_masked(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    toml = tmp_path / "imapvm.toml"
+    toml.write_text('[smtp]\nhost = "smtp.example.com"\nport = 587\nusername = "vm"\n'
+                    'password = "sm7p-s3cret"\n')
+    status, out = run(capsys, "--settings", str(toml), "--json")
+    assert status == 0
+    assert "sm7p-s3cret" not in out
+    smtp = json.loads(out)["settings"]["smtp"]
+    assert (smtp["host"], smtp["port"], smtp["starttls"], smtp["password"]) == (
+        "smtp.example.com", 587, True, "***")
+    toml.write_text('[smtp]\nport = 99999\npassword = "x"\n')
+    status, out = run(capsys, "--settings", str(toml), "--json")
+    assert status == 1
+    messages = [d["message"] for d in json.loads(out)["diagnostics"]]
+    assert any(m.startswith("smtp.host: is required") for m in messages)

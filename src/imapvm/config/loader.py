@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imapvm.config.asterisk import ConfigText
+from imapvm.config.commands import check_commands
 from imapvm.config.diagnostics import Diagnostics, Location
 from imapvm.config.settings import DEFAULT_SETTINGS_PATH, ServerSettings, load_settings
 from imapvm.config.voicemail import VoicemailConfig, build, load_voicemail_conf
@@ -59,6 +60,7 @@ def load(
         diags.info(f"{vm_path} does not exist; no mailboxes are configured", Location(str(vm_path)))
         voicemail = build(ConfigText(), diags)
     settings = load_settings(st_path, diags, overrides, required=settings_required)
+    check_commands(voicemail, settings, diags)
     return LoadedConfig(
         voicemail=voicemail,
         settings=settings,

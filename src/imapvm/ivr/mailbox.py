@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from imapvm.audio.errors import AudioError
 from imapvm.audio.formats import decode
+from imapvm.channel import Audio, Channel
 from imapvm.config.model import MailboxSettings
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel
 from imapvm.ivr.keys import ANY
 from imapvm.ivr.session import Session
 from imapvm.storage.base import (
@@ -140,11 +142,33 @@ async def load_audio(session: Session, box: MailboxRef, ref: MessageRef
     return message.samples, intro
 
 
+_CATEGORY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+
+
+def category_prompts(info: StoredMessage) -> list[str]:
+    """The message's category (``X-Asterisk-VM-Category``, ``category=`` in the spool), said as
+    Asterisk says it: by playing the sound file of that name, right after the message number
+    and before the date. A name that is not a plain sound name (``..``, absolute paths, spaces)
+    is not played."""
+    category = info.header("x-asterisk-vm-category").strip()
+    if not category:
+        return []
+    if not _CATEGORY.fullmatch(category) or ".." in category.split("/"):
+        log.warning("category %r of %s is not a sound name; not played", category, info.ref)
+        return []
+    return [category]
+
+
 def envelope_prompts(session: Session, settings: MailboxSettings, info: StoredMessage
                      ) -> list[str]:
     fmt = settings.zone.say_format if settings.zone else None  # None: the language's own
     tz = settings.zone.timezone if settings.zone else None
-    return lang.current().date(info.orig_time, fmt, tz=tz, now=session.clock())
+    try:
+        return lang.current().date(info.orig_time, fmt, tz=tz, now=session.clock())
+    except (OverflowError, OSError, ValueError) as exc:  # a time no calendar holds
+        log.warning("%s: X-Asterisk-VM-Orig-time %s cannot be said (%s); the date is skipped",
+                    info.ref, info.orig_time, exc)
+        return []
 
 
 async def caller_prompts(session: Session, settings: MailboxSettings, info: StoredMessage,
@@ -220,7 +244,9 @@ async def play_message(channel: Channel, view: MailboxView) -> str | None:
         if not entry.info.seen and not entry.heard:
             await session.store.mark_heard(view.box, entry.ref)
         entry.heard = True
-    except (MessageGone, StoreError, ValueError) as exc:
+    except (MessageGone, StoreError, ValueError, AudioError) as exc:
+        # Skipped, not the end of the call: the envelope is said and the menu goes on, so
+        # the caller can still save, delete or move past a message whose audio is damaged.
         log.warning("%s: message %s cannot be played: %s", view.box, entry.ref, exc)
         samples, intro = np.zeros(0, dtype=np.int16), None
     if key is None:
@@ -229,6 +255,7 @@ async def play_message(channel: Channel, view: MailboxView) -> str | None:
             prompts.append("vm-Urgent")
         middle = view.cur and view.cur != view.last
         prompts += lang.current().message_number(view.cur + 1 if middle else None)
+        prompts += category_prompts(entry.info)
         if settings.envelope:
             prompts += envelope_prompts(session, settings, entry.info)
         if settings.saycid:

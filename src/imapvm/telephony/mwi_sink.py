@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from .message_summary import MessageSummary
 from .sip.core import SipCore
@@ -20,18 +20,40 @@ from .sip.events import PublishResult
 from .sip.uri import is_ip_literal, parse_uri
 from .transport import Address
 
-if TYPE_CHECKING:
-    from .server import SipSettings
-
 log = logging.getLogger(__name__)
 
 MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
 
+class MwiSinkSettings(Protocol):
+    """What the sink reads of the SIP settings (`server.SipSettings` has it)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def mwi_presence_server(self) -> str | None: ...
+
+    @property
+    def mwi_publish_domain(self) -> str | None: ...
+
+    @property
+    def mwi_publish_expires(self) -> int: ...
+
+    @property
+    def mwi_unsolicited(self) -> Mapping[str, Sequence[str]]: ...
+
+
+def same_family(address: str, host: str) -> bool:
+    """Whether `address` (a resolved IP) is of the same family as the listening `host`: we send
+    from that socket, so an IPv6 peer is useless to an IPv4 listener and vice versa."""
+    return (":" in address) == (":" in host)
+
+
 class MwiSink:
     def __init__(
         self,
-        settings: SipSettings,
+        settings: MwiSinkSettings,
         core: Callable[[], SipCore],
         pump: Callable[[], None],
         clock: Callable[[], float],
@@ -62,7 +84,14 @@ class MwiSink:
                 summary = await self._lookup(sub.mailbox)
             except Exception:
                 log.exception("MWI lookup failed for %s", sub.mailbox)
-        summary = summary or MessageSummary(0, 0)
+            if summary is None:
+                # Unknown is not zero (IMAP unreachable, nothing counted yet): a 0/0 would turn
+                # off the lamp of a phone that rebooted during an outage. Say nothing; the first
+                # real count reaches this subscriber through `publish`.
+                log.info("MWI for %s not known yet; the first NOTIFY waits for a count",
+                         sub.mailbox)
+                return
+        summary = summary or MessageSummary(0, 0)  # no store to ask: nothing is waiting
         try:
             self._core().notify(handle, summary.render(sub.account), self._clock())
         except SipStateError:
@@ -110,7 +139,7 @@ class MwiSink:
             except OSError as exc:
                 log.warning("cannot resolve MWI target %r: %s", target, exc)
                 continue
-            family_ok = [i for i in infos if (":" in str(i[4][0])) == (":" in s.host)]
+            family_ok = [i for i in infos if same_family(str(i[4][0]), s.host)]
             chosen = (family_ok or infos)[0][4]
             self._resolved[target] = (str(chosen[0]), int(chosen[1]))
 
