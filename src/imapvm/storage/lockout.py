@@ -70,7 +70,8 @@ class FailureState:
     last: float = 0.0  # wall-clock time of the last failure (shared between nodes)
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"failures": self.failures, "last": round(self.last, 3)}).encode()
+        # full precision: the time of a failure is also its identity (see _persist_failure)
+        return json.dumps({"failures": self.failures, "last": self.last}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> FailureState:
@@ -111,6 +112,7 @@ class Lockouts:
         self._unshared_warned: set[MailboxRef] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[MailboxRef, asyncio.Lock] = {}  # one read-modify-write at a time
+        self._written: dict[MailboxRef, float] = {}  # the last failure this node shared
 
     def _lock(self, box: MailboxRef) -> asyncio.Lock:
         return self._locks.setdefault(box, asyncio.Lock())
@@ -127,7 +129,7 @@ class Lockouts:
         return max(waits)
 
     def _wait(self, state: FailureState | None, now: float) -> float:
-        if state is None or now - state.last > self.policy.forget_after:
+        if state is None or not state.failures or now - state.last > self.policy.forget_after:
             return 0.0
         return max(0.0, state.last + self.policy.wait_after(state.failures) - now)
 
@@ -143,8 +145,9 @@ class Lockouts:
         if shared is not None:
             local = self._boxes.get(box, FailureState())
             # The newer state wins (a success is a state too: no failures, at its time), so
-            # an older count never overrides a newer one, in either direction.
-            if shared.last > local.last:
+            # an older count never overrides a newer one, in either direction; at the same
+            # instant, the higher count (two nodes failing together).
+            if (shared.last, shared.failures) > (local.last, local.failures):
                 self._boxes[box] = shared
         self._refreshed[box] = self.clock()
 
@@ -196,6 +199,7 @@ class Lockouts:
         if box is None:
             return None
         before = self._boxes.get(box, FailureState())
+        now = max(now, before.last + 1e-6)  # each failure its own instant: it names the event
         self._boxes[box] = self._bump(before, now)
         self._log_lock(box, self._boxes[box], source)
         return Failure(before, now)
@@ -223,13 +227,14 @@ class Lockouts:
         if self.shared is None:
             return
         async with self._lock(box):
+            if event.at <= self._written.get(box, float("-inf")):
+                return  # an earlier write of this node already carried this failure
             shared = await self._read(box)
-            if shared is not None and shared.last >= event.at:
-                return  # an earlier write already carried this failure
             base = shared if shared is not None and shared.last >= event.before.last \
                 else event.before
             merged = self._bump(base, event.at)
             await self._write(box, merged)
+            self._written[box] = event.at
             local = self._boxes.get(box, FailureState())
             if local.last <= event.at:  # no later failure here since: take what is shared
                 if merged.failures != local.failures:
@@ -240,7 +245,7 @@ class Lockouts:
         """Clear the count, here and for every node: a state with no failures, stamped now,
         so it wins over the older counts other nodes hold."""
         had = self._boxes.get(box)
-        cleared = FailureState(0, self.clock())
+        cleared = FailureState(0, max(self.clock(), (had.last if had else 0.0) + 1e-6))
         self._boxes[box] = cleared
         if self.shared is None:
             return
