@@ -20,14 +20,15 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from imapvm import __version__
+from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
-from imapvm.ivr.leave import leave_message
-from imapvm.ivr.main import voicemail_main
+from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -36,11 +37,11 @@ from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
-from imapvm.passwords import change_password, spooldir_passwords
-from imapvm.prompts_loader import PromptLoader
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
+from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
+from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
 from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
@@ -106,7 +107,8 @@ class VoicemailServer:
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
-        self.deposits = _MwiDeposits(self.store, self)
+        self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
+        self.deposits = _MwiDeposits(self.numbering, self)
         self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
                                self._deleted_after_mail)
         self.notifier = Notifier(self.mail, self.store.settings)
@@ -132,6 +134,9 @@ class VoicemailServer:
         self.started_at = time.time()
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
+        self.metrics.registry.gauge("imapvm_outbox_rejected",
+                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    callback=lambda: float(self.outbox.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
@@ -259,14 +264,7 @@ class VoicemailServer:
             log.error("reload refused: the configuration has errors; still running the old one")
             return False
         diff = result.diff
-        self.loaded = result.active
-        self.store.config = result.active.voicemail
-        self.session.config = result.active.voicemail
-        # Passwords changed by phone are in the files by now: the files are the truth again.
-        self.session.passwords = spooldir_passwords(result.active.voicemail,
-                                                    result.active.settings.paths.spool)
-        self.prompts = PromptLoader(result.active.settings.paths.sounds,
-                                    result.active.voicemail.general.prompt)
+        self._use(result.active)
         await mwi_config.apply(self.mwi, result.active.voicemail)
         for spec in self._always_watched():  # mailboxes added by the reload
             await self.mwi.watch(spec)
@@ -277,6 +275,19 @@ class VoicemailServer:
                         ", ".join(k for k in diff.settings
                                   if k.startswith(("sip.", "http.", "paths."))))
         return True
+
+    def _use(self, active: LoadedConfig) -> None:
+        """Hand a freshly built configuration, and a prompt loader made from it, to every part
+        that reads them, so that nothing keeps a stale copy; calls in progress finish with what
+        they started with."""
+        self.loaded = active
+        self.store.config = active.voicemail
+        self.session.config = active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(active.voicemail, active.settings.paths.spool)
+        self.prompts = PromptLoader(active.settings.paths.sounds, active.voicemail.general.prompt)
+        if self.sip is not None:
+            self.sip.prompt_loader = self.prompts
 
     # -- calls ----------------------------------------------------------------------------
     async def _on_call(self, channel: SipChannel) -> None:
@@ -355,7 +366,7 @@ class VoicemailServer:
         """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
-            return None
+            return MessageSummary(0, 0)  # no such mailbox: truly nothing waiting
         name = await self.mwi.watch(box)
         update = self.mwi.current(name)
         if update is not None:
@@ -363,7 +374,7 @@ class VoicemailServer:
         else:
             try:
                 c = await self.store.counts(box)
-            except StoreError as exc:
+            except StoreError as exc:  # unknown is not zero: the first real count is sent
                 log.warning("MWI lookup for %s failed: %s", mailbox, exc)
                 return None
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
@@ -432,7 +443,7 @@ class _MwiDeposits:
     to the store inside the pending change's `delivering()`, which settles it: no second update
     and no blink. A deposit refused for good (mailbox full) drops its change."""
 
-    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+    def __init__(self, store: Numbering, server: VoicemailServer) -> None:
         self.store = store
         self._server = server
         self._pending: dict[str, PendingChange] = {}  # by Message-ID
@@ -475,14 +486,20 @@ class _MwiDeposits:
         return ref
 
 
+def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"] | None:
+    choice = server.loaded.settings.sip.default_greeting
+    return None if choice == "none" else choice
+
+
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call for a mailbox (forwarded on busy or no answer): leave a message."""
-    await leave_message(channel, server.session)
+    """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
+    VoiceMail() options and recipients the call carries."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 async def check_call(server: VoicemailServer, channel: SipChannel) -> None:
-    """A call to a check-messages user (`*97`): VoiceMailMain."""
-    await voicemail_main(channel, server.session)
+    """A call to a check-messages user (`*97`): VoiceMailMain; or VoiceMailPlayMsg."""
+    await run_call(channel, server.session, _default_greeting(server))
 
 
 def default_flows() -> tuple[CallFlow, CallFlow | None]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from imapvm.audio import formats, prompts
+from imapvm.audio.prompt_loader import SILENCE, PromptLoader
 from imapvm.audio.synth import synthesise_missing, text_for
-from imapvm.prompts_loader import SILENCE, PromptLoader
 
 
 async def test_missing_prompts_are_synthesised_and_played(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imapvm.audio import language, prompts
-from imapvm.ivr.channel import Audio, CallerId, CallTarget, ChannelHangup, RecordResult
+from imapvm.channel import Audio, CallerId, CallTarget, ChannelHangup, RecordResult
 
 
 @dataclass(frozen=True)

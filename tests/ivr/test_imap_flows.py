@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from imapvm.ivr.channel import CallTarget
+from imapvm.channel import CallTarget
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import MainOptions, voicemail_main
 from imapvm.message import parse_message

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from imapvm.audio import language, prompts
+from imapvm.channel import CallTarget
 from imapvm.commands.doctor import Report, _check_language
 from imapvm.ivr import lang
-from imapvm.ivr.channel import CallTarget
 from imapvm.ivr.main import MainOptions, voicemail_main
 from imapvm.storage.base import Folder
 from imapvm.telephony.routing import call_language

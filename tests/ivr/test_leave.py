@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imapvm.ivr.channel import CallTarget
+from imapvm.channel import CallTarget
 from imapvm.ivr.leave import LeaveOptions, leave_message
 from imapvm.storage.base import Folder, GreetingKind, StoreUnavailable
 from tests.ivr.conftest import BOB, BOX, WorldFactory

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imapvm.ivr.channel import CallerId, CallTarget
+from imapvm.channel import CallerId, CallTarget
 from imapvm.ivr.main import MainOptions, voicemail_main
 from imapvm.message import parse_message
 from imapvm.storage.base import Folder, GreetingKind, MailboxRef, StoreUnavailable
@@ -412,7 +412,7 @@ async def test_saycid_internal_and_external_and_sayduration(make_world: WorldFac
 
 
 def test_scripted_channel_is_a_channel() -> None:
-    from imapvm.ivr.channel import Channel
+    from imapvm.channel import Channel
 
     assert isinstance(ScriptedChannel([]), Channel)
 

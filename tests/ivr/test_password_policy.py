@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from imapvm import passwords
 from imapvm.ivr.main import MainOptions, voicemail_main
-from imapvm.passwords import change_password
+from imapvm.storage import passwords
 from imapvm.storage.base import MailboxRef
+from imapvm.storage.passwords import change_password
 from tests.ivr.conftest import BOX, World, WorldFactory
 from tests.ivr.scripted import Press, Rec, ScriptedChannel
 from tests.ivr.test_main import OWN

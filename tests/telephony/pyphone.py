@@ -119,9 +119,11 @@ class PyPhone:
             if isinstance(msg, SipResponse) and msg.status >= 200:
                 return msg
 
-    async def call(self, user: str = "1234", codecs: str = "0 8", extra: str = "") -> SipResponse:
-        """INVITE, wait for the final response, ACK a 200."""
-        uri = f"sip:{user}@{format_host(self.server[0])}:{self.server[1]}"
+    async def call(self, user: str = "1234", codecs: str = "0 8", extra: str = "",
+                   params: str = "") -> SipResponse:
+        """INVITE (``params``: URI parameters such as ``;target=1234``), wait for the final
+        response, ACK a 200."""
+        uri = f"sip:{user}@{format_host(self.server[0])}:{self.server[1]}{params}"
         self.send_request("INVITE", uri, self.offer(codecs), cseq=1, extra=extra)
         resp = await self.final_response()
         if resp.status == 200:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from imapvm.audio import g711
-from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.server import SipServer, SipSettings
 from imapvm.telephony.sip.message import SipRequest, SipResponse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imapvm.ivr.channel import CallerId, CallTarget
+from imapvm.channel import CallerId, CallTarget
 from imapvm.telephony.routing import RoutingConfig, caller_id, resolve_target
 from imapvm.telephony.sip.message import SipRequest, parse_message
 
@@ -58,3 +58,36 @@ def test_caller_id_prefers_p_asserted_identity_and_handles_anonymous() -> None:
     anon = parse_message(anonymous)
     assert isinstance(anon, SipRequest)
     assert caller_id(anon).number is None
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra", "expected"),
+    [
+        # several targets, as repeated parameters or one &-list; Asterisk's box@context form
+        ("sip:voicemail@h;target=sip:2000%40pbx;target=2001%40sales;cause=486;vm-opts=U,s", "",
+         CallTarget("deposit", "2000", "busy", "voicemail", None, ("2001@sales",), "U,s")),
+        ("sip:voicemail@h;target=2000&2001&2002;vm-context=sales", "",
+         CallTarget("deposit", "2000", None, "voicemail", "sales", ("2001@sales", "2002@sales"))),
+        # the header, for PBXs that cannot add URI parameters
+        ("sip:2000@h", "X-Imapvm-Options: target=1234%40other;vm-opts=d(sales)g(6)",
+         CallTarget("deposit", "1234", None, "2000", "other", (), "d(sales)g(6)")),
+        ("sip:2000@h", "X-Imapvm-Options: vm-opts=Pu",
+         CallTarget("deposit", "2000", None, "2000", None, (), "Pu")),
+        # VoiceMailMain for a given mailbox and VoiceMailPlayMsg
+        ("sip:*97@h;target=1234%40sales;vm-opts=s", "",
+         CallTarget("check", "1234", None, "*97", "sales", (), "s")),
+        ("sip:voicemail@h;target=1234;vm-play=2", "",
+         CallTarget("play", "1234", None, "voicemail", None, (), "", "2")),
+        # a bad target is dropped (logged), the good one kept
+        ("sip:voicemail@h;target=sip:%40pbx;target=1234", "",
+         CallTarget("deposit", "1234", None, "voicemail")),
+    ],
+)
+def test_voicemail_options_convention(uri: str, extra: str, expected: CallTarget) -> None:
+    assert resolve_target(req(uri, extra), CONFIG) == expected
+
+
+def test_untrusted_sources_cannot_pass_options() -> None:
+    request = req("sip:*97@h;target=1234;vm-opts=s;vm-play=1", "X-Imapvm-Options: vm-opts=s")
+    target = resolve_target(request, CONFIG, trusted=False)
+    assert target == CallTarget("check", "1234", None, "*97")

@@ -3,12 +3,14 @@
 For every IMAP account in voicemail.conf: login (as the mailbox owner or the master user), the
 server's capabilities and the strategies imapvm picks from them (how it expunges, moves, watches
 and counts), the hierarchy delimiter and namespace, the voicemail folders, quota and counts of
-each mailbox. Then the SIP listen addresses (free to bind?) and the prompt set. Exit status 1
+each mailbox. Then the SIP listen addresses (free to bind?), the prompt set, and the outbox
+(deposits waiting, and each one set aside for good with its reason). Exit status 1
 when anything is broken."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import time
 from dataclasses import dataclass, field
@@ -92,6 +94,7 @@ async def _doctor(args: argparse.Namespace, loaded: LoadedConfig, store: Routing
         await _check_box(report, store, box)
     _check_sip(report, loaded)
     _check_prompts(report, loaded)
+    _check_outbox(report, loaded)
     failed = [c for c in report.checks if not c.ok]
     if args.json:
         print_json({"ok": not failed, "checks": [c.__dict__ for c in report.checks]})
@@ -173,6 +176,25 @@ def _check_sip(report: Report, loaded: LoadedConfig) -> None:
         except OSError as exc:
             report.add("sip", f"listen {addr}", False,
                        f"cannot bind: {exc.strerror} (is imapvm serve already running?)")
+
+
+def _check_outbox(report: Report, loaded: LoadedConfig) -> None:
+    """Deposits waiting, and those set aside for good (each with its reason): they are kept,
+    but nobody gets them until the cause is fixed and they are moved back to pending/."""
+    directory = loaded.settings.paths.outbox
+    pending = len(list((directory / "pending").glob("*.json")))
+    report.add("outbox", str(directory), True, f"{pending} deposit(s) waiting for the store")
+    rejected = sorted((directory / "rejected").glob("*.json"))
+    for meta in rejected:
+        try:
+            item = json.loads(meta.read_text())
+            detail = (f"for {item.get('mailbox')}@{item.get('context')}: "
+                      f"{item.get('last_error') or 'no reason recorded'}")
+        except (OSError, ValueError) as exc:
+            detail = f"unreadable: {exc}"
+        report.add("outbox", f"rejected {meta.stem}", False,
+                   f"{detail}; after fixing the cause, move {meta.stem}.eml and .json back to "
+                   f"{directory / 'pending'}")
 
 
 def _check_prompts(report: Report, loaded: LoadedConfig) -> None:

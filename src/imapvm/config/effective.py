@@ -7,15 +7,30 @@ login, imapvmshareid as a header tag only). Everything downstream reads the froz
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from imapvm.config import directives as d
 from imapvm.config.diagnostics import Diagnostics, did_you_mean
 from imapvm.config.imapflags import TlsMode, parse_flags, tls_policy
-from imapvm.config.model import ImapAccount, Mailbox, MailboxSettings, StorageKind
+from imapvm.config.model import (
+    GeneralSettings,
+    ImapAccount,
+    Mailbox,
+    MailboxSettings,
+    StorageKind,
+    Zone,
+)
 
-if TYPE_CHECKING:
-    from imapvm.config.voicemail import GeneralSettings, VoicemailConfig
+
+class KnownConfig(Protocol):
+    """What resolving a mailbox needs of the whole file (`VoicemailConfig` has it)."""
+
+    @property
+    def zones(self) -> Mapping[str, Zone]: ...
+
+    @property
+    def imap_passwords(self) -> Mapping[str, str]: ...
 
 IMAP_MAILBOX_OPTIONS = frozenset(
     {"imapuser", "imappassword", "imapserver", "imapport", "imapflags", "imapfolder",
@@ -25,7 +40,7 @@ IMAP_MAILBOX_OPTIONS = frozenset(
 
 
 def resolve(
-    mailbox: Mailbox, config: VoicemailConfig, general: GeneralSettings, diags: Diagnostics
+    mailbox: Mailbox, config: KnownConfig, general: GeneralSettings, diags: Diagnostics
 ) -> MailboxSettings:
     where = mailbox.location
 
@@ -175,7 +190,7 @@ def _storage_kind(mailbox: Mailbox, general: GeneralSettings) -> StorageKind:
 
 
 def _imap_account(
-    mailbox: Mailbox, config: VoicemailConfig, general: GeneralSettings, diags: Diagnostics
+    mailbox: Mailbox, config: KnownConfig, general: GeneralSettings, diags: Diagnostics
 ) -> ImapAccount:
     where = mailbox.location
     options = mailbox.options
@@ -209,7 +224,7 @@ def _imap_account(
     password = str(general["authpassword"]) or str(options.get("imappassword", ""))
     if user and not password:
         # Asterisk's mm_login looks for another mailbox with the same imapuser.
-        password = config._passwords.get(user, "")
+        password = config.imap_passwords.get(user, "")
         if not password:
             diags.error(
                 f"mailbox {mailbox.id}: no IMAP password (imappassword, or authpassword in "

@@ -8,6 +8,7 @@ look at `[general]` themselves.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from imapvm.config.diagnostics import Location
@@ -178,3 +179,40 @@ class MailboxSettings:
     def stored_format(self) -> str:
         """The single format kept in IMAP (Asterisk stores only the first listed)."""
         return self.formats[0]
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    """`[general]` after defaults: every directive by canonical name, and where each was set."""
+
+    values: Mapping[str, object]
+    explicit: Mapping[str, Location]
+    spelling: Mapping[str, str] = field(default_factory=dict)
+    """How the file wrote each explicit directive (`greetingsfolder` for `greetingfolder`)."""
+
+    def __getitem__(self, name: str) -> object:
+        return self.values[name]
+
+    def is_set(self, name: str) -> bool:
+        return name in self.explicit
+
+    def text(self, name: str) -> str:
+        return str(self.values[name])
+
+    def number(self, name: str) -> int:
+        value = self.values[name]
+        return value if isinstance(value, int) else 0
+
+    def flag(self, name: str) -> bool:
+        return bool(self.values[name])
+
+    def prompt(self, name: str) -> str:
+        """The sound to play for a `vm-*` prompt, honouring its override."""
+        return str(self.values.get(name, name))
+
+    @property
+    def listen_keys(self) -> dict[str, str]:
+        return {
+            action: str(self.values[f"listen-control-{action}-key"])
+            for action in ("forward", "reverse", "pause", "restart", "stop")
+        }

@@ -14,6 +14,7 @@ rtp_ports = "10000-20000"
 check_users = ["*97", "vm"]      # Request-URI users that reach VoiceMailMain
 tcp = true
 exit_uri = "sip:{extension}@192.0.2.10"   # key 0 -> o, key * -> a, as Asterisk's dialplan
+default_greeting = "unavailable"  # no cause given: "unavailable", "busy" or "none"
 
 [mwi]
 sip_notify = true
@@ -59,6 +60,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, cast
 from urllib.parse import urlparse
 
 from imapvm.config.diagnostics import Diagnostics, Location, did_you_mean
@@ -101,6 +103,10 @@ class SipSettings:
     check_users: tuple[str, ...] = ("*97", "vm")
     """Request-URI users that mean "check my messages" (VoiceMailMain)."""
     tcp: bool = True
+    default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
+    """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
+    reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
+    without b and u: no greeting, only a temporary one when recorded."""
     exit_uri: str | None = None
     """Where a caller who leaves the menus goes, as a SIP URI template: `{extension}` is `o`
     (operator, key 0), `a` (key *) or the number to call back / dial out, `{context}` the
@@ -400,7 +406,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp", "exit_uri", *_SIP_SECURITY_KEYS})
+                                   "tcp", "exit_uri", "default_greeting",
+                                   *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
         endpoint = check.endpoint(item, f"sip.listen[{i}]", 5060)
@@ -431,6 +438,11 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         else:
             rtp_ports = (lo, hi)
     check_users = check.string_list(sip, "sip.check_users")
+    default_greeting = check.string(sip, "sip.default_greeting", defaults.sip.default_greeting)
+    if default_greeting not in ("unavailable", "busy", "none"):
+        check.error("sip.default_greeting",
+                    f"'{default_greeting}' must be \"unavailable\", \"busy\" or \"none\"")
+        default_greeting = defaults.sip.default_greeting
     sip_settings = SipSettings(
         listen=tuple(listen) if "listen" in sip else defaults.sip.listen,
         trusted=tuple(trusted) if raw_trusted is not None else defaults.sip.trusted,
@@ -440,6 +452,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         else defaults.sip.check_users,
         tcp=check.boolean(sip, "sip.tcp", True),
         exit_uri=_exit_uri(check, sip),
+        default_greeting=cast(Literal["unavailable", "busy", "none"], default_greeting),
     )
     sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 

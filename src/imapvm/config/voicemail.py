@@ -19,46 +19,17 @@ from imapvm.config import directives as d
 from imapvm.config.asterisk import ConfigText, Item, Section, parse_file
 from imapvm.config.diagnostics import Diagnostics, Location, did_you_mean
 from imapvm.config.effective import resolve
-from imapvm.config.model import Alias, Mailbox, MailboxSettings, StorageKind, Zone
+from imapvm.config.model import (
+    Alias,
+    GeneralSettings,
+    Mailbox,
+    MailboxSettings,
+    StorageKind,
+    Zone,
+)
 
 RESERVED_SECTIONS = ("general", "zonemessages")
-
-
-@dataclass(frozen=True)
-class GeneralSettings:
-    """`[general]` after defaults: every directive by canonical name, and where each was set."""
-
-    values: Mapping[str, object]
-    explicit: Mapping[str, Location]
-    spelling: Mapping[str, str] = field(default_factory=dict)
-    """How the file wrote each explicit directive (`greetingsfolder` for `greetingfolder`)."""
-
-    def __getitem__(self, name: str) -> object:
-        return self.values[name]
-
-    def is_set(self, name: str) -> bool:
-        return name in self.explicit
-
-    def text(self, name: str) -> str:
-        return str(self.values[name])
-
-    def number(self, name: str) -> int:
-        value = self.values[name]
-        return value if isinstance(value, int) else 0
-
-    def flag(self, name: str) -> bool:
-        return bool(self.values[name])
-
-    def prompt(self, name: str) -> str:
-        """The sound to play for a `vm-*` prompt, honouring its override."""
-        return str(self.values.get(name, name))
-
-    @property
-    def listen_keys(self) -> dict[str, str]:
-        return {
-            action: str(self.values[f"listen-control-{action}-key"])
-            for action in ("forward", "reverse", "pause", "restart", "stop")
-        }
+__all__ = ["GeneralSettings", "VoicemailConfig", "build", "load_voicemail_conf"]
 
 
 @dataclass
@@ -99,6 +70,12 @@ class VoicemailConfig:
         if key is None:
             raise KeyError(f"{number}@{context or 'default'}")
         return self._effective[key]
+
+    @property
+    def imap_passwords(self) -> Mapping[str, str]:
+        """imapuser -> imappassword as voicemail.conf gives them (Asterisk's mm_login looks
+        for another mailbox with the same imapuser)."""
+        return self._passwords
 
     def all_effective(self) -> list[MailboxSettings]:
         return list(self._effective.values())

@@ -11,7 +11,7 @@ Modules: ``leave`` (leave a message), ``main`` (VoiceMailMain's login and menus)
 and dates as prompt names), ``session``, ``channel`` (the Channel protocol).
 """
 
-from imapvm.ivr.channel import CallerId, CallTarget, Channel, ChannelHangup, RecordResult
+from imapvm.channel import CallerId, CallTarget, Channel, ChannelHangup, RecordResult
 from imapvm.ivr.leave import LeaveOptions, LeaveResult, leave_message
 from imapvm.ivr.main import MainOptions, MainResult, voicemail_main
 from imapvm.ivr.session import DepositSink, Exit, Session

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from imapvm.ivr.channel import Channel
+from imapvm.channel import Channel
 
 ANY = "0123456789*#"
 

@@ -25,11 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from imapvm.audio import language
 from imapvm.audio.core import Audio as AudioValue
 from imapvm.audio.formats import decode
+from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr import say as speech
-from imapvm.ivr.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.record import RecordSettings, Take, record_with_review
 from imapvm.ivr.session import Exit, Session
 from imapvm.message import FLAG_NONE, FLAG_PRIORITY, FLAG_URGENT, Deposit, build_voicemail
@@ -43,7 +45,8 @@ Status = Literal["SUCCESS", "USEREXIT", "FAILED"]
 
 @dataclass(frozen=True)
 class LeaveOptions:
-    """``VoiceMail()`` options: ``b``/``u`` (greeting), ``s``/``S``, ``U``, ``P``, ``t(x)``."""
+    """``VoiceMail()`` options: ``b``/``u`` (greeting), ``s``/``S``, ``U``, ``P``, ``t(x)``,
+    ``d(c)``, ``g(#)`` (``ivr.dialplan.leave_options`` reads them from Asterisk's syntax)."""
 
     #: "busy" or "unavailable"; None = no greeting at all (Asterisk without b or u).
     greeting: Literal["busy", "unavailable"] | None = "unavailable"
@@ -53,6 +56,11 @@ class LeaveOptions:
     priority: bool = False  # P
     #: The tone before recording; None = no beep (``t`` with no argument).
     beep: str | None = "beep"
+    #: ``d(context)``: a digit pressed during the greeting or the instructions leaves to that
+    #: extension of ``context`` (through the exit resolver), as Asterisk's dialplan jump.
+    exit_context: str | None = None
+    #: ``g(#)``: gain in dB applied to the recording.
+    gain_db: float = 0.0
 
 
 @dataclass
@@ -82,8 +90,7 @@ async def leave_message(
         await channel.answer()
         if not boxes:
             if channel.target.mailbox:
-                found = session.find(channel.target.mailbox)
-                boxes = [found] if found else []
+                boxes = target_boxes(channel, session)
             else:
                 boxes = await _ask_mailbox(channel, session)
         result = await _leave(channel, session, list(boxes), options)
@@ -100,6 +107,23 @@ async def leave_message(
     if hangup:
         await channel.hangup()
     return result
+
+
+def target_boxes(channel: Channel, session: Session) -> list[MailboxRef]:
+    """The mailboxes the network named (first its ``mailbox``, then ``also``), known ones only:
+    an unknown one is logged, the others still get the message."""
+    target = channel.target
+    specs = [(target.mailbox or "", target.context)]
+    specs += [(b, c or target.context) for b, _, c in (a.partition("@") for a in target.also)]
+    boxes: list[MailboxRef] = []
+    for number, context in specs:
+        found = session.find(number, context)
+        if found is None:
+            log.warning("leave a message: no mailbox %s%s", number,
+                        f"@{context}" if context else "")
+        elif found not in boxes:
+            boxes.append(found)
+    return boxes
 
 
 async def _ask_mailbox(channel: Channel, session: Session) -> list[MailboxRef]:
@@ -138,6 +162,12 @@ async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
         exit_keys += "0"
     if session.exit_target(star) is not None:
         exit_keys += "*"
+    goto_keys = ""
+    if options.exit_context is not None:
+        goto_keys = "".join(d for d in "0123456789*" if d not in exit_keys
+                            and session.exit_target(Exit("goto", d, options.exit_context))
+                            is not None)
+        exit_keys += goto_keys
 
     digit, greeted = await _play_greeting(channel, session, first, options, exit_keys)
     if settings.maxmsg == 0:  # a greetings-only mailbox
@@ -149,6 +179,9 @@ async def _leave(channel: Channel, session: Session, boxes: list[MailboxRef],
         digit = await channel.play("vm-intro", exit_keys)
         if digit == "#":
             digit = None
+    if digit is not None and digit in goto_keys:
+        assert options.exit_context is not None
+        return LeaveResult("USEREXIT", exit=Exit("goto", digit, options.exit_context, first))
     if digit == "*":
         return LeaveResult("USEREXIT", exit=star)
     if digit == "0":
@@ -267,7 +300,7 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
             log.info("leave a message: %.1f s is under minsecs %d; discarded", take.seconds,
                      minsecs)
         return LeaveResult("FAILED", urgent=urgent)
-    recording = AudioValue(take.audio)
+    recording = AudioValue(apply_gain(take.audio, options.gain_db))
     flag = FLAG_URGENT if urgent else (FLAG_PRIORITY if options.priority else FLAG_NONE)
     result = LeaveResult("SUCCESS", urgent=urgent)
     for box in boxes:
@@ -282,12 +315,23 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
     return result
 
 
+def apply_gain(samples: Audio, gain_db: float) -> Audio:
+    """``g(#)``: the recording louder (or softer) by ``gain_db``, clipped to 16 bits."""
+    if not gain_db:
+        return samples
+    scaled = samples.astype(np.float64) * (10.0 ** (gain_db / 20.0))
+    clipped: Audio = np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
+    return clipped
+
+
 async def next_number(session: Session, box: MailboxRef) -> int:
-    """X-Asterisk-VM-Message-Num of the next message: messages in the box plus one."""
+    """X-Asterisk-VM-Message-Num of the next message: messages in the box plus one; 0 (not
+    known, left out of the subject) when the store cannot say. The server numbers it again
+    when it is delivered (``storage.numbering``)."""
     try:
         c = await session.store.counts(box)
     except StoreError:
-        return 1
+        return 0
     return c.new + c.old + c.urgent + 1
 
 

@@ -9,7 +9,7 @@
 Greetings are recorded with the owner's review menu and ``maxgreet``, and stored through the
 Store as greeting messages (``build_greeting``), which the IMAP back end keys by mailbox *and*
 context (§6 #22). A new password is checked against ``minpassword`` and the site's
-``externpasscheck`` (``imapvm.passwords``), then handed to the server's
+``externpasscheck`` (``imapvm.storage.passwords``), then handed to the server's
 ``Session.save_password`` to persist (``externpass``/``externpassnotify`` run there), and
 remembered for this process once saved. A password that could not be saved is not announced as
 changed: the caller hears ``vm-invalid-password`` and may try again.
@@ -21,13 +21,13 @@ import asyncio
 import logging
 
 from imapvm.audio.core import Audio as AudioValue
-from imapvm.ivr.channel import Channel, ChannelHangup
+from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, read_string, say
 from imapvm.ivr.mailbox import MailboxView
 from imapvm.ivr.record import RecordSettings, record_with_review
 from imapvm.message import build_greeting
-from imapvm.passwords import PasswordError, check_new_password
 from imapvm.storage.base import GreetingKind, StoreError
+from imapvm.storage.passwords import PasswordError, check_new_password
 
 log = logging.getLogger(__name__)
 
@@ -145,21 +145,20 @@ async def _save_password(view: MailboxView, password: str) -> bool:
 
 async def change_password(channel: Channel, view: MailboxView) -> str:
     """0-5: new password twice; refused for a locked (``-``) password."""
-    session = view.session
     if view.settings.password_locked:
         return await channel.play("vm-no", ANY) or ""
-    first = await read_string(channel, [session.prompt("vm-newpassword")])
+    first = await read_string(channel, ["vm-newpassword"])
     if not await _valid_password(view, first):
-        return await say(channel, [session.prompt("vm-invalid-password"),
-                                   session.prompt("vm-pls-try-again")]) or ""
-    second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+        return await say(channel, ["vm-invalid-password",
+                                   "vm-pls-try-again"]) or ""
+    second = await read_string(channel, ["vm-reenterpassword"])
     if first != second:
-        return await say(channel, [session.prompt("vm-mismatch"),
-                                   session.prompt("vm-pls-try-again")]) or ""
+        return await say(channel, ["vm-mismatch",
+                                   "vm-pls-try-again"]) or ""
     if not await _save_password(view, first):
-        return await say(channel, [session.prompt("vm-invalid-password"),
-                                   session.prompt("vm-pls-try-again")]) or ""
-    return await channel.play(session.prompt("vm-passchanged"), ANY) or ""
+        return await say(channel, ["vm-invalid-password",
+                                   "vm-pls-try-again"]) or ""
+    return await channel.play("vm-passchanged", ANY) or ""
 
 
 async def new_user_setup(channel: Channel, view: MailboxView) -> str:
@@ -167,7 +166,7 @@ async def new_user_setup(channel: Channel, view: MailboxView) -> str:
     then must choose a password; the password comes last so that hanging up early means being
     treated as new again next time. Returns "t" when the owner gave up (the call says goodbye).
     """
-    s, session = view.settings, view.session
+    s = view.settings
     wanted = []
     if s.forcename:
         wanted.append(GreetingKind.NAME)
@@ -177,21 +176,21 @@ async def new_user_setup(channel: Channel, view: MailboxView) -> str:
         if not await _has_greeting(view, kind) and await record_greeting(channel, view, kind):
             return "t"
     for _ in range(3):
-        first = await read_string(channel, [session.prompt("vm-newpassword")])
+        first = await read_string(channel, ["vm-newpassword"])
         if not first:
             return "t"
         if not await _valid_password(view, first):
-            await channel.play(session.prompt("vm-invalid-password"))
+            await channel.play("vm-invalid-password")
             continue
-        second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+        second = await read_string(channel, ["vm-reenterpassword"])
         if not second:
             return "t"
         if first == second:
             if not await _save_password(view, first):
-                await channel.play(session.prompt("vm-invalid-password"))
+                await channel.play("vm-invalid-password")
                 continue
-            await channel.play(session.prompt("vm-passchanged"))
+            await channel.play("vm-passchanged")
             return ""
-        await channel.play(session.prompt("vm-mismatch"))
+        await channel.play("vm-mismatch")
     await channel.hangup()
     raise ChannelHangup("no valid new password in three tries")

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from imapvm.ivr.channel import Audio, Channel, ChannelHangup
+from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, say
 
 #: Asterisk's maxsecs=0 means no limit; a call still needs one.

@@ -30,7 +30,7 @@ from imapvm.storage.recording import JournalWriter
 
 log = logging.getLogger(__name__)
 
-ExitKind = Literal["operator", "star", "callback", "outdial"]
+ExitKind = Literal["operator", "star", "callback", "outdial", "goto"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Exit:
 
     ``operator`` is extension ``o`` and ``star`` extension ``a``, both in the mailbox's
     ``exitcontext`` (or its voicemail context when unset); ``callback`` and ``outdial`` carry the
-    number to dial in the mailbox's ``callback`` / ``dialout`` context.
+    number to dial in the mailbox's ``callback`` / ``dialout`` context; ``goto`` is a digit
+    pressed during the greeting with ``VoiceMail()``'s ``d(context)`` option.
     """
 
     kind: ExitKind
@@ -120,10 +121,6 @@ class Session:
             except KeyError:
                 pass
         return str(self.config.general["language"] or "") or "en"
-
-    def prompt(self, name: str) -> str:
-        """A prompt name after voicemail.conf's overrides (``vm-login=...``)."""
-        return self.config.general.prompt(name)
 
     async def notify_changed(self, box: MailboxRef) -> None:
         if self.changed is None:

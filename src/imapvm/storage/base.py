@@ -218,7 +218,18 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 
 
-class LoginRefused(StoreUnavailable):
+class ServerNotAnswering(StoreUnavailable):
+    """The server took the connection and said nothing in time: nothing was sent to it, and
+    retrying at once would only wait as long again."""
+
+
+class Refused(StoreError):
+    """The store refuses this for good: the same request can never succeed until the
+    configuration changes (a refused login, a mailbox or context it cannot hold). The outbox
+    sets such deposits aside instead of retrying them."""
+
+
+class LoginRefused(StoreUnavailable, Refused):
     """The server refused the credentials: retrying at once would only earn a penalty."""
 
 

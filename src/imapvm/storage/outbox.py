@@ -10,7 +10,10 @@ whether a message with that Message-ID is already there.
 
 Layout under the outbox directory:
     pending/<id>.eml, pending/<id>.json   waiting for the store
-    rejected/<id>.eml, rejected/<id>.json  refused for good (e.g. mailbox full); kept, never lost
+    rejected/<id>.eml, rejected/<id>.json  refused for good (mailbox full, login refused, a
+                                           mailbox the store refuses); kept, never lost; the
+                                           .json's last_error says why. To try again, move
+                                           both files back to pending/.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.base import MailboxFull, MailboxRef, MessageRef, Refused, StoreError
 from imapvm.storage.fsutil import fsync_dir, write_durably
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,8 @@ def message_id_of(email: bytes) -> str:
 
 class Outbox:
     def __init__(self, directory: Path, target: DepositTarget, *,
-                 max_backoff: float = 30.0, on_delivered: DeliveredHook | None = None) -> None:
+                 max_backoff: float = 30.0, on_delivered: DeliveredHook | None = None,
+                 max_lanes: int = 8) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
         self.rejected_dir = self.directory / "rejected"
@@ -91,6 +95,9 @@ class Outbox:
         self._idle = asyncio.Event()
         self._delivered: dict[str, asyncio.Future[MessageRef]] = {}
         self._stopping = False
+        self._hold: dict[str, float] = {}  # item id -> monotonic time before which it waits
+        self._backoff: dict[str, float] = {}
+        self._lanes = asyncio.Semaphore(max_lanes)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
 
@@ -137,38 +144,71 @@ class Outbox:
 
     # -- the worker -----------------------------------------------------------------------
     async def run(self) -> None:
-        """Deliver pending items until cancelled; retries with backoff while the store fails."""
-        backoff = 0.2
+        """Deliver pending items until cancelled.
+
+        Items are independent: mailboxes are served side by side (in order within one mailbox,
+        so its messages keep their order), an item that fails for now backs off on its own
+        (doubling up to `max_backoff`) while the others keep flowing, and an item that can never
+        succeed (mailbox full, login refused, a mailbox or context the store refuses, its .eml
+        missing) is set aside under rejected/ with its reason at once, never retried in a loop."""
         while not self._stopping:
             items = await asyncio.to_thread(self.pending)
+            known = {i.id for i in items}
+            for gone in set(self._hold) - known:
+                self._hold.pop(gone, None)
+                self._backoff.pop(gone, None)
             if not items:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            failed = False
+            now = time.monotonic()
+            lanes: dict[MailboxRef, list[OutboxItem]] = {}
             for item in items:
-                if self._stopping:
-                    break
-                if not await self._deliver(item):
-                    failed = True
-                    break
-            if failed:
-                delay = min(self.max_backoff, backoff) * (0.5 + random.random())
-                backoff = min(self.max_backoff, backoff * 2)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                lanes.setdefault(item.box, []).append(item)
+            due = {box: lane for box, lane in lanes.items()
+                   if self._hold.get(lane[0].id, 0.0) <= now}
+            if due:
                 self._wake.clear()
-            else:
-                backoff = 0.2
+                await asyncio.gather(*(self._deliver_lane(lane) for lane in due.values()))
+                continue
+            delay = min(self._hold[lane[0].id] for lane in lanes.values()) - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, delay))
+            if self._wake.is_set():  # something new (or a flush): try everything once more
+                self._wake.clear()
+                self._hold.clear()
+
+    async def _deliver_lane(self, lane: list[OutboxItem]) -> None:
+        """One mailbox's items in order, until one fails for now (it then holds the lane)."""
+        async with self._lanes:
+            for item in lane:
+                if self._stopping or not await self._deliver(item):
+                    return
+
+    def rejected(self) -> list[OutboxItem]:
+        """Items set aside for good, each with its reason in `last_error` (blocking)."""
+        items = []
+        for meta in sorted(self.rejected_dir.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                items.append(OutboxItem(**json.loads(meta.read_text())))
+        return items
+
+    def rejected_count(self) -> int:
+        return len(list(self.rejected_dir.glob("*.json")))
 
     async def _deliver(self, item: OutboxItem) -> bool:
-        """True when the item is done (delivered, found already delivered, or rejected)."""
+        """True when the item is done (delivered, found already delivered, or rejected);
+        False when it failed for now (it is then held back for its own backoff)."""
         email_path = self.pending_dir / f"{item.id}.eml"
         try:
             email = await asyncio.to_thread(email_path.read_bytes)
+        except FileNotFoundError:
+            await self._reject(item, f"its message file {email_path.name} is missing")
+            return True
         except OSError as exc:
             log.error("outbox: %s: cannot read %s: %s", item.id, email_path, exc)
+            self._retry_later(item)
             return False
         try:
             ref = None
@@ -178,12 +218,8 @@ class Outbox:
                 item.attempts += 1
                 await asyncio.to_thread(self._save_meta, item)
                 ref = await self.target.deposit(item.box, email, urgent=item.urgent)
-        except MailboxFull as exc:
-            log.error("outbox: %s for %s refused: %s; kept in %s", item.id, item.box, exc,
-                      self.rejected_dir)
-            item.last_error = str(exc)
-            await asyncio.to_thread(self._move_to_rejected, item)
-            self._resolve(item.id, exc=exc)
+        except (MailboxFull, Refused) as exc:
+            await self._reject(item, str(exc), exc)
             return True
         except Exception as exc:  # the worker must survive anything; the item stays pending
             item.last_error = str(exc)
@@ -193,7 +229,10 @@ class Outbox:
                 log.exception("outbox: %s for %s: unexpected error", item.id, item.box)
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self._save_meta, item)
+            self._retry_later(item)
             return False
+        self._hold.pop(item.id, None)
+        self._backoff.pop(item.id, None)
         if self.on_delivered is not None:
             try:
                 await self.on_delivered(item.box, email, ref)
@@ -203,6 +242,21 @@ class Outbox:
         log.info("outbox: %s delivered to %s as %s", item.id, item.box, ref)
         self._resolve(item.id, ref=ref)
         return True
+
+    def _retry_later(self, item: OutboxItem) -> None:
+        backoff = self._backoff.get(item.id, 0.1) * 2
+        self._backoff[item.id] = min(self.max_backoff, backoff)
+        delay = min(self.max_backoff, backoff) * (0.5 + random.random())
+        self._hold[item.id] = time.monotonic() + delay
+
+    async def _reject(self, item: OutboxItem, reason: str, exc: Exception | None = None) -> None:
+        log.error("outbox: %s for %s refused for good: %s; kept in %s", item.id, item.box,
+                  reason, self.rejected_dir)
+        item.last_error = reason
+        await asyncio.to_thread(self._move_to_rejected, item)
+        self._hold.pop(item.id, None)
+        self._backoff.pop(item.id, None)
+        self._resolve(item.id, exc=exc or StoreError(f"{item.id}: {reason}"))
 
     def _resolve(self, item_id: str, ref: MessageRef | None = None,
                  exc: Exception | None = None) -> None:
@@ -223,7 +277,8 @@ class Outbox:
         fsync_dir(self.pending_dir)
 
     def _move_to_rejected(self, item: OutboxItem) -> None:
-        os.replace(self.pending_dir / f"{item.id}.eml", self.rejected_dir / f"{item.id}.eml")
+        with contextlib.suppress(FileNotFoundError):  # a .json whose .eml is lost goes too
+            os.replace(self.pending_dir / f"{item.id}.eml", self.rejected_dir / f"{item.id}.eml")
         write_durably(self.rejected_dir / f"{item.id}.json", _dump(item))
         (self.pending_dir / f"{item.id}.json").unlink(missing_ok=True)
         fsync_dir(self.rejected_dir)

@@ -17,8 +17,8 @@ from imapvm.storage.base import (
     MailboxRef,
     MessageRef,
     QuotaInfo,
+    Refused,
     StoredMessage,
-    StoreError,
 )
 from imapvm.storage.imap.settings import imap_settings
 from imapvm.storage.imap.store import ImapStore
@@ -31,7 +31,7 @@ from imapvm.storage.watching import (
 )
 
 
-class UnknownMailbox(StoreError):
+class UnknownMailbox(Refused):
     """The mailbox is not in voicemail.conf."""
 
 
@@ -101,6 +101,14 @@ class RoutingStore:
 
     async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
         return await self.backend(box).contains_message_id(box, message_id)
+
+    async def number_taken(self, box: MailboxRef, ref: MessageRef, number: int) -> bool:
+        """An older voicemail of the box already carries `number` (IMAP); the spool numbers
+        its files itself, so never there."""
+        backend = self.backend(box)
+        if isinstance(backend, ImapStore):
+            return await backend.number_taken(box, ref, number)
+        return False
 
     async def read_lockout(self, box: MailboxRef) -> bytes | None:
         return await self.backend(box).read_lockout(box)

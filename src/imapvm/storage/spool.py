@@ -46,6 +46,7 @@ from imapvm.storage.base import (
     MessageRef,
     NotAVoicemail,
     QuotaInfo,
+    Refused,
     StoredMessage,
     StoreError,
 )
@@ -125,7 +126,7 @@ class SpoolStore:
     def box_dir(self, box: MailboxRef) -> Path:
         for part in (box.context, box.mailbox):
             if not part or "/" in part or part in (".", ".."):
-                raise StoreError(f"invalid mailbox {box}")
+                raise Refused(f"invalid mailbox {box}: the spool cannot hold {part!r}")
         return self.root / box.context / box.mailbox
 
     def folder_dir(self, box: MailboxRef, folder: Folder) -> Path:

@@ -1,7 +1,7 @@
 """imapvm.telephony: the SIP front end (see DESIGN.md, Layers).
 
 Start a server with a call handler; each call is a ``SipChannel`` implementing
-``imapvm.ivr.channel.Channel``::
+``imapvm.channel.Channel``::
 
     from imapvm.telephony import SipServer, SipSettings
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..ivr.channel import (
+from ..channel import (
     Audio,
     CallerId,
     CallTarget,

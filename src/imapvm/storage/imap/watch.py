@@ -25,9 +25,10 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from imapvm.storage.base import Folder, MailboxRef, StoreError
+from imapvm.storage.base import Counts, Folder, MailboxRef, StoreError
+from imapvm.storage.imap.account import Account, ImapSettings
 from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError
 from imapvm.storage.imap.notify import changed_folder, notify_set
 from imapvm.storage.imap.protocol import Response
@@ -39,18 +40,25 @@ from imapvm.storage.watching import (
     WatchOptions,
 )
 
-if TYPE_CHECKING:
-    from imapvm.storage.imap.store import ImapStore
-
 log = logging.getLogger(__name__)
 
 _MAX_TORN = 3
 
 
+class WatchedStore(Protocol):
+    """What a watcher needs of the IMAP store (`store.ImapStore`)."""
+
+    def account(self, box: MailboxRef) -> tuple[Account, ImapSettings]: ...
+
+    async def select_main_folder(self, box: MailboxRef, conn: ImapConnection) -> str: ...
+
+    async def counts(self, box: MailboxRef, *, conn: ImapConnection | None = None) -> Counts: ...
+
+
 class ImapWatcher(Watcher):
     """Watches the boxes of one IMAP login identity over one connection."""
 
-    def __init__(self, store: ImapStore, tracker: CountsReceiver, options: WatchOptions,
+    def __init__(self, store: WatchedStore, tracker: CountsReceiver, options: WatchOptions,
                  limiter: ConnectionLimiter, label: str) -> None:
         super().__init__(tracker, options, label)
         self.store = store

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from imapvm.config import load
-from imapvm.passwords import PasswordError, rewrite_mailbox_line, save_password, spooldir_passwords
 from imapvm.storage.base import MailboxRef
+from imapvm.storage.passwords import (
+    PasswordError,
+    rewrite_mailbox_line,
+    save_password,
+    spooldir_passwords,
+)
 
 CONF = """; my voicemail.conf -- comments and layout must survive
 [general]

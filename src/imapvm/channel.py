@@ -51,15 +51,27 @@ class CallTarget:
 
     ``purpose`` is ``"deposit"`` (leave a message for ``mailbox``) or ``"check"`` (the caller
     wants to hear messages; ``mailbox`` is the caller's own when the network told us, else
-    None and the flow asks). ``greeting`` chooses the busy or unavailable greeting for deposits
-    (None = the default unavailable one). ``language`` is the language the network asked the
-    call to speak (``es``, ``fr_CA``...), None when it did not say.
+    None and the flow asks) or ``"play"`` (``VoiceMailPlayMsg``: play one message). ``greeting``
+    is the busy or unavailable greeting the network's cause asked for (None = it said nothing).
+    ``language`` is the language the network asked the call to speak (``es``, ``fr_CA``...),
+    None when it did not say.
     """
 
-    purpose: Literal["deposit", "check"]
+    purpose: Literal["deposit", "check", "play"]
     mailbox: str | None
     greeting: Literal["busy", "unavailable"] | None = None
     dialed: str | None = None
+    #: The voicemail context of ``mailbox`` when the network named one (None: looked up as
+    #: ``VoiceMail()`` does without ``@context``).
+    context: str | None = None
+    #: Further recipients of a deposit, as Asterisk writes them (``1235``, ``1236@sales``).
+    also: tuple[str, ...] = ()
+    #: ``VoiceMail()`` / ``VoiceMailMain()`` option letters as Asterisk's dialplan writes them
+    #: (``Us``, ``d(sales)g(6)``); "" = none given.
+    options: str = ""
+    #: ``VoiceMailPlayMsg``: which message of ``mailbox`` to play (purpose "play"): a number
+    #: N (the Nth message of the INBOX, oldest first) or an ``X-Asterisk-VM-Message-ID``.
+    message: str | None = None
     language: str | None = None
 
 

@@ -1,0 +1,279 @@
+"""Everything VoiceMail(), VoiceMailMain() and VoiceMailPlayMsg() take, over SIP: the URI
+convention and the X-Imapvm-Options header drive the real flows of the running server (SIP over
+loopback with the Python phone, deposits through the outbox into the file spool).
+
+Prompts are 200 ms silences (an empty sounds directory) so the flows run fast; which prompts a
+flow chose is observed on the channel, what it stored is read back from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imapvm.audio import g711
+from imapvm.audio.prompt_loader import PromptLoader
+from imapvm.config.loader import load
+from imapvm.server import VoicemailServer, default_flows
+from imapvm.storage.base import Folder, MailboxRef
+from imapvm.telephony.channel import SipChannel
+from imapvm.telephony.sip.message import SipRequest
+from tests.support.net import free_port_udp_and_tcp
+
+from .pyphone import PyPhone
+
+pytestmark = [pytest.mark.timeout(60)]
+
+CONF = """[general]
+format=wav
+minsecs=0
+
+[default]
+1234 => 4242,Alice Example
+1235 => 4343,Bob Example
+2000 => 1111,Default Two
+
+[sales]
+2000 => 2222,Sales Two
+"""
+
+
+@dataclass
+class Observed:
+    """What the flows did on the line: prompt names (audio as <N samples>), the recording."""
+
+    played: list[str] = field(default_factory=list)
+    recording: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    prompt: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_played(self, name: str, within: float = 15) -> None:
+        async with asyncio.timeout(within):
+            while name not in self.played:
+                self.prompt.clear()
+                await self.prompt.wait()
+
+
+@dataclass
+class Harness:
+    server: VoicemailServer
+    seen: Observed
+    port: int
+
+    def phone(self) -> PyPhone:
+        return PyPhone("127.0.0.1", ("127.0.0.1", self.port))
+
+
+def observe(seen: Observed):  # type: ignore[no-untyped-def]
+    deposit, check = default_flows()
+    assert check is not None
+
+    def watch(channel: SipChannel) -> None:
+        play, record = channel.play, channel.record
+
+        async def watched_play(audio, interrupt_digits=""):  # type: ignore[no-untyped-def]
+            seen.played.append(audio if isinstance(audio, str) else f"<{len(audio)} samples>")
+            seen.prompt.set()
+            return await play(audio, interrupt_digits)
+
+        async def watched_record(*args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.recording.set()
+            return await record(*args, **kwargs)
+
+        channel.play = watched_play  # type: ignore[method-assign]
+        channel.record = watched_record  # type: ignore[method-assign]
+
+    async def on_deposit(server: VoicemailServer, channel: SipChannel) -> None:
+        watch(channel)
+        try:
+            await deposit(server, channel)
+        finally:
+            seen.ended.set()
+
+    async def on_check(server: VoicemailServer, channel: SipChannel) -> None:
+        watch(channel)
+        try:
+            await check(server, channel)
+        finally:
+            seen.ended.set()
+
+    return on_deposit, on_check
+
+
+@pytest.fixture
+async def vm(tmp_path: Path) -> AsyncIterator[Harness]:
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(CONF)
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    port = free_port_udp_and_tcp()
+    loaded = load(conf, None, {
+        "sip.listen": [f"127.0.0.1:{port}"], "http.listen": "",
+        "paths.spool": str(tmp_path / "spool"), "paths.outbox": str(tmp_path / "outbox"),
+        "paths.sounds": str(sounds), "sip.rtp_ports": "34000-34998",
+        "sip.exit_uri": "sip:{extension}@127.0.0.1:5999;context={context}",
+    })
+    assert loaded.ok, [str(d) for d in loaded.diagnostics]
+    seen = Observed()
+    deposit, check = observe(seen)
+    server = VoicemailServer(loaded, deposit_flow=deposit, check_flow=check)
+    server.prompts = PromptLoader(sounds, extra=())  # every prompt: 200 ms of silence
+    await server.start()
+    try:
+        yield Harness(server, seen, port)
+    finally:
+        await server.stop(grace=5)
+
+
+TONE = (4000 * np.sin(2 * np.pi * 400 * np.arange(8000) / 8000)).astype(np.int16)
+
+
+async def speak_and_hang_up(phone: PyPhone, seen: Observed, audio: np.ndarray = TONE) -> None:
+    """Once the flow records: one second of the caller's audio, then BYE."""
+    await asyncio.wait_for(seen.recording.wait(), 15)
+    payload = g711.encode("PCMU", audio)
+    for i in range(0, len(payload), 160):
+        phone.send_rtp(1 + i // 160, payload[i : i + 160])
+        await asyncio.sleep(0.02)  # pacing like a phone, not synchronisation
+    phone.send_request("BYE", phone.uri)
+    await asyncio.wait_for(seen.ended.wait(), 15)
+
+
+async def delivered(h: Harness) -> None:
+    assert await h.server.outbox.flush(10)
+
+
+async def leave(h: Harness, user: str, params: str = "", extra: str = "") -> PyPhone:
+    phone = h.phone()
+    await phone.open()
+    resp = await phone.call(user, codecs="0", params=params, extra=extra)
+    assert resp.status == 200
+    await speak_and_hang_up(phone, h.seen)
+    await delivered(h)
+    return phone
+
+
+async def test_several_recipients_each_get_an_urgent_message(vm: Harness) -> None:
+    phone = await leave(vm, "voicemail", ";target=sip:1234%40pbx;target=1235;vm-opts=U,s")
+    phone.close()
+    for number in ("1234", "1235"):
+        listed = await vm.server.store.list(MailboxRef(number), Folder.URGENT)
+        assert len(listed) == 1, number
+        assert listed[0].header("x-asterisk-vm-flag") == "Urgent"
+    assert "vm-intro" not in vm.seen.played  # s
+
+
+async def test_header_options_priority_and_instructions(vm: Harness) -> None:
+    phone = await leave(vm, "1234", extra="X-Imapvm-Options: vm-opts=P\r\n")
+    phone.close()
+    listed = await vm.server.store.list(MailboxRef("1234"), Folder.INBOX)
+    assert [m.header("x-asterisk-vm-flag") for m in listed] == ["PRIORITY"]
+    assert "vm-intro" in vm.seen.played  # no s: the instructions play
+
+
+async def test_mailbox_in_another_context_and_gain(vm: Harness) -> None:
+    phone = await leave(vm, "voicemail", ";target=2000%40sales;vm-opts=g(6)")
+    phone.close()
+    assert await vm.server.store.list(MailboxRef("2000"), Folder.INBOX) == []
+    listed = await vm.server.store.list(MailboxRef("2000", "sales"), Folder.INBOX)
+    assert len(listed) == 1
+    audio = await vm.server.store.fetch_audio(MailboxRef("2000", "sales"), listed[0].ref)
+    from imapvm.audio.formats import decode
+
+    samples = decode(audio.message.data, audio.message.fmt).samples.astype(np.float64)
+    sent = g711.decode("PCMU", g711.encode("PCMU", TONE)).astype(np.float64)
+    ratio = np.sqrt(np.mean(samples**2)) / np.sqrt(np.mean(sent**2))
+    assert 1.8 < ratio < 2.2  # +6 dB is twice the amplitude
+
+
+@pytest.mark.parametrize(
+    ("params", "default", "expected"),
+    [
+        ("", "unavailable", "vm-isunavail"),
+        (";cause=486", "unavailable", "vm-isonphone"),
+        (";vm-opts=b", "none", "vm-isonphone"),
+        ("", "none", None),
+    ],
+)
+async def test_greeting_follows_cause_options_and_default(
+    vm: Harness, params: str, default: str, expected: str | None
+) -> None:
+    sip = replace(vm.server.loaded.settings.sip, default_greeting=default)  # type: ignore[arg-type]
+    vm.server.loaded.settings = replace(vm.server.loaded.settings, sip=sip)
+    phone = await leave(vm, "voicemail", ";target=1234" + params)
+    phone.close()
+    greeting = vm.seen.played[: vm.seen.played.index("vm-intro")]
+    if expected is None:
+        assert greeting == []  # VoiceMail() without b or u: no greeting at all
+    else:
+        assert greeting[0] == "vm-theperson"
+        assert greeting[-1] == expected
+
+
+async def test_exit_digit_into_a_context(vm: Harness) -> None:
+    phone = vm.phone()
+    await phone.open()
+    try:
+        resp = await phone.call("voicemail", codecs="0", params=";target=1234;vm-opts=d(sales)")
+        assert resp.status == 200
+        await phone.send_dtmf("5", seq=1, ts=160)
+        refer = await phone.next_sip()
+        assert isinstance(refer, SipRequest)
+        assert refer.method == "REFER"
+        assert refer.headers.get("Refer-To") == "<sip:5@127.0.0.1:5999;context=sales>"
+        phone.respond(refer, 202, "Accepted")
+        phone.send_request("NOTIFY", phone.uri, b"SIP/2.0 200 OK\r\n",
+                           content_type="message/sipfrag",
+                           extra="Event: refer\r\nSubscription-State: terminated\r\n")
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+    finally:
+        phone.close()
+    assert not vm.seen.recording.is_set()
+    assert vm.seen.played == ["vm-theperson"]  # 5 ended the greeting at once
+    assert await vm.server.store.list(MailboxRef("1234"), Folder.INBOX) == []
+
+
+async def test_voicemailmain_for_a_mailbox_in_a_context_without_password(vm: Harness) -> None:
+    phone = vm.phone()
+    await phone.open()
+    try:
+        resp = await phone.call("*97", codecs="0", params=";target=2000%40sales;vm-opts=s")
+        assert resp.status == 200
+        await vm.seen.wait_played("vm-youhave")
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+    finally:
+        phone.close()
+    assert "vm-password" not in vm.seen.played
+    assert "vm-login" not in vm.seen.played
+
+
+async def test_play_message_n(vm: Harness) -> None:
+    first = await leave(vm, "1234")
+    first.close()
+    vm.seen.ended.clear()
+    vm.seen.played.clear()
+    box = MailboxRef("1234")
+    [_message] = await vm.server.store.list(box, Folder.INBOX)
+    phone = vm.phone()
+    await phone.open()
+    try:
+        resp = await phone.call("voicemail", codecs="0", params=";target=1234;vm-play=1")
+        assert resp.status == 200
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+        heard = await phone.rtp_packets(40)
+    finally:
+        phone.close()
+    assert len(vm.seen.played) == 1
+    assert vm.seen.played[0].endswith("samples>")
+    assert int(vm.seen.played[0][1:].split()[0]) >= 7000  # about the second left
+    pcm = g711.decode("PCMU", b"".join(p.payload for p in heard))
+    assert np.abs(pcm).max() > 2000  # the tone, not silence
+    counts = await vm.server.store.counts(box)
+    assert (counts.new, counts.old) == (0, 1)  # played: heard
