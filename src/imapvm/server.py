@@ -39,6 +39,7 @@ from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
+from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
 from imapvm.storage.passwords import change_password, spooldir_passwords
 from imapvm.storage.recording import JournalWriter, unfinished
@@ -106,7 +107,8 @@ class VoicemailServer:
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
                              mwi_config.watch_options(loaded.voicemail,
                                                       on_latency=self.metrics.mwi_latency.observe))
-        self.deposits = _MwiDeposits(self.store, self)
+        self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
+        self.deposits = _MwiDeposits(self.numbering, self)
         self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
                                self._deleted_after_mail)
         self.notifier = Notifier(self.mail, self.store.settings)
@@ -357,7 +359,7 @@ class VoicemailServer:
         """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
-            return None
+            return MessageSummary(0, 0)  # no such mailbox: truly nothing waiting
         name = await self.mwi.watch(box)
         update = self.mwi.current(name)
         if update is not None:
@@ -365,7 +367,7 @@ class VoicemailServer:
         else:
             try:
                 c = await self.store.counts(box)
-            except StoreError as exc:
+            except StoreError as exc:  # unknown is not zero: the first real count is sent
                 log.warning("MWI lookup for %s failed: %s", mailbox, exc)
                 return None
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
@@ -434,7 +436,7 @@ class _MwiDeposits:
     to the store inside the pending change's `delivering()`, which settles it: no second update
     and no blink. A deposit refused for good (mailbox full) drops its change."""
 
-    def __init__(self, store: RoutingStore, server: VoicemailServer) -> None:
+    def __init__(self, store: Numbering, server: VoicemailServer) -> None:
         self.store = store
         self._server = server
         self._pending: dict[str, PendingChange] = {}  # by Message-ID

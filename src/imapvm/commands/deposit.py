@@ -16,6 +16,7 @@ import soundfile
 from imapvm.audio import formats
 from imapvm.audio.convert import to_telephony
 from imapvm.audio.core import Audio
+from imapvm.audio.errors import UnsupportedFormat
 from imapvm.commands._runtime import add_config_args, mailbox_ref, run_async
 from imapvm.config.loader import LoadedConfig
 from imapvm.message import FLAG_NONE, FLAG_URGENT, Deposit, build_voicemail
@@ -39,7 +40,7 @@ def read_any(path: Path) -> Audio:
     """An Asterisk format by its suffix, else anything libsndfile reads (flac, aiff, ...)."""
     try:
         return formats.read_file(path)
-    except formats.UnsupportedFormat:
+    except UnsupportedFormat:
         samples, rate = soundfile.read(str(path), dtype="int16", always_2d=False)
         return to_telephony(samples, rate)
 

@@ -325,11 +325,13 @@ def apply_gain(samples: Audio, gain_db: float) -> Audio:
 
 
 async def next_number(session: Session, box: MailboxRef) -> int:
-    """X-Asterisk-VM-Message-Num of the next message: messages in the box plus one."""
+    """X-Asterisk-VM-Message-Num of the next message: messages in the box plus one; 0 (not
+    known, left out of the subject) when the store cannot say. The server numbers it again
+    when it is delivered (``storage.numbering``)."""
     try:
         c = await session.store.counts(box)
     except StoreError:
-        return 1
+        return 0
     return c.new + c.old + c.urgent + 1
 
 

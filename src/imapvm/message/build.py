@@ -135,10 +135,11 @@ def text_header_raw(subject: str) -> str:
 
 def _default_body(meta: VoicemailMeta, fullname: str, date_text: str) -> str:
     dur = duration_text(meta.duration)
+    number = f" (number {meta.number})" if meta.number else ""
     lines = [
         f"Dear {fullname}:",
         "",
-        f"\tYou have a new voicemail, {dur} long (number {meta.number}), in mailbox {meta.owner}",
+        f"\tYou have a new voicemail, {dur} long{number}, in mailbox {meta.owner}",
         f"from {meta.callerid}, left on {date_text}.",
     ]
     if meta.forwarded is not None:
@@ -262,22 +263,7 @@ def build_voicemail(
         forwarded=forwarded,
     )
     variables = vm_variables(meta, settings.fullname, orig_date)
-    if settings.emailsubject:
-        subject = text_header("Subject", expand(settings.emailsubject, variables), settings.charset)
-    else:
-        flag = f"{meta.flag} " if meta.flag != FLAG_NONE else ""
-        prefix = "" if settings.pbxskip else "[PBX]: "
-        subject = text_header_raw(
-            f"{prefix}New {flag}message {meta.number} in mailbox {meta.owner}"
-        )
-    if settings.emailbody:
-        body = normalise_lines(expand(settings.emailbody, variables))
-    else:
-        body = _default_body(meta, settings.fullname, orig_date)
-    if not body.endswith(CRLF):
-        body += CRLF
-    if deposit.partial:
-        body += CRLF + PARTIAL_SENTENCE + CRLF
+    subject, body = subject_and_body(meta, settings, partial=deposit.partial)
     from_name = expand(settings.fromstring, variables) if settings.fromstring else ""
 
     stem = f"msg{meta.file_index:04d}"
@@ -306,6 +292,29 @@ def build_voicemail(
     raw = _assemble(headers, body, settings.charset, boundary, (main, extras, intro_part))
     flags = ("\\Flagged",) if meta.is_urgent else ()
     return BuiltMessage(raw=raw, meta=meta, flags=flags, filename=main.filename)
+
+
+def subject_and_body(meta: VoicemailMeta, settings: EmailSettings, *,
+                     partial: bool = False) -> tuple[str, str]:
+    """The Subject header line and the text part of a voicemail; number 0 = not known, left
+    out of the default subject and text (``message/renumber`` fills it in at delivery)."""
+    variables = vm_variables(meta, settings.fullname, meta.orig_date)
+    if settings.emailsubject:
+        subject = text_header("Subject", expand(settings.emailsubject, variables), settings.charset)
+    else:
+        flag = f"{meta.flag} " if meta.flag != FLAG_NONE else ""
+        prefix = "" if settings.pbxskip else "[PBX]: "
+        number = f"{meta.number} " if meta.number else ""
+        subject = text_header_raw(f"{prefix}New {flag}message {number}in mailbox {meta.owner}")
+    if settings.emailbody:
+        body = normalise_lines(expand(settings.emailbody, variables))
+    else:
+        body = _default_body(meta, settings.fullname, meta.orig_date)
+    if not body.endswith(CRLF):
+        body += CRLF
+    if partial:
+        body += CRLF + PARTIAL_SENTENCE + CRLF
+    return subject, body
 
 
 def _standard_headers(meta: VoicemailMeta) -> list[str]:

@@ -100,6 +100,14 @@ class RoutingStore:
     async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
         return await self.backend(box).contains_message_id(box, message_id)
 
+    async def number_taken(self, box: MailboxRef, ref: MessageRef, number: int) -> bool:
+        """An older voicemail of the box already carries `number` (IMAP); the spool numbers
+        its files itself, so never there."""
+        backend = self.backend(box)
+        if isinstance(backend, ImapStore):
+            return await backend.number_taken(box, ref, number)
+        return False
+
     async def read_lockout(self, box: MailboxRef) -> bytes | None:
         return await self.backend(box).read_lockout(box)
 

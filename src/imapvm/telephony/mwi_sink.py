@@ -84,7 +84,14 @@ class MwiSink:
                 summary = await self._lookup(sub.mailbox)
             except Exception:
                 log.exception("MWI lookup failed for %s", sub.mailbox)
-        summary = summary or MessageSummary(0, 0)
+            if summary is None:
+                # Unknown is not zero (IMAP unreachable, nothing counted yet): a 0/0 would turn
+                # off the lamp of a phone that rebooted during an outage. Say nothing; the first
+                # real count reaches this subscriber through `publish`.
+                log.info("MWI for %s not known yet; the first NOTIFY waits for a count",
+                         sub.mailbox)
+                return
+        summary = summary or MessageSummary(0, 0)  # no store to ask: nothing is waiting
         try:
             self._core().notify(handle, summary.render(sub.account), self._clock())
         except SipStateError:

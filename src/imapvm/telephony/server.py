@@ -53,6 +53,7 @@ from .sip.events import (
     TransferProgress,
     TransferResult,
 )
+from .sip.kinds import SipTransport
 from .sip.transaction import TimerConfig
 from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
 
@@ -232,7 +233,7 @@ class SipServer:
         with self._boundary(f"a datagram from {source}"):
             self.core.receive(data, source, self._now())
 
-    def _on_tcp_message(self, data: bytes, source: Address, transport: str) -> None:
+    def _on_tcp_message(self, data: bytes, source: Address, transport: SipTransport) -> None:
         with self._boundary(f"a message from {source}"):
             self.core.receive(data, source, self._now(), transport)
 

@@ -618,6 +618,35 @@ class ImapStore:
             raise StoreError(f"appended message {message_id} not found in {name}")
         return ref
 
+    async def number_taken(self, box: MailboxRef, ref: MessageRef, number: int) -> bool:
+        """Does another undeleted voicemail of the box, older (lower UID) than `ref`, carry
+        message number `number`? One HEADER search (a substring match: hits are checked by
+        their exact header, fetched only for the few that are not ours)."""
+        acct, s = self.account(box)
+
+        async def op(conn: ImapConnection) -> bool:
+            scan = await self._scan(conn, acct, s, ref.location)
+            if scan.validity != ref.validity:
+                return False
+            res = await conn.execute("UID", "SEARCH", "UNDELETED", "UID",
+                                     Raw(f"1:{max(ref.uid - 1, 1)}".encode()),
+                                     "HEADER", "X-Asterisk-VM-Message-Num", str(number))
+            ours = set(scan.uids)
+            hits = sorted(u for u in search_uids(res.untagged) if u in ours and u < ref.uid)
+            if not hits:
+                return False
+            res = await conn.execute(
+                "UID", "FETCH", Raw(",".join(map(str, hits)).encode()),
+                Raw(b"(UID BODY.PEEK[HEADER.FIELDS (X-Asterisk-VM-Message-Num)])"))
+            for item in by_uid(fetch_items(res.untagged)).values():
+                head = item.section("BODY[HEADER.FIELDS (X-Asterisk-VM-Message-Num)]") or b""
+                value = head.partition(b":")[2].strip()
+                if value == str(number).encode():
+                    return True
+            return False
+
+        return await acct.run(op)
+
     async def contains_message_id(self, box: MailboxRef, message_id: str) -> MessageRef | None:
         """The voicemail with this Message-ID in the box's main folder, if any (for the outbox:
         after a lost connection, a deposit may already have landed)."""

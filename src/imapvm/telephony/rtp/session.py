@@ -219,7 +219,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.stats.sent += 1
 
     # ---- receiving --------------------------------------------------------------------
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:

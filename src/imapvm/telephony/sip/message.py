@@ -8,6 +8,7 @@ Limits are enforced before any work that scales with the input.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -54,6 +55,7 @@ LIST_HEADERS = frozenset(
 SIP_VERSION = "SIP/2.0"
 
 
+@functools.lru_cache(maxsize=512)  # peers send a few dozen names; the bound stops a flood
 def canonical_name(name: str) -> str:
     """Full, conventionally capitalised header name (compact forms expanded)."""
     low = name.lower()
