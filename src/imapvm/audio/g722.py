@@ -92,10 +92,10 @@ def upsample(pcm: Pcm, rate: int = 8000) -> Pcm:
     if rate == WIDEBAND_RATE or len(pcm) == 0:
         return _as_pcm(pcm)
     out = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, WIDEBAND_RATE, quality="HQ")
-    return np.clip(np.rint(out * 32768.0), -32768, 32767).astype(np.int16)
+    return _as_pcm(np.clip(np.rint(out * 32768.0), -32768, 32767))
 
 
 def downsample(pcm: Pcm) -> Pcm:
     """A whole 16 kHz buffer to 8 kHz."""
     out = soxr.resample(pcm.astype(np.float32) / 32768.0, WIDEBAND_RATE, 8000, quality="HQ")
-    return np.clip(np.rint(out * 32768.0), -32768, 32767).astype(np.int16)
+    return _as_pcm(np.clip(np.rint(out * 32768.0), -32768, 32767))
