@@ -263,14 +263,7 @@ class VoicemailServer:
             log.error("reload refused: the configuration has errors; still running the old one")
             return False
         diff = result.diff
-        self.loaded = result.active
-        self.store.config = result.active.voicemail
-        self.session.config = result.active.voicemail
-        # Passwords changed by phone are in the files by now: the files are the truth again.
-        self.session.passwords = spooldir_passwords(result.active.voicemail,
-                                                    result.active.settings.paths.spool)
-        self.prompts = PromptLoader(result.active.settings.paths.sounds,
-                                    result.active.voicemail.general.prompt)
+        self._use(result.active)
         await mwi_config.apply(self.mwi, result.active.voicemail)
         for spec in self._always_watched():  # mailboxes added by the reload
             await self.mwi.watch(spec)
@@ -281,6 +274,19 @@ class VoicemailServer:
                         ", ".join(k for k in diff.settings
                                   if k.startswith(("sip.", "http.", "paths."))))
         return True
+
+    def _use(self, active: LoadedConfig) -> None:
+        """Hand a freshly built configuration, and a prompt loader made from it, to every part
+        that reads them, so that nothing keeps a stale copy; calls in progress finish with what
+        they started with."""
+        self.loaded = active
+        self.store.config = active.voicemail
+        self.session.config = active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(active.voicemail, active.settings.paths.spool)
+        self.prompts = PromptLoader(active.settings.paths.sounds, active.voicemail.general.prompt)
+        if self.sip is not None:
+            self.sip.prompt_loader = self.prompts
 
     # -- calls ----------------------------------------------------------------------------
     async def _on_call(self, channel: SipChannel) -> None:

@@ -42,6 +42,7 @@ tens of milliseconds, so async callers use ``asyncio.to_thread``.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,7 @@ def _decode_raw_gsm(data: bytes) -> Audio:
             samplerate=TELEPHONY_RATE, channels=1,
         )
     except sf.LibsndfileError as exc:
-        raise AudioFormatError(f"cannot decode raw GSM: {exc}") from exc
+        raise AudioFormatError(f"cannot decode raw GSM: {libsndfile_reason(exc)}") from exc
     return Audio(np.ascontiguousarray(pcm, dtype=np.int16))
 
 
@@ -215,7 +216,7 @@ def _decode_container(data: bytes, f: AudioFormat, *, resample: bool) -> Audio:
             dtype = "float64" if subtype in ("FLOAT", "DOUBLE") else "int16"
             pcm: Any = snd.read(frames=snd.frames, dtype=dtype, always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioFormatError(f"not a valid {f.name} file: {exc}") from exc
+        raise AudioFormatError(f"not a valid {f.name} file: {libsndfile_reason(exc)}") from exc
     if subtype == "GSM610" and f.sf_format == "WAV":
         true_len = _wav_fact_length(data)
         if true_len is not None and true_len <= pcm.shape[0]:
@@ -226,6 +227,13 @@ def _decode_container(data: bytes, f: AudioFormat, *, resample: bool) -> Audio:
             "mono"
         )
     return to_telephony(pcm, rate)
+
+
+def libsndfile_reason(exc: BaseException) -> str:
+    """libsndfile's own words, without `Error opening <_io.BytesIO object at 0x…>: `."""
+    text = getattr(exc, "error_string", "") or str(exc)
+    text = re.sub(r"Error opening (<[^>]*>|'[^']*'|\S+): ", "", text)
+    return re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "the data", text).strip().rstrip(".")
 
 
 def _check_riff(data: bytes) -> None:

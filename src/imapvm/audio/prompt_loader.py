@@ -39,8 +39,13 @@ class PromptLoader:
         first, *rest = language.search_path(self.sounds, code, synth)
         return prompts.find(first, name, (*rest, *(p for p in others if p is not None)))
 
+    def name_for(self, name: str) -> str:
+        """The prompt played for `name`: voicemail.conf's override (`vm-login=...`) applied.
+        This is the one place overrides are applied; flows ask for the standard names."""
+        return self._override(name)
+
     async def __call__(self, name: str) -> Samples:
-        name = self._override(name)
+        name = self.name_for(name)
         key = (language.current(), name)
         cached = self._cache.get(key)
         if cached is not None:

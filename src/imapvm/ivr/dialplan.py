@@ -19,6 +19,7 @@ import logging
 from dataclasses import replace
 from typing import Literal
 
+from imapvm.audio.errors import AudioError
 from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr.leave import LeaveOptions, LeaveResult, leave_message
 from imapvm.ivr.mailbox import load_audio
@@ -205,7 +206,7 @@ async def play_message(channel: Channel, session: Session) -> bool:
             played = True
     except ChannelHangup:
         return played
-    except (StoreError, ValueError) as exc:
+    except (StoreError, ValueError, AudioError) as exc:
         log.error("VoiceMailPlayMsg for %s: %s", target.mailbox, exc)
     await channel.hangup()
     return played

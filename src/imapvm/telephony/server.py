@@ -22,6 +22,7 @@ handled where a race makes it possible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -123,7 +124,9 @@ class SipServer:
         self._auth_guard = auth_guard
         self.mwi = MwiSink(settings, lambda: self.core, self._pump, self._now, mwi_lookup)
         self._handler = handler
-        self._prompt_loader = prompt_loader
+        #: What the next call's channel plays prompts with; the composition root replaces it
+        #: on reload (calls in progress keep the one they started with).
+        self.prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
         self._tcp: TcpSipTransport | None = None
         self._core: SipCore | None = None
@@ -273,9 +276,10 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self.mwi.first_notify(event.handle))
+            self._spawn(self.mwi.subscribed(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
+            self.mwi.forget(event.handle)
             log.info("subscription %s ended: %s", event.handle, event.reason)
             return
         if isinstance(event, TransferResult):
@@ -313,7 +317,7 @@ class SipServer:
                                 trusted=self._trusted(event.source))
         caller = dataclasses.replace(caller_id(event.request), address=event.source[0])
         channel = SipChannel(event.handle, event.request, caller, target,
-                             event.media, self, self._prompt_loader)
+                             event.media, self, self.prompt_loader)
         self.channels[event.handle] = channel
         log.info("call %s from %s for %s", event.handle, channel.caller.number, target)
         self._spawn(self._run(channel))
@@ -362,7 +366,16 @@ class SipServer:
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:
         s = self.settings
-        rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        try:
+            rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        except OSError as exc:
+            # No media, no call: say so once and answer 503 (Retry-After), so the PBX tries
+            # another node or later, instead of a traceback and a call left ringing.
+            log.warning("call %s refused with 503: %s", channel.handle, exc.strerror or exc)
+            with contextlib.suppress(SipStateError):  # the caller may have given up meanwhile
+                self.core.reject(channel.handle, 503, self._now())
+            self._pump()
+            raise ChannelHangup("no RTP port") from None
         advertised = s.advertised_host or s.host
         try:
             if channel.hung_up:

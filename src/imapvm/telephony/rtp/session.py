@@ -16,6 +16,7 @@ onto us; we stop sending only when the caller puts us on hold.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 from collections.abc import Callable
@@ -271,14 +272,24 @@ class RtpSession(asyncio.DatagramProtocol):
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
 
 
+class RtpPortsExhausted(OSError):
+    """Every port of the pool is taken: the call is refused (503), not answered silently."""
+
+
 class PortPool:
-    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11)."""
+    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11). One port
+    per call is bound (RTP); the odd port above it stays free for RTCP, which imapvm does not
+    send, so a range of N ports carries N/2 calls."""
 
     def __init__(self, first: int, last: int) -> None:
         if first > last:
             raise ValueError("empty RTP port range")
+        self.first, self.last = first, last
         self._ports = [p for p in range(first, last + 1) if p % 2 == 0] or [first]
         self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._ports)
 
     def candidates(self) -> list[int]:
         start = self._next
@@ -298,7 +309,13 @@ async def open_rtp_session(
                 lambda: RtpSession(loop, measure), local_addr=(host, port)
             )
         except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise  # not a busy port: no other port will do better
             last = exc
             continue
         return protocol
-    raise OSError(f"no free RTP port: {last}")
+    if pool is None:
+        raise RtpPortsExhausted(errno.EADDRINUSE, f"no free UDP port on {host}: {last}")
+    raise RtpPortsExhausted(
+        errno.EADDRINUSE, f"all {len(pool)} RTP ports of {pool.first}-{pool.last} on {host} "
+        "are in use (one even port per call)")
