@@ -70,7 +70,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self._frame_samples = 160  # line samples per frame
         self._silence = np.zeros(160, dtype=np.int16)
         self._play: npt.NDArray[np.int16] = self._silence[:0]  # at the line's rate
-        self._play_pcm: npt.NDArray[np.int16] | None = None  # 8 kHz, for a codec change
+        self._play_pcm: npt.NDArray[np.int16] | None = None  # as given, for a codec change
+        self._play_rate = SAMPLE_RATE
         self._play_pos = 0
         self._decimator = g722.Decimator()
         self._play_done: asyncio.Future[bool] | None = None
@@ -116,7 +117,7 @@ class RtpSession(asyncio.DatagramProtocol):
             self._decimator = g722.Decimator()
             if self._play_pcm is not None and len(self._play):
                 done = self._play_pos / len(self._play)
-                self._play = self.codec.from_menu_audio(self._play_pcm)
+                self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
                 self._play_pos = int(done * len(self._play))
         self.media = media
         self._remote = (media.remote_host, media.remote_port)
@@ -129,11 +130,12 @@ class RtpSession(asyncio.DatagramProtocol):
             self._t0, self._n = self._loop.time(), 0
             self._schedule()
 
-    def play(self, pcm: npt.NDArray[np.int16]) -> asyncio.Future[bool]:
-        """Queue audio (replacing what plays); the future is True when it was sent to the end."""
+    def play(self, pcm: npt.NDArray[np.int16], rate: int = SAMPLE_RATE) -> asyncio.Future[bool]:
+        """Queue audio at ``rate`` (replacing what plays); the future is True when it was sent
+        to the end."""
         self.stop_playback()
-        self._play = self.codec.from_menu_audio(pcm)
-        self._play_pcm = pcm
+        self._play = self.codec.from_menu_audio(pcm, rate)
+        self._play_pcm, self._play_rate = pcm, rate
         self._play_pos = 0
         self._marker = True
         self._play_done = self._loop.create_future()
