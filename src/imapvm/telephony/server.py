@@ -276,9 +276,10 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self.mwi.first_notify(event.handle))
+            self._spawn(self.mwi.subscribed(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
+            self.mwi.forget(event.handle)
             log.info("subscription %s ended: %s", event.handle, event.reason)
             return
         if isinstance(event, TransferResult):

@@ -281,7 +281,9 @@ class ImapStore:
             key = cache.keys.get(uid)
             if key is not None and key.ext == s.vm_tag and key.ctx == s.context:
                 matches.add(uid)
-        matches &= present | candidates  # forget expunged messages
+        # Never forget a match here: a message missing from `present` may only be flagged
+        # \\Deleted (and come back when the flag goes); UIDs are never reused within a
+        # UIDVALIDITY, so keeping an expunged one is harmless (`matches & present` below).
         if present:
             cache.checked[who] = max(upto, max(present))
         want = greetings.value if greetings else None
