@@ -146,6 +146,7 @@ class SipChannel:
         assert self.rtp is not None
         loop = asyncio.get_running_loop()
         frames: list[Audio] = []
+        wide: list[Audio] | None = [] if self.rtp.codec.wideband else None
         start = loop.time()
         state = {"total": 0, "loud_at": start, "loud_samples": 0}
 
@@ -160,6 +161,8 @@ class SipChannel:
 
         self.flush_digits()
         self.rtp.audio_sink = sink
+        if wide is not None:
+            self.rtp.wide_sink = wide.append
         reason = "max"
         try:
             while True:
@@ -186,10 +189,18 @@ class SipChannel:
                 if reason != "hangup":  # on hangup, close() has flushed already
                     self.rtp.flush_audio()
                 self.rtp.audio_sink = None
+                self.rtp.wide_sink = None
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
+        wide_audio = None
+        if wide is not None:
+            wide_audio = np.concatenate(wide) if wide else np.zeros(0, dtype=np.int16)
+            ratio = self.rtp.codec.rate // 8000
+            wide_audio = wide_audio[: len(audio) * ratio]
         if reason == "silence":
             audio = audio[: int(state["loud_samples"])]
-        return RecordResult(audio, reason)
+            if wide_audio is not None:
+                wide_audio = wide_audio[: len(audio) * (self.rtp.codec.rate // 8000)]
+        return RecordResult(audio, reason, wide_audio)
 
     async def get_digits(self, count: int, digit_timeout: float, terminators: str = "#") -> str:
         await self.answer()
