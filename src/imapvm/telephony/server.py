@@ -78,7 +78,7 @@ class SipSettings:
     advertised_host: str | None = None
     rtp_host: str | None = None
     rtp_ports: tuple[int, int] = (10000, 20000)
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
