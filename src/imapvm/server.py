@@ -101,7 +101,7 @@ class VoicemailServer:
         self.metrics = Metrics()
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
-                                  loaded.settings.imap)
+                                  loaded.settings.imap, index_dir=paths.cache / "imap")
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -168,6 +168,7 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        await self.store.imap.prewarm()  # the TLS context, off the loop, before any call
         # Before the outbox worker runs: what a crash cut short becomes partial messages.
         found = await asyncio.to_thread(unfinished, self.recordings.directory)
         if found:

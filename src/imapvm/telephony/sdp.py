@@ -1,9 +1,10 @@
 """SDP (RFC 4566) parsing and the answerer side of offer/answer (RFC 3264) for G.711 audio.
 
-imapvm only ever answers: it takes the caller's offer, picks the first G.711 codec the caller
-listed that we also allow (the offerer's preference wins, RFC 3264 §6.1), keeps
+imapvm only ever answers: it takes the caller's offer, picks G.722 when the caller offers it
+and we allow it (wideband beats narrowband whatever the order), else the first G.711 codec the
+caller listed that we also allow (the offerer's preference, RFC 3264 §6.1), keeps
 telephone-event if offered, and answers every m-line (unusable ones with port 0) so the
-answer lines up with the offer.
+answer lines up with the offer. G.722's rtpmap says 8000 Hz (RFC 3551 §4.5.2).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA"}
+STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA", 9: "G722"}
+PREFERRED = ("G722",)  # chosen whenever offered and allowed
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {
     "sendrecv": "sendrecv",
@@ -187,7 +189,9 @@ def negotiate(
             name, rate = _encoding_of(media, pt)
             if name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
                 dtmf = pt
-            elif name in allowed and rate == 8000 and chosen is None:
+            elif name in allowed and rate == 8000 and (
+                chosen is None or (name in PREFERRED and chosen[1] not in PREFERRED)
+            ):
                 chosen = (pt, name)
         if chosen is None:
             continue
@@ -242,7 +246,7 @@ def build_offer(
 ) -> bytes:
     """Our offer, for a re-INVITE or INVITE that arrived without SDP (offer in our 200)."""
     family = "IP6" if ":" in local_host else "IP4"
-    pts = {"PCMU": 0, "PCMA": 8}
+    pts = {"PCMU": 0, "PCMA": 8, "G722": 9}
     chosen = [pts[c.upper()] for c in codecs if c.upper() in pts]
     lines = [
         "v=0",

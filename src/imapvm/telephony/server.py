@@ -78,7 +78,7 @@ class SipSettings:
     advertised_host: str | None = None
     rtp_host: str | None = None
     rtp_ports: tuple[int, int] = (10000, 20000)
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -276,9 +276,10 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self.mwi.first_notify(event.handle))
+            self._spawn(self.mwi.subscribed(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
+            self.mwi.forget(event.handle)
             log.info("subscription %s ended: %s", event.handle, event.reason)
             return
         if isinstance(event, TransferResult):
