@@ -29,6 +29,7 @@ from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
 from imapvm.ivr.dialplan import run_call
+from imapvm.ivr.leave import target_boxes
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -49,6 +50,7 @@ from imapvm.telephony.message_summary import MessageSummary
 from imapvm.telephony.routing import RoutingConfig
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
+from imapvm.telephony.sip.digest import log_safe
 
 log = logging.getLogger("imapvm")
 
@@ -99,7 +101,7 @@ class VoicemailServer:
         self.metrics = Metrics()
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
-                                  loaded.settings.imap)
+                                  loaded.settings.imap, index_dir=paths.cache / "imap")
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -166,6 +168,7 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        await self.store.imap.prewarm()  # the TLS context, off the loop, before any call
         # Before the outbox worker runs: what a crash cut short becomes partial messages.
         found = await asyncio.to_thread(unfinished, self.recordings.directory)
         if found:
@@ -419,9 +422,9 @@ class _DigestGuard:
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
-        self._server.lockouts.note_failure(box, source, "sip-digest", username)
-        if box is not None:
-            self._server.lockouts.failure_soon(box, source)
+        event = self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None and event is not None:
+            self._server.lockouts.failure_soon(box, event)
 
     def succeeded(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
@@ -492,7 +495,19 @@ def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"]
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
     """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
-    VoiceMail() options and recipients the call carries."""
+    VoiceMail() options and recipients the call carries.
+
+    When none of the mailboxes the call names exists, it is refused with 404 before
+    answering (as Asterisk's VoiceMail() fails without a prompt) and logged: the PBX can
+    route the call elsewhere."""
+    target = channel.target
+    if target.purpose == "deposit" and target.mailbox and not target_boxes(channel,
+                                                                            server.session):
+        log.warning("call %s from %s (%s): no mailbox %s, refused with 404", channel.handle,
+                    channel.caller.number or "anonymous", channel.caller.address or "-",
+                    log_safe(target.mailbox))
+        if server.sip is not None and server.sip.reject_call(channel, 404):
+            return
     await run_call(channel, server.session, _default_greeting(server))
 
 

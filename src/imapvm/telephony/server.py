@@ -387,10 +387,26 @@ class SipServer:
         channel.rtp = rtp
         rtp.inactivity_timeout = s.rtp_timeout
         rtp.on_inactive = lambda: self._rtp_timed_out(channel)
+        rtp.on_failure = lambda exc: self._media_failed(channel, exc)
         if channel.media is not None:
             rtp.set_media(channel.media)
         self._pump()
         return rtp
+
+    def reject_call(self, channel: SipChannel, status: int) -> bool:
+        """A final non-2xx (404 for a mailbox that does not exist) before answering."""
+        try:
+            self.core.reject(channel.handle, status, self._now())
+        except SipStateError:
+            return False  # answered already, or gone
+        self._pump()
+        return True
+
+    def _media_failed(self, channel: SipChannel, exc: BaseException) -> None:
+        """The RTP loop failed: end the call (the flow keeps what was recorded so far)."""
+        log.error("call %s: media failed (%s), hanging up", channel.handle,
+                  type(exc).__name__)
+        self.hangup_call(channel)
 
     def _rtp_timed_out(self, channel: SipChannel) -> None:
         log.info("call %s: no RTP for %s s, hanging up", channel.handle, self.settings.rtp_timeout)

@@ -90,6 +90,10 @@ class RtpSession(asyncio.DatagramProtocol):
         # a phone that vanished without BYE must not keep a call (and a recording) open.
         self.inactivity_timeout: float | None = None
         self.on_inactive: Callable[[], None] | None = None
+        # Called once when the media loop itself fails (a bug, or media we should have
+        # refused): the call is ended with what was recorded so far, and the failure logged.
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.failed: BaseException | None = None
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
@@ -175,15 +179,34 @@ class RtpSession(asyncio.DatagramProtocol):
         if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
             self._t0, self._n = now, 0
         try:
-            self._send_frame()
-        except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
-            log.debug("RTP send failed: %s", exc)
-        if self._n % 25 == 0:  # twice a second is plenty for these two checks
-            self._check_inactivity(now)
-            for digit, duration in self._dtmf.expire(now):
-                if self.digit_sink:
-                    self.digit_sink(digit, duration)
+            try:
+                self._send_frame()
+            except OSError as exc:  # the network said no: keep the clock running regardless
+                log.debug("RTP send failed: %s", exc)
+            if self._n % 25 == 0:  # twice a second is plenty for these two checks
+                self._check_inactivity(now)
+                for digit, duration in self._dtmf.expire(now):
+                    if self.digit_sink:
+                        self.digit_sink(digit, duration)
+        except Exception as exc:
+            self._fail(exc)
+            return
         self._schedule()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop this stream for good and tell the call (never a silent, hanging call)."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        log.error("RTP media loop failed (%s: %s): ending the call", type(exc).__name__, exc,
+                  exc_info=exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stop_playback()
+        callback, self.on_failure = self.on_failure, None
+        if callback is not None:
+            callback(exc)
 
     def _check_inactivity(self, now: float) -> None:
         media, limit = self.media, self.inactivity_timeout
@@ -223,6 +246,14 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # ---- receiving --------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._receive(data, addr)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:
