@@ -2,17 +2,21 @@
 
 Run from the repository root:  .venv/bin/python bench/sip_load.py --calls 50 100 200
 Measures, per load level, with our server in this process and sipp as the callers:
-CPU of this process while all calls are up, RTP send-interval lateness p50/p99/max (how late
+CPU of this process while all calls are up (the window starts once every call is talking and
+ends before the first caller hangs up; a run where a call ended inside it says so), RTP
+send-interval lateness p50/p99/max (how late
 each 20 ms frame left compared with its schedule), packets lost on receive, and whether every
 recording has the length the caller talked for. Last line per level:
 ``calls=N cpu_pct= send_p99_ms= lost_packets= recordings_complete=``
-Goal (issue 7): 200 calls within 60 % of one core, p99 <= 5 ms, nothing lost.
+Goal (issue 18): 500 calls within 60 % of one core, p99 <= 5 ms, nothing lost.
+``--profile FILE`` writes a cProfile of the CPU window (pstats format) to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import resource
 import shutil
 import socket
@@ -96,9 +100,12 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run_level(calls: int, talk: float, prompt: float, work: Path) -> str:
+async def run_level(
+    calls: int, talk: float, prompt: float, work: Path, profile: str | None = None
+) -> str:
     channels: list[SipChannel] = []
     recordings: list[int] = []
+    answered_at: list[float] = []
     prompt_audio = (3000 * np.sin(2 * np.pi * 440 * np.arange(int(8000 * prompt)) / 8000)).astype(
         np.int16
     )
@@ -106,6 +113,7 @@ async def run_level(calls: int, talk: float, prompt: float, work: Path) -> str:
     async def handler(channel: SipChannel) -> None:
         channels.append(channel)
         await channel.answer()
+        answered_at.append(time.monotonic())
         await channel.play(prompt_audio)
         audio, _ = await channel.record(max_seconds=talk + 30)
         recordings.append(len(audio))
@@ -128,15 +136,30 @@ async def run_level(calls: int, talk: float, prompt: float, work: Path) -> str:
             "-timeout", str(int(talk + prompt + 60)), f"{host}:{port}",
             cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
-        # Steady state: every call is up and talking. Measure CPU over the middle of it.
-        while len(server.channels) < calls and sipp.returncode is None:  # noqa: ASYNC110
+        # Steady state: every call is up and talking. Measure CPU from then until just
+        # before the first caller hangs up (its ACK + prompt + talk), never across hang-ups.
+        while len(answered_at) < calls and sipp.returncode is None:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         await asyncio.sleep(prompt + 1)
-        window = max(2.0, talk - 3)
+        first_bye = answered_at[0] + prompt + talk if answered_at else time.monotonic()
+        window = first_bye - 1.0 - time.monotonic()
+        if window < 2.0:
+            raise SystemExit(f"calls came up too slowly for a CPU window: use --talk > {talk}")
+        profiler = cProfile.Profile() if profile else None
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        up0 = len(server.channels)
+        if profiler:
+            profiler.enable()
         await asyncio.sleep(window)
+        if profiler:
+            profiler.disable()
         r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        up1 = len(server.channels)
         cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (t1 - t0) * 100
+        if profiler and profile:
+            profiler.dump_stats(profile)
+        print(f"  CPU window {t1 - t0:.1f} s with {up0}..{up1} calls up"
+              + ("" if up0 == up1 == calls else "  (NOT all calls up: figure invalid)"))
         await sipp.wait()
         for _ in range(50):
             if len(recordings) >= calls:
@@ -172,6 +195,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--talk", type=float, default=30.0, help="seconds each caller talks")
     parser.add_argument("--prompt", type=float, default=2.0, help="seconds of prompt first")
+    parser.add_argument("--profile", help="write a cProfile of the CPU window to this file")
     args = parser.parse_args()
     if shutil.which("sipp") is None or shutil.which("sox") is None:
         raise SystemExit("needs sipp and sox")
@@ -180,7 +204,7 @@ async def main() -> None:
         speech = work / "speech.wav"
         make_audio(speech, work / "caller.ul")
         for calls in args.calls:
-            print(await run_level(calls, args.talk, args.prompt, work), flush=True)
+            print(await run_level(calls, args.talk, args.prompt, work, args.profile), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
 from imapvm.httpd import HealthServer
 from imapvm.ivr.dialplan import run_call
+from imapvm.ivr.leave import target_boxes
 from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
@@ -52,6 +53,7 @@ from imapvm.telephony.message_summary import MessageSummary
 from imapvm.telephony.routing import RoutingConfig
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
+from imapvm.telephony.sip.digest import log_safe
 
 log = logging.getLogger("imapvm")
 
@@ -104,7 +106,7 @@ class VoicemailServer:
         self.metrics = Metrics()
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
-                                  loaded.settings.imap)
+                                  loaded.settings.imap, index_dir=paths.cache / "imap")
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -174,6 +176,7 @@ class VoicemailServer:
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
         await self._lock_outbox()
+        await self.store.imap.prewarm()  # the TLS context, off the loop, before any call
         # Before the outbox worker runs: what a crash cut short becomes partial messages.
         found = await asyncio.to_thread(unfinished, self.recordings.directory)
         if found:
@@ -304,14 +307,7 @@ class VoicemailServer:
             log.error("reload refused: the configuration has errors; still running the old one")
             return False
         diff = result.diff
-        self.loaded = result.active
-        self.store.config = result.active.voicemail
-        self.session.config = result.active.voicemail
-        # Passwords changed by phone are in the files by now: the files are the truth again.
-        self.session.passwords = spooldir_passwords(result.active.voicemail,
-                                                    result.active.settings.paths.spool)
-        self.prompts = PromptLoader(result.active.settings.paths.sounds,
-                                    result.active.voicemail.general.prompt)
+        self._use(result.active)
         await mwi_config.apply(self.mwi, result.active.voicemail)
         for spec in self._always_watched():  # mailboxes added by the reload
             await self.mwi.watch(spec)
@@ -322,6 +318,19 @@ class VoicemailServer:
                         ", ".join(k for k in diff.settings
                                   if k.startswith(("sip.", "http.", "paths."))))
         return True
+
+    def _use(self, active: LoadedConfig) -> None:
+        """Hand a freshly built configuration, and a prompt loader made from it, to every part
+        that reads them, so that nothing keeps a stale copy; calls in progress finish with what
+        they started with."""
+        self.loaded = active
+        self.store.config = active.voicemail
+        self.session.config = active.voicemail
+        # Passwords changed by phone are in the files by now: the files are the truth again.
+        self.session.passwords = spooldir_passwords(active.voicemail, active.settings.paths.spool)
+        self.prompts = PromptLoader(active.settings.paths.sounds, active.voicemail.general.prompt)
+        if self.sip is not None:
+            self.sip.prompt_loader = self.prompts
 
     # -- calls ----------------------------------------------------------------------------
     async def _on_call(self, channel: SipChannel) -> None:
@@ -400,7 +409,7 @@ class VoicemailServer:
         """A phone subscribed: watch its mailbox from now on and tell it the counts."""
         box = self.mailbox_ref(mailbox)
         if box is None:
-            return None
+            return MessageSummary(0, 0)  # no such mailbox: truly nothing waiting
         name = await self.mwi.watch(box)
         update = self.mwi.current(name)
         if update is not None:
@@ -408,7 +417,7 @@ class VoicemailServer:
         else:
             try:
                 c = await self.store.counts(box)
-            except StoreError as exc:
+            except StoreError as exc:  # unknown is not zero: the first real count is sent
                 log.warning("MWI lookup for %s failed: %s", mailbox, exc)
                 return None
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
@@ -454,9 +463,9 @@ class _DigestGuard:
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
-        self._server.lockouts.note_failure(box, source, "sip-digest", username)
-        if box is not None:
-            self._server.lockouts.failure_soon(box, source)
+        event = self._server.lockouts.note_failure(box, source, "sip-digest", username)
+        if box is not None and event is not None:
+            self._server.lockouts.failure_soon(box, event)
 
     def succeeded(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
@@ -527,7 +536,19 @@ def _default_greeting(server: VoicemailServer) -> Literal["busy", "unavailable"]
 
 async def deposit_call(server: VoicemailServer, channel: SipChannel) -> None:
     """A call for a mailbox (forwarded on busy or no answer): leave a message, with the
-    VoiceMail() options and recipients the call carries."""
+    VoiceMail() options and recipients the call carries.
+
+    When none of the mailboxes the call names exists, it is refused with 404 before
+    answering (as Asterisk's VoiceMail() fails without a prompt) and logged: the PBX can
+    route the call elsewhere."""
+    target = channel.target
+    if target.purpose == "deposit" and target.mailbox and not target_boxes(channel,
+                                                                            server.session):
+        log.warning("call %s from %s (%s): no mailbox %s, refused with 404", channel.handle,
+                    channel.caller.number or "anonymous", channel.caller.address or "-",
+                    log_safe(target.mailbox))
+        if server.sip is not None and server.sip.reject_call(channel, 404):
+            return
     await run_call(channel, server.session, _default_greeting(server))
 
 

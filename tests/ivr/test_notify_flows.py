@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from imapvm.ivr.channel import CallerId
+from imapvm.channel import CallerId
 from imapvm.ivr.leave import leave_message
 from imapvm.ivr.main import MainOptions, voicemail_main
 from imapvm.notify.notifier import Notifier

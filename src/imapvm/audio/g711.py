@@ -55,7 +55,8 @@ def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
     absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
     segno = _bit_length(absno >> 6) + 1
     code = ((8 - segno) << 4) | (15 - ((absno >> segno) & 15))
-    return np.where(x >= 0, code | 0x80, code).astype(np.uint8)
+    table: npt.NDArray[np.uint8] = np.where(x >= 0, code | 0x80, code).astype(np.uint8)
+    return table
 
 
 def _build_ulaw_decode() -> Pcm:

@@ -218,6 +218,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now (IMAP server down, login refused)."""
 
 
+class ServerNotAnswering(StoreUnavailable):
+    """The server took the connection and said nothing in time: nothing was sent to it, and
+    retrying at once would only wait as long again."""
+
+
 class Refused(StoreError):
     """The store refuses this for good: the same request can never succeed until the
     configuration changes (a refused login, a mailbox or context it cannot hold). The outbox

@@ -248,8 +248,12 @@ class Journal:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
         def resolve() -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         self.writer.put(op, self.meta.id, resolve)
         await done

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import cast
 
+from .sip.kinds import SipTransport
+
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
@@ -26,7 +28,7 @@ class UdpSipTransport(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self._on_datagram(data, (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
@@ -55,7 +57,7 @@ async def open_udp(host: str, port: int, on_datagram: DatagramHandler) -> UdpSip
     return protocol
 
 
-MessageHandler = Callable[[bytes, Address, str], None]
+MessageHandler = Callable[[bytes, Address, SipTransport], None]
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 
 

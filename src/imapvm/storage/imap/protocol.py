@@ -12,6 +12,7 @@ lists are Python lists. Consumers (FETCH, STATUS, ESEARCH, ... in `responses.py`
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,22 +25,24 @@ class ProtocolError(Exception):
 
 
 Value = bytes | None | list["Value"]
+ResponseKind = typing.Literal["tagged", "untagged", "continuation"]
+Status = typing.Literal["OK", "NO", "BAD", "PREAUTH", "BYE", ""]
 
 
 @dataclass(frozen=True)
 class Response:
     """One complete server response.
 
-    kind: "tagged", "untagged" or "continuation".
+    kind: tagged (completes a command), untagged (data or status) or continuation ("+").
     For tagged and untagged status responses (OK/NO/BAD/PREAUTH/BYE) `status` is set and
     `code`/`code_args`/`text` carry the response code and human text; for untagged data
     (`* 3 EXISTS`, `* FETCH ...`, `* LIST ...`) `name` is the upper-cased data name, `number` the
     leading number if any, and `values` the parsed rest.
     """
 
-    kind: str
+    kind: ResponseKind
     tag: bytes = b""
-    status: str = ""
+    status: Status = ""
     code: str = ""
     code_args: list[Value] = field(default_factory=list)
     text: str = ""
@@ -50,7 +53,8 @@ class Response:
 
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)\+?\}$")
-_STATUS = {b"OK", b"NO", b"BAD", b"PREAUTH", b"BYE"}
+_STATUS: dict[bytes, Status] = {b"OK": "OK", b"NO": "NO", b"BAD": "BAD", b"PREAUTH": "PREAUTH",
+                                b"BYE": "BYE"}
 
 
 class ResponseFramer:
@@ -219,7 +223,7 @@ def parse_response(data: bytes) -> Response:
     tok.skip_space()
     first = tok.word()
     tok.skip_space()
-    kind = "untagged" if tag == b"*" else "tagged"
+    kind: ResponseKind = "untagged" if tag == b"*" else "tagged"
     if first.upper() in _STATUS:
         code: str = ""
         code_args: list[Value] = []
@@ -227,7 +231,7 @@ def parse_response(data: bytes) -> Response:
             code, code_args = _response_code(tok)
             tok.skip_space()
         human = tok.rest().decode("utf-8", "replace")
-        status = first.upper().decode()
+        status = _STATUS[first.upper()]
         return Response(kind=kind, tag=tag, status=status, code=code, code_args=code_args,
                         text=human, name=status if kind == "untagged" else "", raw=data)
     if kind == "tagged":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from .digest import DigestAuth
 from .errors import SipParseError
 from .events import Event
+from .kinds import SipTransport
 from .message import DEFAULT_LIMITS, Headers, Limits, SipRequest, SipResponse
 from .timers import TimerHeap
 from .transaction import (
@@ -77,7 +78,7 @@ class CoreConfig:
     local_host: str
     local_port: int
     user_agent: str = "imapvm"
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     timers: TimerConfig = field(default_factory=TimerConfig)
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
@@ -143,7 +144,7 @@ class TransactionLayer:
         return self.server.get(self.tx_key(req, method))
 
     def new_server(
-        self, req: SipRequest, method: str, source: Address, transport: str
+        self, req: SipRequest, method: str, source: Address, transport: SipTransport
     ) -> ServerTransaction:
         key = self.tx_key(req, method)
         address = self.response_address(req, source, transport)
@@ -208,7 +209,7 @@ class TransactionLayer:
 
     # ---- sending ----------------------------------------------------------------------
     def response_address(
-        self, req: SipRequest, source: Address, transport: str = "UDP"
+        self, req: SipRequest, source: Address, transport: SipTransport = "UDP"
     ) -> Address:
         """RFC 3261 §18.2.2 with RFC 3581: received/rport, else the sent-by port; over TCP
         the connection the request came on."""
@@ -240,7 +241,7 @@ class TransactionLayer:
         contact: bool = False,
         body: bytes = b"",
         extra: Iterable[tuple[str, str]] = (),
-        transport: str = "UDP",
+        transport: SipTransport = "UDP",
     ) -> bytes:
         headers = Headers()
         for via in self._top_via(req, source):
@@ -290,7 +291,7 @@ class TransactionLayer:
 
     def respond_stateless(
         self, req: SipRequest, source: Address, status: int, reason: str | None,
-        transport: str = "UDP", extra: Iterable[tuple[str, str]] = (),
+        transport: SipTransport = "UDP", extra: Iterable[tuple[str, str]] = (),
     ) -> None:
         h = req.headers
         if not (h.get("From") and h.get("To") and req.call_id and req.cseq[0]):
@@ -303,7 +304,7 @@ class TransactionLayer:
             return  # not even a Via to answer to
         self._out.outgoing.append(Send(data, address, transport))
 
-    def contact_uri(self, transport: str = "UDP") -> str:
+    def contact_uri(self, transport: SipTransport = "UDP") -> str:
         param = "" if transport == "UDP" else f";transport={transport.lower()}"
         return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
                 + param)
@@ -335,7 +336,7 @@ class TransactionLayer:
         self, method: str, call_id: str, local: str, remote: str, remote_target: str,
         route_set: list[str], source: Address, cseq: int, now: float,
         extra: Iterable[tuple[str, str]] = (), body: bytes = b"", content_type: str = "",
-        transport: str = "UDP", on_final: FinalHandler | None = None,
+        transport: SipTransport = "UDP", on_final: FinalHandler | None = None,
     ) -> TxKey:
         """Send a request inside a dialog through a non-INVITE client transaction.
 

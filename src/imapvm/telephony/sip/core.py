@@ -59,6 +59,7 @@ from .events import (
     TransferProgress,
     TransferResult,
 )
+from .kinds import EndReason, SipTransport
 from .message import (
     SipRequest,
     SipResponse,
@@ -144,7 +145,8 @@ class SipCore:
         events, self._out.events = self._out.events, []
         return events
 
-    def receive(self, data: bytes, source: Address, now: float, transport: str = "UDP") -> None:
+    def receive(self, data: bytes, source: Address, now: float,
+                transport: SipTransport = "UDP") -> None:
         """Feed one datagram (or one framed TCP message). Never raises because of its content.
 
         ``transport`` is "UDP" or "TCP"; over TCP, ``source`` names the connection that
@@ -304,7 +306,7 @@ class SipCore:
 
     # ---- receiving --------------------------------------------------------------------
     def _authenticated(
-        self, msg: SipRequest, source: Address, now: float, transport: str
+        self, msg: SipRequest, source: Address, now: float, transport: SipTransport
     ) -> bool:
         """Admit an untrusted source's request, or answer 401/403 and return False.
 
@@ -371,7 +373,8 @@ class SipCore:
             return False
         return any(ip in net for net in self.config.trusted)
 
-    def _on_request(self, req: SipRequest, source: Address, now: float, transport: str) -> None:
+    def _on_request(self, req: SipRequest, source: Address, now: float,
+                    transport: SipTransport) -> None:
         method = req.method
         if method == "ACK":
             self._on_ack(req, now)
@@ -629,7 +632,8 @@ class SipCore:
             call.accepted_index = accepted[0]
             self._out.events.append(MediaUpdated(call.handle, accepted[1]))
 
-    def _on_cancel(self, req: SipRequest, source: Address, now: float, transport: str) -> None:
+    def _on_cancel(self, req: SipRequest, source: Address, now: float,
+                   transport: SipTransport) -> None:
         respond = self.transactions.respond
         tx = self.transactions.new_server(req, "CANCEL", source, transport)
         invite_tx = self.transactions.find_server(req, "INVITE")
@@ -703,11 +707,11 @@ class SipCore:
             d.next_cseq(), now, extra=extra or [], transport=d.transport, on_final=on_final,
         )
 
-    def _send_bye(self, call: Call, now: float, reason: str) -> None:
+    def _send_bye(self, call: Call, now: float, reason: EndReason) -> None:
         self._send_in_dialog(call, "BYE", now)
         self._end(call, reason)
 
-    def _end(self, call: Call, reason: str) -> None:
+    def _end(self, call: Call, reason: EndReason) -> None:
         self.timers.cancel(("ack", (call.handle,)))
         if not call.dialog.end():
             return

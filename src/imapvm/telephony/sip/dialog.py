@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .errors import SipStateError
+from .kinds import EndReason, SipTransport
 from .transaction import Address
 
 
@@ -73,7 +74,7 @@ class Dialog:
     remote_target: str
     route_set: list[str]
     source: Address
-    transport: str = "UDP"
+    transport: SipTransport = "UDP"
     remote_cseq: int = 0
     local_cseq: int = 0
     state: DialogState = DialogState.EARLY
@@ -133,9 +134,10 @@ class Dialog:
             self.state = DialogState.CONFIRMED
         return before
 
-    def ack_timed_out(self) -> str:
+    def ack_timed_out(self) -> EndReason:
         """64*T1 without the ACK: the dialog ends with BYE; returns the CallEnded reason."""
-        reason = "local-bye" if self.state == DialogState.HANGING_UP else "ack-timeout"
+        reason: EndReason = ("local-bye" if self.state == DialogState.HANGING_UP
+                             else "ack-timeout")
         self.pending_ack = None
         return reason
 

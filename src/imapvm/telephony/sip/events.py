@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sdp import NegotiatedMedia
+from .kinds import EndReason
 from .message import SipRequest
 from .transaction import Address
 
@@ -48,10 +49,10 @@ class DtmfReceived:
 
 @dataclass(frozen=True)
 class CallEnded:
-    """The call is over. ``reason``: remote-bye, local-bye, cancelled, rejected, ack-timeout."""
+    """The call is over, and why."""
 
     handle: str
-    reason: str
+    reason: EndReason
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .base import (
 )
 from .errors import SipParseError, SipStateError
 from .events import PublishResult, SubscriptionEnded, SubscriptionRefreshed, SubscriptionStarted
+from .kinds import SipTransport
 from .message import SipRequest, SipResponse
 from .timers import TimerHeap
 from .transaction import Address, ServerTransaction
@@ -53,7 +54,7 @@ class Subscription:
     remote_cseq: int = 0
     local_cseq: int = 0
     state: SubscriptionState = SubscriptionState.ACTIVE
-    transport: str = "UDP"
+    transport: SipTransport = "UDP"
 
     @property
     def dialog_key(self) -> tuple[str, str, str]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .kinds import SipTransport
+
 Address = tuple[str, int]
 
 
@@ -31,7 +33,7 @@ class TimerConfig:
 class Send:
     data: bytes
     address: Address
-    transport: str = "UDP"  # "TCP": send on the connection to ``address``
+    transport: SipTransport = "UDP"  # "TCP": send on the connection to ``address``
 
 
 class State(Enum):
@@ -50,7 +52,7 @@ class _Transaction:
     state: State
     address: Address  # where responses (server) or requests (client) go
     deadlines: dict[str, float] = field(default_factory=dict)
-    transport: str = "UDP"
+    transport: SipTransport = "UDP"
 
     @property
     def reliable(self) -> bool:

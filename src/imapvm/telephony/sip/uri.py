@@ -54,6 +54,8 @@ def format_params(params: dict[str, str | None]) -> str:
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
     """Split on ``sep`` where it is outside double quotes and angle brackets."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # the common case, without a loop over every character
     parts: list[str] = []
     depth = 0
     quoted = False

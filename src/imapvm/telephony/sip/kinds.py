@@ -1,0 +1,12 @@
+"""The closed sets of the SIP core, as types: mypy rejects a misspelt value at its source."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+SipTransport = Literal["UDP", "TCP", "TLS"]
+"""How a request came in and how its responses (and in-dialog requests) go out."""
+
+EndReason = Literal["remote-bye", "local-bye", "cancelled", "rejected", "redirected",
+                    "ack-timeout"]
+"""Why a call ended (`CallEnded.reason`)."""
