@@ -119,7 +119,7 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
     if skipuser and options.skip_password:
         return session.find(given or "", context)
     maxlogins = max(1, session.config.general.number("maxlogins"))
-    prompts = [] if skipuser else [session.prompt("vm-login")]
+    prompts = [] if skipuser else ["vm-login"]
     for attempt in range(1, maxlogins + 1):
         if skipuser:
             number = given or ""
@@ -142,7 +142,7 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
             await lockouts.refresh(box)  # what the other nodes counted
         waiting = lockouts.wait(box, source) if lockouts is not None else 0.0
         if box is None or expected:
-            password = await read_string(channel, [session.prompt("vm-password")])
+            password = await read_string(channel, ["vm-password"])
             if password.startswith("*") and session.exit_target(star):
                 return star
         if waiting > 0:
@@ -188,7 +188,7 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
         s = view.settings
         cmd = ""
         if session.password(box) == box.mailbox and (s.forcename or s.forcegreetings):
-            await channel.play(session.prompt("vm-newuser"))
+            await channel.play("vm-newuser")
             cmd = await new_user_setup(channel, view)
         if cmd != "t":
             await _quota_warnings(channel, view)

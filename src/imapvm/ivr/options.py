@@ -145,21 +145,20 @@ async def _save_password(view: MailboxView, password: str) -> bool:
 
 async def change_password(channel: Channel, view: MailboxView) -> str:
     """0-5: new password twice; refused for a locked (``-``) password."""
-    session = view.session
     if view.settings.password_locked:
         return await channel.play("vm-no", ANY) or ""
-    first = await read_string(channel, [session.prompt("vm-newpassword")])
+    first = await read_string(channel, ["vm-newpassword"])
     if not await _valid_password(view, first):
-        return await say(channel, [session.prompt("vm-invalid-password"),
-                                   session.prompt("vm-pls-try-again")]) or ""
-    second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+        return await say(channel, ["vm-invalid-password",
+                                   "vm-pls-try-again"]) or ""
+    second = await read_string(channel, ["vm-reenterpassword"])
     if first != second:
-        return await say(channel, [session.prompt("vm-mismatch"),
-                                   session.prompt("vm-pls-try-again")]) or ""
+        return await say(channel, ["vm-mismatch",
+                                   "vm-pls-try-again"]) or ""
     if not await _save_password(view, first):
-        return await say(channel, [session.prompt("vm-invalid-password"),
-                                   session.prompt("vm-pls-try-again")]) or ""
-    return await channel.play(session.prompt("vm-passchanged"), ANY) or ""
+        return await say(channel, ["vm-invalid-password",
+                                   "vm-pls-try-again"]) or ""
+    return await channel.play("vm-passchanged", ANY) or ""
 
 
 async def new_user_setup(channel: Channel, view: MailboxView) -> str:
@@ -167,7 +166,7 @@ async def new_user_setup(channel: Channel, view: MailboxView) -> str:
     then must choose a password; the password comes last so that hanging up early means being
     treated as new again next time. Returns "t" when the owner gave up (the call says goodbye).
     """
-    s, session = view.settings, view.session
+    s = view.settings
     wanted = []
     if s.forcename:
         wanted.append(GreetingKind.NAME)
@@ -177,21 +176,21 @@ async def new_user_setup(channel: Channel, view: MailboxView) -> str:
         if not await _has_greeting(view, kind) and await record_greeting(channel, view, kind):
             return "t"
     for _ in range(3):
-        first = await read_string(channel, [session.prompt("vm-newpassword")])
+        first = await read_string(channel, ["vm-newpassword"])
         if not first:
             return "t"
         if not await _valid_password(view, first):
-            await channel.play(session.prompt("vm-invalid-password"))
+            await channel.play("vm-invalid-password")
             continue
-        second = await read_string(channel, [session.prompt("vm-reenterpassword")])
+        second = await read_string(channel, ["vm-reenterpassword"])
         if not second:
             return "t"
         if first == second:
             if not await _save_password(view, first):
-                await channel.play(session.prompt("vm-invalid-password"))
+                await channel.play("vm-invalid-password")
                 continue
-            await channel.play(session.prompt("vm-passchanged"))
+            await channel.play("vm-passchanged")
             return ""
-        await channel.play(session.prompt("vm-mismatch"))
+        await channel.play("vm-mismatch")
     await channel.hangup()
     raise ChannelHangup("no valid new password in three tries")

@@ -122,10 +122,6 @@ class Session:
                 pass
         return str(self.config.general["language"] or "") or "en"
 
-    def prompt(self, name: str) -> str:
-        """A prompt name after voicemail.conf's overrides (``vm-login=...``)."""
-        return self.config.general.prompt(name)
-
     async def notify_changed(self, box: MailboxRef) -> None:
         if self.changed is None:
             return

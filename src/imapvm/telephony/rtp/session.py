@@ -1,4 +1,8 @@
-"""One call's RTP stream on asyncio: symmetric RTP with latching, paced G.711 sending, receiving.
+"""One call's RTP stream on asyncio: symmetric RTP with latching, paced sending, receiving.
+
+Audio from and to the voice menus is 8 kHz; on a G.722 call it is carried at 16 kHz on the line
+(upsampled when played, decoded to 16 kHz and decimated for the menus when received), and a
+``wide_sink`` can take the received 16 kHz audio as it is, for recordings of full bandwidth.
 
 Pacing is one shared clock for all streams of the loop (``pacer.py``): a tick every 2 ms on an
 absolute schedule, each stream due on a tick of its own phase, so the calls' packets are spread
@@ -6,8 +10,12 @@ evenly over the ptime instead of costing one asyncio timer each (measured with
 ``bench/sip_load.py``). If the loop stalls for more than a few frames a stream's schedule
 restarts instead of bursting to catch up.
 
-Packets go out with the socket's own ``sendto`` (a full socket buffer drops the frame, which
-for RTP is better than queueing it late), and the receive path decodes each frame once.
+A session owns a non-blocking UDP socket and no asyncio transport: on each of its ticks it
+sends its frame with the socket's own ``sendto`` (a full socket buffer drops the frame, which
+for RTP is better than queueing it late), then reads what arrived since its last tick (one
+packet at 50 packets a second, read 20 ms late at most). So the loop has no reader per call
+and a tick's sends never wait behind a burst of reads. G.711 prompts are encoded once when
+they start playing, not frame by frame.
 
 We send continuously (silence when nothing plays) so NATs stay open and the far end can latch
 onto us; we stop sending only when the caller puts us on hold.
@@ -16,6 +24,7 @@ onto us; we stop sending only when the caller puts us on hold.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 import socket
@@ -25,8 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ...audio import g711
+from ...audio import g722
 from ..sdp import NegotiatedMedia
+from .codecs import StreamCodec
 from .dtmf import DtmfReceiver
 from .pacer import Pacer
 from .packet import build_rtp, parse_rtp
@@ -51,13 +61,7 @@ class RtpStats:
 
 
 class RtpSession:
-    """Created by ``open_rtp_session``; the Channel plays into it and listens to it.
-
-    The session owns a non-blocking UDP socket and no asyncio transport: on each of its
-    pacer ticks it sends its frame, then reads what arrived since the last tick (at 50
-    packets a second that is one packet, read 20 ms late at most), so the loop has no reader
-    per call and a tick's sends are never queued behind a burst of reads.
-    """
+    """Created by ``open_rtp_session``; the Channel plays into it and listens to it."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, measure: bool = False
@@ -75,26 +79,38 @@ class RtpSession:
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._ptime = 0.02
-        self._frame = 160
-        self._silence = bytes([g711.ULAW_SILENCE]) * 160
-        self._play: bytes = b""
-        self._play_pcm: npt.NDArray[np.int16] | None = None  # to re-encode on a codec change
+        self._frame = 160  # RTP clock ticks per frame (8000 Hz for every codec we speak)
+        self.codec = StreamCodec("PCMU")
+        self._frame_samples = 160  # line samples per frame
+        self._silence = np.zeros(160, dtype=np.int16)
+        # G.711 only (one byte per sample, no state): silence and the prompt encoded once
+        self._silence_enc: bytes | None = self.codec.encode(self._silence)
+        self._play_enc: bytes | None = None
+        self._play: npt.NDArray[np.int16] = self._silence[:0]  # at the line's rate
+        self._play_pcm: npt.NDArray[np.int16] | None = None  # as given, for a codec change
+        self._play_rate = SAMPLE_RATE
         self._play_pos = 0
+        self._decimator = g722.Decimator()
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
         self._n = 0
         self._on_hold = False
         self._rx_seen = False
         self._reorder = ReorderBuffer()
-        self._decode: Callable[[bytes], npt.NDArray[np.int16]] | None = None
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
         self.audio_sink: AudioSink | None = None
+        #: Received audio at the line's rate (16 kHz on G.722), before the menus' 8 kHz.
+        self.wide_sink: AudioSink | None = None
         self.digit_sink: DigitSink | None = None
         # Called once when nothing arrived for ``inactivity_timeout`` s while not on hold:
         # a phone that vanished without BYE must not keep a call (and a recording) open.
         self.inactivity_timeout: float | None = None
         self.on_inactive: Callable[[], None] | None = None
+        # Called once when the media loop itself fails (a bug, or media we should have
+        # refused): the call is ended with what was recorded so far, and the failure logged.
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.failed: BaseException | None = None
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
@@ -106,42 +122,54 @@ class RtpSession:
     # ---- media control ----------------------------------------------------------------
     def set_media(self, media: NegotiatedMedia) -> None:
         """Apply negotiated media (initial answer or re-INVITE); re-latch to the new peer."""
-        if self.media is not None and self.media.encoding != media.encoding and self._play:
-            assert self._play_pcm is not None
-            self._play = g711.encode(media.encoding, self._play_pcm)
+        if media.encoding.upper() != self.codec.encoding:
+            self.codec = StreamCodec(media.encoding)
+            self._decimator = g722.Decimator()
+            if self._play_pcm is not None and len(self._play):
+                done = self._play_pos / len(self._play)
+                self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
+                self._play_pos = int(done * len(self._play))
+                self._play_enc = self._encode_whole(self._play)
         self.media = media
         self._on_hold = media.on_hold
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
         ptime = media.ptime_ms / 1000
         self._frame = SAMPLE_RATE * media.ptime_ms // 1000
-        self._silence = bytes([g711.silence_byte(media.encoding)]) * self._frame
-        self._decode = _DECODERS.get(media.encoding.upper())
-        if not self._paced and self._open:
+        self._frame_samples = self.codec.rate * media.ptime_ms // 1000
+        self._silence = np.zeros(self._frame_samples, dtype=np.int16)
+        self._silence_enc = self._encode_whole(self._silence)
+        if not self._paced and self._open and self.failed is None:
             self._paced, self._ptime = True, ptime
             self._pacer.add(self, ptime)
         elif self._paced and ptime != self._ptime:
             self._ptime = ptime
             self._pacer.change(self, ptime)
 
-    def play(self, pcm: npt.NDArray[np.int16]) -> asyncio.Future[bool]:
-        """Queue audio (replacing what plays); the future is True when it was sent to the end."""
+    def _encode_whole(self, pcm: npt.NDArray[np.int16]) -> bytes | None:
+        """G.711 audio encoded in one go (sliced per frame later); None for G.722, whose
+        encoder state must follow the frames as they are sent."""
+        return None if self.codec.wideband else self.codec.encode(pcm)
+
+    def play(self, pcm: npt.NDArray[np.int16], rate: int = SAMPLE_RATE) -> asyncio.Future[bool]:
+        """Queue audio at ``rate`` (replacing what plays); the future is True when it was sent
+        to the end."""
         self.stop_playback()
-        encoding = self.media.encoding if self.media else "PCMU"
-        self._play = g711.encode(encoding, pcm)
-        self._play_pcm = pcm
+        self._play = self.codec.from_menu_audio(pcm, rate)
+        self._play_enc = self._encode_whole(self._play)
+        self._play_pcm, self._play_rate = pcm, rate
         self._play_pos = 0
         self._marker = True
         self._play_done = self._loop.create_future()
-        if not self._play:
+        if len(self._play) == 0:
             self._play_done.set_result(True)
         return self._play_done
 
     def stop_playback(self) -> None:
         if self._play_done is not None and not self._play_done.done():
             self._play_done.set_result(False)
-        self._play, self._play_pos, self._play_done = b"", 0, None
-        self._play_pcm = None
+        self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
+        self._play_pcm, self._play_enc = None, None
 
     def flush_audio(self) -> None:
         """Hand over audio held back for reordering (end of a recording)."""
@@ -149,32 +177,52 @@ class RtpSession:
 
     def close(self) -> None:
         self.stop_playback()
-        if self._paced:
-            self._pacer.remove(self)
-            self._paced = False
+        self._unpace()
         self._emit_audio(self._reorder.flush())
         if self._open:
             self._open = False
             self._sock.close()
             self.closed.set()
 
+    def _unpace(self) -> None:
+        if self._paced:
+            self._pacer.remove(self)
+            self._paced = False
+
     # ---- sending ----------------------------------------------------------------------
     def on_tick(self, due: float, now: float) -> None:
-        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran)."""
+        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran): send it,
+        then read what arrived since the last tick."""
         errors = self.stats.send_errors_ms
         try:
-            self._send_frame()
-        except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
-            log.debug("RTP send failed: %s", exc)
-        if errors is not None:  # measured after the send: what the packet really waited
-            errors.append((self._loop.time() - due) * 1000)
-        self._read()
-        self._n += 1
-        if self._n % 25 == 0:  # twice a second is plenty for these two checks
-            self._check_inactivity(now)
-            for digit, duration in self._dtmf.expire(now):
-                if self.digit_sink:
-                    self.digit_sink(digit, duration)
+            try:
+                self._send_frame()
+            except OSError as exc:  # the network said no: keep the clock running regardless
+                log.debug("RTP send failed: %s", exc)
+            if errors is not None:  # measured after the send: what the packet really waited
+                errors.append((self._loop.time() - due) * 1000)
+            self._read()
+            self._n += 1
+            if self._n % 25 == 0:  # twice a second is plenty for these two checks
+                self._check_inactivity(now)
+                for digit, duration in self._dtmf.expire(now):
+                    if self.digit_sink:
+                        self.digit_sink(digit, duration)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop this stream for good and tell the call (never a silent, hanging call)."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        log.error("RTP media loop failed (%s: %s): ending the call", type(exc).__name__, exc,
+                  exc_info=exc)
+        self._unpace()
+        self.stop_playback()
+        callback, self.on_failure = self.on_failure, None
+        if callback is not None:
+            callback(exc)
 
     def _check_inactivity(self, now: float) -> None:
         if self._rx_seen:  # set per packet; the clock is read here, twice a second
@@ -191,18 +239,29 @@ class RtpSession:
         media = self.media
         if media is None or self._remote is None or not self._open:
             return
-        payload = self._silence
+        n = self._frame_samples
         if self._play_done is not None:
-            chunk = self._play[self._play_pos : self._play_pos + self._frame]
-            self._play_pos += self._frame
-            if len(chunk) < self._frame:
-                chunk += self._silence[: self._frame - len(chunk)]
-            payload = chunk
+            pos = self._play_pos
+            encoded = self._play_enc
+            if encoded is not None:  # G.711: a slice of the prompt encoded at play()
+                payload = encoded[pos : pos + n]
+                if len(payload) < n:
+                    assert self._silence_enc is not None
+                    payload += self._silence_enc[: n - len(payload)]
+            else:
+                chunk = self._play[pos : pos + n]
+                if len(chunk) < n:
+                    chunk = np.concatenate([chunk, self._silence[: n - len(chunk)]])
+                payload = self.codec.encode(chunk)
+            self._play_pos = pos + n
             if self._play_pos >= len(self._play):
                 done = self._play_done
-                self._play, self._play_pos, self._play_done = b"", 0, None
+                self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
+                self._play_enc = None
                 if not done.done():
                     done.set_result(True)
+        else:
+            payload = self._silence_enc or self.codec.encode(self._silence)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
         if self._on_hold:
@@ -222,7 +281,7 @@ class RtpSession:
         """Handle what arrived since the last tick (bounded: a backlog drains over ticks)."""
         sock = self._sock
         for _ in range(limit):
-            if not self._open:
+            if not self._open or self.failed is not None:
                 return
             try:
                 data, addr = sock.recvfrom(2048)
@@ -234,6 +293,14 @@ class RtpSession:
             self.datagram_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._receive(data, addr)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:
@@ -263,18 +330,23 @@ class RtpSession:
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
         chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
-        if chunks and self.audio_sink is not None:
+        if chunks and (self.audio_sink is not None or self.wide_sink is not None):
             self._emit_audio(chunks)
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
-        sink, decode = self.audio_sink, self._decode
-        if sink is None or decode is None or not chunks:
+        sink, wide, media = self.audio_sink, self.wide_sink, self.media
+        if (sink is None and wide is None) or media is None or not chunks:
             return
+        codec = self.codec
         for chunk in chunks:
-            if isinstance(chunk, int):
-                sink(np.zeros(chunk, dtype=np.int16))
+            if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
+                line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
             else:
-                sink(decode(chunk))
+                line = codec.decode(chunk)
+            if wide is not None:
+                wide(line)
+            if sink is not None:
+                sink(self._decimator.process(line) if codec.wideband else line)
 
     @property
     def reorder_stats(self) -> dict[str, int]:
@@ -282,19 +354,24 @@ class RtpSession:
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
 
 
-_DECODERS: dict[str, Callable[[bytes], npt.NDArray[np.int16]]] = {
-    "PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode,
-}
+class RtpPortsExhausted(OSError):
+    """Every port of the pool is taken: the call is refused (503), not answered silently."""
 
 
 class PortPool:
-    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11)."""
+    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11). One port
+    per call is bound (RTP); the odd port above it stays free for RTCP, which imapvm does not
+    send, so a range of N ports carries N/2 calls."""
 
     def __init__(self, first: int, last: int) -> None:
         if first > last:
             raise ValueError("empty RTP port range")
+        self.first, self.last = first, last
         self._ports = [p for p in range(first, last + 1) if p % 2 == 0] or [first]
         self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._ports)
 
     def candidates(self) -> list[int]:
         start = self._next
@@ -316,7 +393,13 @@ async def open_rtp_session(
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise  # not a busy port: no other port will do better
             last = exc
             continue
         return RtpSession(loop, sock, measure)
-    raise OSError(f"no free RTP port: {last}")
+    if pool is None:
+        raise RtpPortsExhausted(errno.EADDRINUSE, f"no free UDP port on {host}: {last}")
+    raise RtpPortsExhausted(
+        errno.EADDRINUSE, f"all {len(pool)} RTP ports of {pool.first}-{pool.last} on {host} "
+        "are in use (one even port per call)")
