@@ -217,6 +217,11 @@ class SipServer:
         assert self._core is not None
         return self._core
 
+    def set_draining(self, draining: bool) -> None:
+        """Answer OPTIONS probes and new calls with 480 (True) or normally again (False)."""
+        if self._core is not None:
+            self._core.draining = draining
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
