@@ -82,6 +82,9 @@ RecordReason = str
 class RecordResult(NamedTuple):
     audio: Audio
     reason: RecordReason
+    #: The same recording at the line's full bandwidth when it is wider than the menus' 8 kHz
+    #: (16 kHz on a G.722 call), for storing in formats that can hold it; None otherwise.
+    wide: Audio | None = None
 
 
 @runtime_checkable

@@ -190,7 +190,8 @@ def test_format_lookup_names_and_aliases() -> None:
     assert lookup("WAV") is not lookup("wav")
     assert lookup("ul").name == "ulaw"
     assert lookup("GSM").name == "gsm"
-    assert lookup("wav16").name == "wav"
+    assert lookup("wav16").name == "wav16"
+    assert lookup("sln16").rate == 16000
     with pytest.raises(UnsupportedFormat, match="unknown audio format 'flac'"):
         lookup("flac")
 
@@ -219,11 +220,10 @@ def test_foreign_wav_is_resampled_and_mixed_down() -> None:
         decode(buf.getvalue(), "wav", resample=False)
 
 
-def test_encoding_needs_8k_audio() -> None:
+def test_narrowband_formats_resample_wideband_audio() -> None:
     wide = Audio(np.zeros(1600, dtype=np.int16), 16000)
     for fmt in ("gsm", "wav", "ulaw", "WAV"):
-        with pytest.raises(SampleRateError, match="resample"):
-            encode(wide, fmt)
+        assert encode(wide, fmt) == encode(resample(wide), fmt)
     assert encode(resample(wide), "gsm") == encode(Audio(np.zeros(800, dtype=np.int16)), "gsm")
 
 
@@ -278,3 +278,21 @@ def test_wav_with_large_chunk_before_fmt_is_read() -> None:
     padded = wav[:12] + junk + wav[12:]
     padded = padded[:4] + (len(padded) - 8).to_bytes(4, "little") + padded[8:]
     assert decode(padded, "wav").same_as(decode(wav, "wav"))
+
+
+def test_wideband_formats_keep_16_khz_and_narrow_ones_are_resampled() -> None:
+    t = np.arange(16000) / 16000
+    wide = Audio((8000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16), 16000)
+    data = encode(wide, "wav16")
+    import soundfile as sf
+
+    stored, rate = sf.read(__import__("io").BytesIO(data), dtype="int16")
+    assert rate == 16000
+    assert np.array_equal(stored, wide.samples)  # full bandwidth, bit for bit
+    assert np.frombuffer(encode(wide, "sln16"), "<i2").tolist() == wide.samples.tolist()
+    narrow = decode(encode(wide, "wav"), "wav")  # 6 kHz cannot live at 8 kHz: filtered out
+    assert narrow.rate == 8000
+    assert narrow.frames == 8000
+    assert np.sqrt(np.mean(narrow.samples[400:-400].astype(float) ** 2)) < 100
+    assert decode(data, "wav16").rate == 8000  # menus play it at 8 kHz
+    assert decode(encode(wide, "sln16"), "sln16").frames == 8000

@@ -229,3 +229,21 @@ def test_listen_address_that_does_not_resolve_fails_check(
     assert "192.0.2.7 is not an address of this host" in out
     status, out = run(capsys, "--set", 'sip.listen=["127.0.0.1:5070"]')
     assert status == 0
+
+
+def test_smtp_settings_are_validated_and_the_password_masked(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    toml = tmp_path / "imapvm.toml"
+    toml.write_text('[smtp]\nhost = "smtp.example.com"\nport = 587\nusername = "vm"\n'
+                    'password = "sm7p-s3cret"\n')
+    status, out = run(capsys, "--settings", str(toml), "--json")
+    assert status == 0
+    assert "sm7p-s3cret" not in out
+    smtp = json.loads(out)["settings"]["smtp"]
+    assert (smtp["host"], smtp["port"], smtp["starttls"], smtp["password"]) == (
+        "smtp.example.com", 587, True, "***")
+    toml.write_text('[smtp]\nport = 99999\npassword = "x"\n')
+    status, out = run(capsys, "--settings", str(toml), "--json")
+    assert status == 1
+    messages = [d["message"] for d in json.loads(out)["diagnostics"]]
+    assert any(m.startswith("smtp.host: is required") for m in messages)

@@ -23,6 +23,8 @@ from imapvm.config import embedded
 from imapvm.storage.base import MessageRef, QuotaInfo
 from tests.conftest import make_account
 from tests.support.dovecot import DovecotServer
+from tests.support.dropproxy import DroppingProxy
+from tests.support.mailclient import MailClient
 
 
 def imapvm(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -189,3 +191,119 @@ def test_commands_use_the_embedded_default_as_serve_does(
     assert "no mailbox 99 in the embedded default" in err
     assert "mailbox 1234@default" in err
     assert "pass --config VOICEMAIL_CONF" in err
+
+
+def _spool_conf(tmp_path: Path, general: str) -> tuple[str | Path, ...]:
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text(f"[general]\n{general}\n[default]\n100 => 1,Carol\n")
+    return ("--config", conf, "--set", f"paths.spool={tmp_path / 'spool'}")
+
+
+def _stored(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "spool/default/100/INBOX").glob("msg*.txt"))
+
+
+def _tone(path: Path, seconds: float, rate: int = 16000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16), rate)
+    return path
+
+
+def test_deposit_honours_minsecs_and_maxsecs(tmp_path: Path) -> None:
+    """Item 7: too short is refused with a clear line; too long is cut to maxsecs, with a
+    warning, as a caller is cut off."""
+    cfg = _spool_conf(tmp_path, "format=wav\nminsecs=2\nmaxsecs=4")
+    short = imapvm("deposit", "100", "--audio", _tone(tmp_path / "short.wav", 1.5), *cfg)
+    assert short.returncode == 1
+    assert one_line(short.stderr) == (
+        f"imapvm deposit: {tmp_path / 'short.wav'} is 1.5 s, shorter than minsecs=2 of "
+        "100@default: a caller's message that short is discarded")
+    assert _stored(tmp_path) == []
+    long = imapvm("deposit", "100", "--audio", _tone(tmp_path / "long.wav", 9), *cfg)
+    assert long.returncode == 0, long.stderr
+    assert "warning: " in one_line(long.stderr)
+    assert "is 9 s; kept the first 4 s (maxsecs=4 of 100@default)" in long.stderr
+    assert "(4 s from" in long.stdout
+    [txt] = _stored(tmp_path)
+    assert "duration=4" in txt.read_text()
+    ok = imapvm("deposit", "100", "--audio", _tone(tmp_path / "ok.wav", 3), *cfg)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == ""
+    assert len(_stored(tmp_path)) == 2
+
+
+def test_deposit_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
+    """Item 18: header-only and truncated WAVs (0-second voicemails), a text file, no
+    libsndfile traceback or `<_io.BytesIO object at 0x…>` in the error."""
+    cfg = _spool_conf(tmp_path, "format=wav")
+    whole = _tone(tmp_path / "whole.wav", 2).read_bytes()
+    (tmp_path / "header.wav").write_bytes(whole[:44])
+    (tmp_path / "truncated.wav").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "text.txt").write_text("not audio at all\n")
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk")
+    expected = {
+        "header.wav": "a WAV header with no audio (0 s)",
+        "truncated.wav": "truncated WAV: its data chunk declares 64000 bytes but the file "
+                         f"holds {len(whole) // 2 - 44}",
+        "text.txt": "not an audio file imapvm can read",
+        "garbage.wav": "",
+        "missing.wav": "no such file",
+    }
+    for name, words in expected.items():
+        res = imapvm("deposit", "100", "--audio", tmp_path / name, *cfg)
+        assert res.returncode == 1, name
+        line = one_line(res.stderr)
+        assert line.startswith(f"imapvm deposit: {tmp_path / name}"), line
+        assert words in line, line
+        for leak in ("<_io.", "invalid literal", "Error opening", "LibsndfileError"):
+            assert leak not in line, line
+    assert _stored(tmp_path) == []
+
+
+def test_two_hour_file_is_cut_or_refused_for_its_real_reason(tmp_path: Path) -> None:
+    """Item 20: a 2-hour file is cut to maxsecs (only those seconds decoded); with maxsecs=0
+    it is refused for its size before decoding, not as "mailbox full"."""
+    path = tmp_path / "two-hours.flac"
+    with soundfile.SoundFile(path, "w", samplerate=8000, channels=1, format="FLAC") as f:
+        block = np.zeros(600 * 8000, dtype=np.int16)
+        for _ in range(12):
+            f.write(block)
+    cut = imapvm("deposit", "100", "--audio", path,
+                 *_spool_conf(tmp_path, "format=wav\nmaxsecs=5"))
+    assert cut.returncode == 0, cut.stderr
+    assert "is 7200 s; kept the first 5 s (maxsecs=5" in cut.stderr
+    refused = imapvm("deposit", "100", "--audio", path,
+                     *_spool_conf(tmp_path, "format=wav\nmaxsecs=0"))
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert "7200 s would make a message of about 146 MiB (format=wav), above the 128 MiB" in line
+    assert "mailbox full" not in line
+
+
+@pytest.mark.parametrize("server", ["dovecot_slash", "dovecot_restricted"])
+def test_deposit_settles_a_lost_append_answer_by_message_id(
+    tmp_path: Path, recording: Path, server: str, request: pytest.FixtureRequest,
+) -> None:
+    """Item 14: the connection dies after the APPEND reached Dovecot (the proxy eats the
+    tagged OK): the deposit is reported stored, and stored once, with or without UIDPLUS."""
+    dovecot: DovecotServer = request.getfixturevalue(server)
+    acct = make_account(dovecot)
+    proxy = DroppingProxy("127.0.0.1", dovecot.port, rb"^\S+ OK .*append completed",
+                          times=1).start()
+    try:
+        conf = tmp_path / "voicemail.conf"
+        conf.write_text(f"[general]\nimapserver=127.0.0.1\nimapport={proxy.port}\n"
+                        f"imapflags=notls\n[default]\n"
+                        f"1234 => 1,A,,,imapuser={acct.user}|imappassword={acct.password}\n")
+        res = imapvm("deposit", "1234", "--audio", recording, "--caller", "Bob <555>",
+                     "--config", conf)
+        assert proxy.dropped == 1
+        assert res.returncode == 0, res.stderr
+        assert "(2 s from Bob)" in res.stdout
+        with MailClient(dovecot, acct.user, acct.password) as client:
+            client.select("INBOX")
+            [uid] = client.uids()
+            assert res.stdout.startswith("INBOX:")
+            assert res.stdout.split()[0].endswith(f":{uid}")
+    finally:
+        proxy.stop()

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -89,6 +90,7 @@ def test_deposit_sends_the_email_with_the_attachment_and_the_pager_notice(
     assert body is not None
     text = body.get_content()
     assert text.startswith("Dear Alice:")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", text)  # emaildateformat
     assert "0:03" in text
     assert '"Carol" <5550001>' in text
     [wav] = [p for p in mail.iter_attachments() if p.get_filename() == "msg0000.wav"]

@@ -221,13 +221,16 @@ async def test_a_refused_send_is_retried_and_delete_yes_waits_for_it(
 async def test_imap_storage_sends_the_notification_too(
         tmp_path: Path, smtp: tuple[Receiver, int], dovecot_slash: DovecotServer,
         node_for: Callable[[LoadedConfig], Node]) -> None:
-    """As Asterisk with IMAP storage: the message is APPENDed and, with email=, e-mailed."""
+    """As Asterisk with IMAP storage: the message is APPENDed and, with email=, e-mailed; with
+    delete=yes it is deleted from the IMAP folder once e-mailed."""
     receiver, port = smtp
-    acct = make_account(dovecot_slash)
+    alice, bob = make_account(dovecot_slash), make_account(dovecot_slash)
     loaded = _load(tmp_path, port,
                    f"imapserver=127.0.0.1\nimapport={dovecot_slash.port}\nimapflags=notls",
-                   f"1234 => 4242,Alice,alice@example.com,,imapuser={acct.user}|"
-                   f"imappassword={acct.password}")
+                   f"1234 => 4242,Alice,alice@example.com,,imapuser={alice.user}|"
+                   f"imappassword={alice.password}\n"
+                   f"5678 => 1111,Bob,bob@example.com,,imapuser={bob.user}|"
+                   f"imappassword={bob.password}|delete=yes")
     node = node_for(loaded)
     await node.deposit(BOX)
     await receiver.wait(lambda: len(receiver.received) == 1)
@@ -235,4 +238,58 @@ async def test_imap_storage_sends_the_notification_too(
     [(env, mail)] = receiver.received
     assert env.rcpt_tos == ["alice@example.com"]
     assert mail["Subject"] == "[PBX]: New message 1 in mailbox 1234"
+    bob_box = MailboxRef("5678", "default")
+    await node.deposit(bob_box)
+    await receiver.wait(lambda: len(receiver.received) == 2)
+    assert await node.notifier.queue.flush(30)
+    assert receiver.received[1][0].rcpt_tos == ["bob@example.com"]
+    counts = await node.store.counts(bob_box)
+    assert (counts.new, counts.old, counts.urgent) == (0, 0, 0)
 
+
+
+async def test_starttls_and_auth_as_a_submission_server_wants_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default `[smtp]` (port 587 style: STARTTLS, then AUTH) against a receiver that
+    refuses AUTH and mail before TLS; the server's certificate is trusted through
+    SSL_CERT_FILE, as a site with its own CA would configure it."""
+    import ssl
+    import subprocess
+
+    from imapvm.config.settings import SmtpSettings
+    from imapvm.notify.transport import SendError, Smtp
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await asyncio.to_thread(subprocess.run, [
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    receiver = Receiver()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(receiver, hostname="mx.test", tls_context=context, require_starttls=True,
+                     authenticator=receiver.authenticate),
+        "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        message = b"From: vm@pbx.test\r\nTo: alice@example.com\r\nSubject: t\r\n\r\nhello\r\n"
+        good = SmtpSettings(host="127.0.0.1", port=port, username="pbx", password="s3cret")
+        await Smtp(good).send(message, "vm@pbx.test", ["alice@example.com"])
+        await receiver.wait(lambda: len(receiver.received) == 1)
+        assert receiver.logins == [(b"pbx", b"s3cret")]
+        plain = SmtpSettings(host="127.0.0.1", port=port, starttls=False)
+        with pytest.raises(SendError, match=r"smtp://127\.0\.0\.1"):
+            await Smtp(plain).send(message, "vm@pbx.test", ["alice@example.com"])
+        # (a short timeout: the TLS close after a refused AUTH waits for a close_notify that
+        # this receiver never sends)
+        wrong = SmtpSettings(host="127.0.0.1", port=port, username="pbx", password="nope",
+                             timeout=2.0)
+        with pytest.raises(SendError) as refused:
+            await Smtp(wrong).send(message, "vm@pbx.test", ["alice@example.com"])
+        assert "nope" not in str(refused.value)
+        assert len(receiver.received) == 1
+    finally:
+        server.close()
+        await server.wait_closed()

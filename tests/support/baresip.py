@@ -145,16 +145,18 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
 def _write_config(phone: Baresip, audio: Path, codec: str, account: str | None = None) -> None:
     workdir = phone.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    rate = 16000 if "G722" in codec.upper() else 8000  # the audio file's and the dumps' rate
     (workdir / "rec").mkdir(exist_ok=True)
     rtp_base = 40000 + (os.getpid() * 7 + phone.sip_port) % 20000 // 2 * 2
     (workdir / "config").write_text(
         "poll_method epoll\n"
         f"sip_listen 127.0.0.1:{phone.sip_port}\n"
         f"audio_player aubridge,nil\naudio_source aufile,{audio}\naudio_alert aubridge,nil\n"
-        "ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n"
+        f"ausrc_srate {rate}\nauplay_srate {rate}\nausrc_channels 1\nauplay_channels 1\n"
         f"rtp_ports {rtp_base}-{rtp_base + 40}\n"
         f"module_path {MODULES}\n"
-        "module cons.so\nmodule g711.so\nmodule aufile.so\nmodule aubridge.so\n"
+        "module cons.so\nmodule g711.so\nmodule g722.so\nmodule aufile.so\n"
+        "module aubridge.so\n"
         "module sndfile.so\nmodule_app account.so\nmodule_app menu.so\n"
         "module_app ctrl_tcp.so\nmodule_app mwi.so\n"
         f"cons_listen 127.0.0.1:{phone.cons_port}\n"

@@ -53,7 +53,7 @@ async def test_baresip_call_audio_digits_and_what_it_hears(
         finally:
             await phone.stop()
 
-    audio, reason = results["record"]  # type: ignore[misc]
+    audio, reason, _ = results["record"]  # type: ignore[misc]
     assert reason == "#"
     assert results["digits"] == "123"
     assert results["target"].mailbox == "1234"  # type: ignore[attr-defined]
@@ -98,3 +98,70 @@ async def test_baresip_registers_subscribes_and_shows_our_mwi(
             assert "Voice-Message: 0/3" in log.read_text()
         finally:
             await phone.stop()
+
+
+def _band_energy(pcm: np.ndarray, rate: int, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm), 1 / rate)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum() / spectrum.sum())
+
+
+async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path) -> None:
+    """baresip offers G.722 (with G.711): we take G.722, record at 16 kHz with the caller's
+    content above 4 kHz intact, and the phone hears what we play."""
+    import soundfile as sf
+
+    from imapvm.audio import g722
+
+    speech = g722.upsample(read_pcm(caller_wav))
+    t = np.arange(len(speech)) / 16000
+    source = np.clip(speech.astype(np.float64) + 2500 * np.sin(2 * np.pi * 6000 * t),
+                     -32768, 32767).astype(np.int16)
+    padded = tmp_path / "caller16.wav"
+    sf.write(padded, np.concatenate([source, np.zeros(20 * 16000, np.int16)]), 16000,
+             subtype="PCM_16")
+    results: dict[str, object] = {}
+    recorded = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        results["codec"] = channel.media.encoding if channel.media else None
+        results["record"] = await channel.record(max_seconds=20, terminators="#")
+        recorded.set()
+        await channel.play(tone(440, 1.5))
+        await channel.hangup()
+
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(32000, 32998))
+    async with SipServer(settings, handler) as server:
+        host, port = server.address
+        phone = await start_baresip(tmp_path / "baresip", padded,
+                                    dial=f"sip:1234@{host}:{port}", codec="PCMU,G722/16000/1")
+        try:
+            await phone.wait_event("CALL_ESTABLISHED")
+            await asyncio.sleep(len(source) / 16000 + 0.7)  # the caller's audio plays out
+            await phone.send_digit("#")
+            await asyncio.wait_for(recorded.wait(), 5)
+            await phone.wait_event("CALL_CLOSED", within=15)
+        finally:
+            await phone.stop()
+
+    assert results["codec"] == "G722"
+    audio, reason, wide = results["record"]  # type: ignore[misc]
+    assert reason == "#"
+    assert wide is not None
+    assert len(wide) == 2 * len(audio)
+    reference = g722.decode(g722.encode(source))
+    correlation = best_correlation(reference, wide)
+    narrow = best_correlation(g722.downsample(reference), audio)
+    print(f"G.722: correlation {correlation:.4f} at 16 kHz, {narrow:.4f} at 8 kHz")
+    assert correlation > 0.9
+    assert narrow > 0.8
+    # the 6 kHz part of the caller's audio survived: wideband end to end
+    assert _band_energy(wide, 16000, 5800, 6200) > 0.5 * _band_energy(source, 16000, 5800, 6200)
+    heard, rate = sf.read(str(phone.recordings[-1]), dtype="int16")
+    heard = heard if heard.ndim == 1 else heard[:, 0]
+    assert rate == 16000
+    loud = heard[np.abs(heard) > 1000]
+    assert len(loud) > 16000 * 0.5
+    spectrum = np.abs(np.fft.rfft(heard.astype(np.float64)))
+    assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(heard) - 440) < 10

@@ -104,7 +104,7 @@ async def test_record_reorders_fills_loss_and_stops_on_terminator(
         await asyncio.sleep(0.001)
     await phone.send_dtmf("#", seq=50, ts=50 * 160)
     await asyncio.wait_for(h.finished.wait(), 5)
-    audio, reason = h.results["rec"]  # type: ignore[misc]
+    audio, reason, _ = h.results["rec"]  # type: ignore[misc]
     assert reason == "#"
     expected = g711.ulaw_decode(b"".join(packets))
     assert len(audio) == len(expected)
@@ -135,7 +135,7 @@ async def test_record_ends_on_silence_and_trims_it(
         phone.send_rtp(seq, payload)
         await asyncio.sleep(0.02)
     await asyncio.wait_for(h.finished.wait(), 5)
-    audio, reason = h.results["rec"]  # type: ignore[misc]
+    audio, reason, _ = h.results["rec"]  # type: ignore[misc]
     assert reason == "silence"
     assert 0.3 * 8000 <= len(audio) <= 0.45 * 8000
 
@@ -162,7 +162,7 @@ async def test_record_keeps_audio_when_caller_hangs_up(
     await until(lambda: rtp.stats.received >= 25, what="the 25 frames reached the server")
     phone.send_request("BYE", phone.uri)
     await asyncio.wait_for(h.finished.wait(), 5)
-    audio, reason = h.results["rec"]  # type: ignore[misc]
+    audio, reason, _ = h.results["rec"]  # type: ignore[misc]
     assert reason == "hangup"
     assert len(audio) == 4000  # the reorder buffer was flushed: nothing lost
     assert h.results["reason"] == "remote-bye"
@@ -310,7 +310,7 @@ async def test_ipv6_call() -> None:
             await asyncio.wait_for(h.finished.wait(), 5)
         finally:
             p.close()
-    audio, reason = results["rec"]  # type: ignore[misc]
+    audio, reason, _ = results["rec"]  # type: ignore[misc]
     assert reason == "#"
     assert len(audio) == 1600
 

@@ -269,7 +269,7 @@ def test_no_common_codec_is_488_and_no_sdp_means_we_offer() -> None:
     assert event.media is None
     core.answer(event.handle, RTP, 0.0)
     (ok,) = responses(core)
-    assert b"RTP/AVP 0 8 101" in ok.body
+    assert b"RTP/AVP 9 0 8 101" in ok.body
     answer = OFFER.replace("RTP/AVP 8 0 101", "RTP/AVP 0 101")
     tag = ok.to_addr.tag
     core.receive(request("ACK", branch="z9hG4bK-3", call_id="c2", to_tag=tag, body=answer),

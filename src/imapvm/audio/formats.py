@@ -12,13 +12,18 @@ name      content                                MIME type (Asterisk)  codec
 ``ulaw``  raw G.711 µ-law                        ``audio/x-ulaw``      numpy tables (= ITU G.191)
 ``alaw``  raw G.711 A-law                        ``audio/x-alaw``      numpy tables (= ITU G.191)
 ``sln``   raw signed linear 16-bit LE, 8 kHz     ``audio/x-sln``       numpy
+``wav16`` RIFF WAV, PCM 16-bit, 16 kHz mono      ``audio/x-wav``       libsndfile
+``sln16`` raw signed linear 16-bit LE, 16 kHz    ``audio/x-sln``       numpy
 ``mp3``   MPEG layer III (mail clients only)     ``audio/mpeg``        libsndfile (LAME)
 ``ogg``   Ogg Vorbis (Asterisk's ``ogg``)        ``application/ogg``   libsndfile
 ``opus``  Ogg Opus (mail clients only)           ``audio/ogg``         libsndfile
 ========  =====================================  ====================  ===========================
 
+``wav16`` and ``sln16`` hold wideband (G.722) recordings at their full bandwidth, under the names
+Asterisk gives its 16 kHz formats; audio at another rate is resampled to a format's rate when
+encoded (a G.722 call stored as ``gsm`` is narrowband, as it must be).
 ``wav49`` is accepted as a synonym of ``WAV`` and Asterisk's file-extension aliases (``ul``,
-``mu``, ``al``, ``raw``, ``wav16``...) are accepted for decoding. Names are case-sensitive only
+``mu``, ``al``, ``raw``...) are accepted for decoding. Names are case-sensitive only
 where Asterisk's are: ``wav`` and ``WAV`` are different formats.
 
 Why these libraries: soundfile bundles libsndfile, whose GSM 06.10 is byte-identical with libgsm,
@@ -37,6 +42,7 @@ tens of milliseconds, so async callers use ``asyncio.to_thread``.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +78,8 @@ class AudioFormat:
     sf_subtype: str | None = None
     #: False for formats Asterisk cannot play out of the box (kept out of MIME part 2).
     asterisk_playable: bool = True
+    #: Sample rate of the stored audio.
+    rate: int = TELEPHONY_RATE
 
     @property
     def extension(self) -> str:
@@ -88,6 +96,8 @@ FORMATS: dict[str, AudioFormat] = {
         AudioFormat("ulaw", "audio/x-ulaw", "ulaw"),
         AudioFormat("alaw", "audio/x-alaw", "alaw"),
         AudioFormat("sln", "audio/x-sln", "sln"),
+        AudioFormat("wav16", "audio/x-wav", "soundfile", "WAV", "PCM_16", rate=16000),
+        AudioFormat("sln16", "audio/x-sln", "sln", rate=16000),
         AudioFormat("mp3", "audio/mpeg", "soundfile", "MP3", "MPEG_LAYER_III", False),
         AudioFormat("ogg", "application/ogg", "soundfile", "OGG", "VORBIS"),
         AudioFormat("opus", "audio/ogg", "soundfile", "OGG", "OPUS", False),
@@ -97,7 +107,6 @@ FORMATS: dict[str, AudioFormat] = {
 #: Alternative names (Asterisk file extensions and config spellings) → canonical name.
 ALIASES: dict[str, str] = {
     "wav49": "WAV",
-    "wav16": "wav",  # a 16 kHz WAV: decoded and resampled like any WAV
     "ul": "ulaw",
     "ulw": "ulaw",
     "mu": "ulaw",
@@ -126,18 +135,18 @@ def _check_size(data: bytes | bytearray | memoryview) -> None:
         raise AudioTooLarge(f"{len(data)} bytes of audio exceed the {MAX_AUDIO_BYTES} byte limit")
 
 
-def _need_8k(audio: Audio, fmt: AudioFormat) -> None:
-    if audio.rate != TELEPHONY_RATE:
-        raise SampleRateError(
-            f"{fmt.name} is stored at {TELEPHONY_RATE} Hz but the audio is {audio.rate} Hz; "
-            "call imapvm.audio.convert.resample() first"
-        )
+def _at_rate(audio: Audio, fmt: AudioFormat) -> Audio:
+    if audio.rate == fmt.rate:
+        return audio
+    from imapvm.audio.convert import resample
+
+    return resample(audio, fmt.rate)
 
 
 def encode(audio: Audio, fmt: str | AudioFormat) -> bytes:
-    """Encode 8 kHz ``audio`` as the bytes of a ``fmt`` file."""
+    """Encode ``audio`` as the bytes of a ``fmt`` file (resampled to the format's rate)."""
     f = fmt if isinstance(fmt, AudioFormat) else lookup(fmt)
-    _need_8k(audio, f)
+    audio = _at_rate(audio, f)
     pcm = audio.samples
     if f.kind == "sln":
         return pcm.astype("<i2").tobytes()
@@ -148,7 +157,7 @@ def encode(audio: Audio, fmt: str | AudioFormat) -> bytes:
         sf.write(buf, pcm, TELEPHONY_RATE, format="RAW", subtype="GSM610")
     else:
         try:
-            sf.write(buf, pcm, TELEPHONY_RATE, format=f.sf_format, subtype=f.sf_subtype)
+            sf.write(buf, pcm, f.rate, format=f.sf_format, subtype=f.sf_subtype)
         except (sf.LibsndfileError, TypeError, ValueError) as exc:  # pragma: no cover - build dep
             raise UnsupportedFormat(f"this libsndfile cannot encode {f.name}: {exc}") from exc
     return buf.getvalue()
@@ -167,7 +176,8 @@ def decode(data: bytes, fmt: str | AudioFormat, *, resample: bool = True) -> Aud
     if f.kind == "sln":
         if len(data) % 2:
             raise AudioFormatError(f"signed-linear data has an odd length ({len(data)} bytes)")
-        return Audio(np.frombuffer(data, dtype="<i2").astype(np.int16), TELEPHONY_RATE)
+        raw = Audio(np.frombuffer(data, dtype="<i2").astype(np.int16), f.rate)
+        return raw if f.rate == TELEPHONY_RATE else to_telephony(raw.samples, f.rate)
     if f.kind in ("ulaw", "alaw"):
         pcm = g711.ulaw_decode(data) if f.kind == "ulaw" else g711.alaw_decode(data)
         return Audio(pcm.copy(), TELEPHONY_RATE)
@@ -190,7 +200,7 @@ def _decode_raw_gsm(data: bytes) -> Audio:
             samplerate=TELEPHONY_RATE, channels=1,
         )
     except sf.LibsndfileError as exc:
-        raise AudioFormatError(f"cannot decode raw GSM: {exc}") from exc
+        raise AudioFormatError(f"cannot decode raw GSM: {libsndfile_reason(exc)}") from exc
     return Audio(np.ascontiguousarray(pcm, dtype=np.int16))
 
 
@@ -206,16 +216,24 @@ def _decode_container(data: bytes, f: AudioFormat, *, resample: bool) -> Audio:
             dtype = "float64" if subtype in ("FLOAT", "DOUBLE") else "int16"
             pcm: Any = snd.read(frames=snd.frames, dtype=dtype, always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioFormatError(f"not a valid {f.name} file: {exc}") from exc
+        raise AudioFormatError(f"not a valid {f.name} file: {libsndfile_reason(exc)}") from exc
     if subtype == "GSM610" and f.sf_format == "WAV":
         true_len = _wav_fact_length(data)
         if true_len is not None and true_len <= pcm.shape[0]:
             pcm = pcm[:true_len]
-    if not resample and (rate != TELEPHONY_RATE or pcm.shape[1] != 1):
+    if not resample and (rate != f.rate or pcm.shape[1] != 1):
         raise SampleRateError(
-            f"{f.name} file is {rate} Hz with {pcm.shape[1]} channel(s); expected 8000 Hz mono"
+            f"{f.name} file is {rate} Hz with {pcm.shape[1]} channel(s); expected {f.rate} Hz "
+            "mono"
         )
     return to_telephony(pcm, rate)
+
+
+def libsndfile_reason(exc: BaseException) -> str:
+    """libsndfile's own words, without `Error opening <_io.BytesIO object at 0x…>: `."""
+    text = getattr(exc, "error_string", "") or str(exc)
+    text = re.sub(r"Error opening (<[^>]*>|'[^']*'|\S+): ", "", text)
+    return re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "the data", text).strip().rstrip(".")
 
 
 def _check_riff(data: bytes) -> None:

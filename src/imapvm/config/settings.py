@@ -31,6 +31,7 @@ secret = "s3cret"
 spool = "/var/spool/asterisk/voicemail"
 outbox = "/var/spool/imapvm/outbox"
 sounds = "/usr/share/asterisk/sounds/en_US_f_Allison"
+cache = "/var/cache/imapvm"      # IMAP folder indexes (rebuildable)
 
 [http]
 listen = "127.0.0.1:9180"
@@ -147,6 +148,9 @@ class PathSettings:
     spool: Path = Path("/var/spool/asterisk/voicemail")
     outbox: Path = Path("/var/spool/imapvm/outbox")
     sounds: Path = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+    cache: Path = Path("/var/cache/imapvm")
+    """Rebuildable caches (the IMAP folder indexes that make a first open after a restart as
+    fast as a warm one); losing it costs only speed."""
 
 
 @dataclass(frozen=True)
@@ -495,9 +499,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         unsolicited=unsolicited,
     )
 
-    paths = check.table(raw, "paths", {"spool", "outbox", "sounds"})
+    paths = check.table(raw, "paths", {"spool", "outbox", "sounds", "cache"})
     path_values = {}
-    for name in ("spool", "outbox", "sounds"):
+    for name in ("spool", "outbox", "sounds", "cache"):
         default = str(getattr(defaults.paths, name))
         text = check.string(paths, f"paths.{name}", default)
         if not text.strip() or "\0" in text:

@@ -21,6 +21,7 @@ import numpy as np
 
 from imapvm.audio.convert import concat
 from imapvm.audio.core import Audio as AudioValue
+from imapvm.audio.errors import AudioError
 from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr import say as speech
 from imapvm.ivr.keys import menu_key, read_string
@@ -109,7 +110,11 @@ async def forward_message(channel: Channel, view: MailboxView) -> str:
     session = view.session
     raw = await session.store.fetch(view.box, entry.ref)
     original = parse_message(raw).meta
-    samples, intro = await load_audio(session, view.box, entry.ref)
+    try:
+        samples, intro = await load_audio(session, view.box, entry.ref)
+    except AudioError as exc:  # nothing to forward; the menu goes on
+        log.warning("%s: message %s cannot be forwarded: %s", view.box, entry.ref, exc)
+        return ""
     recording = AudioValue(np.asarray(samples, dtype=np.int16))
     if intro is not None:  # a forward of a forward: keep the earlier comment too
         recording = concat(AudioValue(np.asarray(intro, dtype=np.int16)), recording)

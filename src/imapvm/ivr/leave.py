@@ -300,7 +300,12 @@ async def _keep(channel: Channel, session: Session, boxes: list[MailboxRef], tak
             log.info("leave a message: %.1f s is under minsecs %d; discarded", take.seconds,
                      minsecs)
         return LeaveResult("FAILED", urgent=urgent)
-    recording = AudioValue(apply_gain(take.audio, options.gain_db))
+    if take.wide is not None and len(take.wide):
+        # A wideband (G.722) call: stored at 16 kHz where the format holds it (wav16, sln16),
+        # resampled to 8 kHz for the others.
+        recording = AudioValue(apply_gain(take.wide, options.gain_db), 16000)
+    else:
+        recording = AudioValue(apply_gain(take.audio, options.gain_db))
     flag = FLAG_URGENT if urgent else (FLAG_PRIORITY if options.priority else FLAG_NONE)
     result = LeaveResult("SUCCESS", urgent=urgent)
     for box in boxes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imapvm.audio.errors import AudioError
 from imapvm.audio.formats import decode
 from imapvm.channel import Audio, Channel
 from imapvm.config.model import MailboxSettings
@@ -162,7 +163,12 @@ def envelope_prompts(session: Session, settings: MailboxSettings, info: StoredMe
                      ) -> list[str]:
     fmt = settings.zone.say_format if settings.zone else None  # None: the language's own
     tz = settings.zone.timezone if settings.zone else None
-    return lang.current().date(info.orig_time, fmt, tz=tz, now=session.clock())
+    try:
+        return lang.current().date(info.orig_time, fmt, tz=tz, now=session.clock())
+    except (OverflowError, OSError, ValueError) as exc:  # a time no calendar holds
+        log.warning("%s: X-Asterisk-VM-Orig-time %s cannot be said (%s); the date is skipped",
+                    info.ref, info.orig_time, exc)
+        return []
 
 
 async def caller_prompts(session: Session, settings: MailboxSettings, info: StoredMessage,
@@ -238,7 +244,9 @@ async def play_message(channel: Channel, view: MailboxView) -> str | None:
         if not entry.info.seen and not entry.heard:
             await session.store.mark_heard(view.box, entry.ref)
         entry.heard = True
-    except (MessageGone, StoreError, ValueError) as exc:
+    except (MessageGone, StoreError, ValueError, AudioError) as exc:
+        # Skipped, not the end of the call: the envelope is said and the menu goes on, so
+        # the caller can still save, delete or move past a message whose audio is damaged.
         log.warning("%s: message %s cannot be played: %s", view.box, entry.ref, exc)
         samples, intro = np.zeros(0, dtype=np.int16), None
     if key is None:

@@ -35,6 +35,8 @@ class Take:
     audio: Audio | None
     outcome: Outcome
     urgent: bool = False
+    #: ``audio`` at 16 kHz when the call was wideband (G.722), for wav16/sln16 storage.
+    wide: Audio | None = None
 
     @property
     def seconds(self) -> float:
@@ -78,6 +80,7 @@ async def record_with_review(
     recorded = False
     timeouts = 0
     cmd: str | None = "3"
+    wide: Audio | None = None
     try:
         while True:
             if cmd == "3":
@@ -97,9 +100,11 @@ async def record_with_review(
                 else:
                     journal.restart()
                     result = await channel.record(*limits, tap=journal.append)
+                wide = result.wide if caller else None
                 if result.reason == "hangup":
                     if caller and len(result.audio):
-                        return Take(np.asarray(result.audio, dtype=np.int16), "hangup", urgent)
+                        return Take(np.asarray(result.audio, dtype=np.int16), "hangup", urgent,
+                                    wide)
                     return Take(None, "hangup", urgent)
                 if result.reason == "0":
                     audio = np.asarray(result.audio, dtype=np.int16)
@@ -113,7 +118,7 @@ async def record_with_review(
                     continue
                 if not forward_intro:
                     await channel.play("vm-msgsaved")
-                return Take(audio, "accepted", urgent)
+                return Take(audio, "accepted", urgent, wide)
             elif cmd == "2":
                 cmd = (await channel.play(audio, ANY) if audio is not None else None) or None
             elif cmd == "4" and caller and rs.leaveurgent:
@@ -129,18 +134,18 @@ async def record_with_review(
                 choice = await menu_key(channel, ["vm-saveoper"], 3.0)
                 if choice == "1":
                     await channel.play("vm-msgsaved")
-                    return Take(audio, "operator", urgent)
+                    return Take(audio, "operator", urgent, wide)
                 if choice == "4":
                     await channel.play("vm-marked-urgent")
                     await channel.play("vm-msgsaved")
-                    return Take(audio, "operator", True)
+                    return Take(audio, "operator", True, wide)
                 await channel.play("vm-deleted")
                 return Take(None, "operator", urgent)
             elif cmd is not None:
                 cmd = await channel.play("vm-sorry", ANY) or None
             else:
                 if caller and not rs.review and not forward_intro:
-                    return Take(audio, "accepted", urgent)
+                    return Take(audio, "accepted", urgent, wide)
                 prompts: list[str] = []
                 if audio is not None:
                     prompts.append("vm-review")
@@ -157,9 +162,9 @@ async def record_with_review(
                 timeouts += 1
                 if timeouts > MAX_REVIEW_TIMEOUTS:
                     if caller and audio is not None:
-                        return Take(audio, "timeout", urgent)
+                        return Take(audio, "timeout", urgent, wide)
                     return Take(None, "timeout", urgent)
     except ChannelHangup:
         if caller and audio is not None and len(audio):
-            return Take(audio, "hangup", urgent)  # hanging up is how most callers finish
+            return Take(audio, "hangup", urgent, wide)  # hanging up is how most callers finish
         raise

@@ -24,6 +24,7 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from email.header import Header, decode_header
 from email.message import Message
+from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from imapvm.audio.core import MAX_AUDIO_BYTES, Audio
@@ -243,6 +244,46 @@ def _forwarded(msg: Message) -> ForwardInfo | None:
     )
 
 
+def _meta(msg: Message, context: str, extension: str, message_type: str) -> VoicemailMeta:
+    msg_id = _header(msg, "X-Asterisk-VM-Message-ID")
+    return VoicemailMeta(
+        number=_int(_header(msg, "X-Asterisk-VM-Message-Num")),
+        context=context,
+        extension=extension,
+        mailbox=_header(msg, HEADER_MAILBOX) or None,
+        flag=_header(msg, "X-Asterisk-VM-Flag") or "",
+        priority=_int(_header(msg, "X-Asterisk-VM-Priority")),
+        caller_id_num=_header(msg, "X-Asterisk-VM-Caller-ID-Num")
+        or _header(msg, "X-Asterisk-CallerID")
+        or "",
+        caller_id_name=_header(msg, "X-Asterisk-VM-Caller-ID-Name")
+        or _header(msg, "X-Asterisk-CallerIDName")
+        or "",
+        duration=_int(_header(msg, "X-Asterisk-VM-Duration")),
+        orig_time=_int(_header(msg, "X-Asterisk-VM-Orig-time")),
+        orig_date=_header(msg, "X-Asterisk-VM-Orig-date") or "",
+        category=_header(msg, "X-Asterisk-VM-Category") or "",
+        message_type=message_type,
+        msg_id=None if msg_id in (None, "", "(null)") else msg_id,
+        server_name=_header(msg, "X-Asterisk-VM-Server-Name") or "",
+        forwarded=_forwarded(msg),
+    )
+
+
+def parse_meta(raw: bytes) -> VoicemailMeta:
+    """The metadata of a stored voicemail from its header block only (no MIME walk, no base64:
+    cheap for multi-megabyte messages). Raises :class:`ForeignMessage` like parse_message."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(head + b"\r\n\r\n")
+    context = _header(msg, "X-Asterisk-VM-Context")
+    extension = _header(msg, "X-Asterisk-VM-Extension")
+    if context is None or extension is None:
+        raise ForeignMessage("no X-Asterisk-VM-Context/X-Asterisk-VM-Extension header")
+    message_type = (_header(msg, "X-Asterisk-VM-Message-Type") or _header(msg, HEADER_GREETING)
+                    or MESSAGE_TYPE)
+    return _meta(msg, context, extension, message_type)
+
+
 def parse_message(raw: bytes) -> StoredMessage:
     """Parse the RFC 822 bytes of a stored voicemail or greeting.
 
@@ -280,29 +321,7 @@ def _assemble(
         or _header(msg, HEADER_GREETING)
         or (base if base in GREETING_NAMES else MESSAGE_TYPE)
     )
-    msg_id = _header(msg, "X-Asterisk-VM-Message-ID")
-    meta = VoicemailMeta(
-        number=_int(_header(msg, "X-Asterisk-VM-Message-Num")),
-        context=context,
-        extension=extension,
-        mailbox=_header(msg, HEADER_MAILBOX) or None,
-        flag=_header(msg, "X-Asterisk-VM-Flag") or "",
-        priority=_int(_header(msg, "X-Asterisk-VM-Priority")),
-        caller_id_num=_header(msg, "X-Asterisk-VM-Caller-ID-Num")
-        or _header(msg, "X-Asterisk-CallerID")
-        or "",
-        caller_id_name=_header(msg, "X-Asterisk-VM-Caller-ID-Name")
-        or _header(msg, "X-Asterisk-CallerIDName")
-        or "",
-        duration=_int(_header(msg, "X-Asterisk-VM-Duration")),
-        orig_time=_int(_header(msg, "X-Asterisk-VM-Orig-time")),
-        orig_date=_header(msg, "X-Asterisk-VM-Orig-date") or "",
-        category=_header(msg, "X-Asterisk-VM-Category") or "",
-        message_type=message_type,
-        msg_id=None if msg_id in (None, "", "(null)") else msg_id,
-        server_name=_header(msg, "X-Asterisk-VM-Server-Name") or "",
-        forwarded=_forwarded(msg),
-    )
+    meta = _meta(msg, context, extension, message_type)
     date_text = _header(msg, "Date")
     try:
         date = parsedate_to_datetime(date_text) if date_text else None

@@ -30,7 +30,7 @@ from imapvm.config.model import MailboxSettings
 from imapvm.message.build import DEFAULT_FROM_NAME
 from imapvm.message.encoding import CRLF, address_list_header, phrase_header, text_header
 from imapvm.message.meta import FLAG_NONE, VoicemailMeta
-from imapvm.message.parse import parse_message
+from imapvm.message.parse import parse_meta
 from imapvm.message.template import duration_text, expand, normalise_lines, vm_variables
 
 #: Headers of the stored copy that the notification leaves out (Asterisk's imap=0 build).
@@ -63,6 +63,10 @@ def _message_id(kind: str, ms: MailboxSettings, hostname: str | None) -> str:
 def owner_email(stored: bytes, ms: MailboxSettings, *, hostname: str | None = None) -> bytes:
     """The e-mail for ``email=``: the stored message without the voicemail headers (and without
     the recordings when ``attach=no``); CRLF line ends."""
+    head, sep, body = stored.partition(b"\r\n\r\n")
+    if ms.attach and sep:
+        # Only the header block changes: the (multi-megabyte) body is passed on byte for byte.
+        return _rewrite_headers(head, _message_id("Notify", ms, hostname)) + sep + body
     msg = message_from_bytes(stored, policy=policy.compat32)
     for name in {k.lower() for k in msg}:
         if name.startswith(DROPPED_PREFIXES):
@@ -79,6 +83,30 @@ def owner_email(stored: bytes, ms: MailboxSettings, *, hostname: str | None = No
     return out.getvalue()
 
 
+def _rewrite_headers(head: bytes, message_id: str) -> bytes:
+    """A CRLF header block without the voicemail headers, with ``message_id`` as Message-ID."""
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)  # a folded continuation
+        else:
+            fields.append([line])
+    kept: list[bytes] = []
+    replaced = False
+    for field in fields:
+        name = field[0].split(b":", 1)[0].strip().lower().decode("ascii", "replace")
+        if name.startswith(DROPPED_PREFIXES):
+            continue
+        if name == "message-id":
+            kept.append(f"Message-ID: {message_id}".encode())
+            replaced = True
+            continue
+        kept.extend(field)
+    if not replaced:
+        kept.append(f"Message-ID: {message_id}".encode())
+    return b"\r\n".join(kept)
+
+
 def _date_text(meta: VoicemailMeta, ms: MailboxSettings, fmt: str) -> str:
     tz = ZoneInfo(ms.zone.timezone) if ms.zone else None
     when = datetime.fromtimestamp(meta.orig_time, tz) if tz else \
@@ -89,7 +117,7 @@ def _date_text(meta: VoicemailMeta, ms: MailboxSettings, fmt: str) -> str:
 def pager_email(stored: bytes, ms: MailboxSettings, *, hostname: str | None = None,
                 now: datetime | None = None) -> bytes:
     """The short notice for ``pager=`` (Asterisk's ``sendpage``); CRLF line ends."""
-    meta = parse_message(stored).meta
+    meta = parse_meta(stored)
     date_text = _date_text(meta, ms, ms.pagerdateformat)
     variables = vm_variables(meta, ms.fullname, date_text)
     charset = ms.charset

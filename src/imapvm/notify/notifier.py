@@ -108,7 +108,10 @@ async def notify_after_deposit(loaded: LoadedConfig, store: RoutingStore, box: M
         await store.delete(box, [ref])
 
     queue = mail_queue(loaded.settings.paths.outbox, lambda: loaded.settings.smtp, store, delete)
-    items = await Notifier(queue, store.settings).stored(box, email, ref)
+    try:
+        items = await Notifier(queue, store.settings).stored(box, email, ref)
+    except OSError as exc:
+        return [f"e-mail not queued: cannot write {queue.directory}: {exc.strerror or exc}"]
     left = {item.id for item in await queue.send_now(items)}
     lines = []
     for item in items:

@@ -115,7 +115,12 @@ class SipChannel:
                     self._digits.popleft()
                 return digit
         waiting = len(self._digits)
-        done = self.rtp.play(pcm)
+        rate = 8000
+        if isinstance(audio, str) and self.rtp.codec.wideband:
+            wide = await self._wide_prompt(audio)
+            if wide is not None:
+                pcm, rate = wide, 16000
+        done = self.rtp.play(pcm, rate)
         try:
             while not done.done():
                 self._digit_event.clear()
@@ -148,6 +153,7 @@ class SipChannel:
         assert self.rtp is not None
         loop = asyncio.get_running_loop()
         frames: list[Audio] = []
+        wide: list[Audio] | None = [] if self.rtp.codec.wideband else None
         start = loop.time()
         state = {"total": 0, "loud_at": start, "loud_samples": 0}
 
@@ -162,6 +168,8 @@ class SipChannel:
 
         self.flush_digits()
         self.rtp.audio_sink = sink
+        if wide is not None:
+            self.rtp.wide_sink = wide.append
         reason = "max"
         try:
             while True:
@@ -188,10 +196,18 @@ class SipChannel:
                 if reason != "hangup":  # on hangup, close() has flushed already
                     self.rtp.flush_audio()
                 self.rtp.audio_sink = None
+                self.rtp.wide_sink = None
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
+        wide_audio = None
+        if wide is not None:
+            wide_audio = np.concatenate(wide) if wide else np.zeros(0, dtype=np.int16)
+            ratio = self.rtp.codec.rate // 8000
+            wide_audio = wide_audio[: len(audio) * ratio]
         if reason == "silence":
             audio = audio[: int(state["loud_samples"])]
-        return RecordResult(audio, reason)
+            if wide_audio is not None:
+                wide_audio = wide_audio[: len(audio) * (self.rtp.codec.rate // 8000)]
+        return RecordResult(audio, reason, wide_audio)
 
     async def get_digits(self, count: int, digit_timeout: float, terminators: str = "#") -> str:
         await self.answer()
@@ -246,6 +262,14 @@ class SipChannel:
         if isinstance(loaded, Awaitable):
             loaded = await loaded
         return np.asarray(loaded, dtype=np.int16)
+
+    async def _wide_prompt(self, name: str) -> Audio | None:
+        """The 16 kHz version of a prompt for a G.722 call, when the sound set has one."""
+        wide = getattr(self._prompt_loader, "wide", None)
+        if wide is None:
+            return None
+        found = await wide(name)
+        return None if found is None else np.asarray(found, dtype=np.int16)
 
     async def _wait(self, event: asyncio.Event) -> None:
         await self._wait_any(event)

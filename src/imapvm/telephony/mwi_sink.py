@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Protocol
 
 from .message_summary import MessageSummary
@@ -68,22 +68,41 @@ class MwiSink:
         # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
         self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
         self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
+        # Subscriptions (re)started that have not had their NOTIFY yet (RFC 6665 §4.2.1.2:
+        # one at once). `publish` pays the debt too, so a count published while a new
+        # subscriber's lookup runs is not followed by a second, identical NOTIFY.
+        self._owed: set[str] = set()
 
     def close(self) -> None:
         for _, _, refresh in self._published.values():
             if refresh is not None:
                 refresh.cancel()
 
+    def subscribed(self, handle: str) -> Coroutine[None, None, None]:
+        """A SUBSCRIBE was accepted or refreshed: owe it a NOTIFY, at once (called where the
+        event is dispatched, before anything else can run), and send it (await the result)."""
+        self._owed.add(handle)
+        return self.first_notify(handle)
+
+    def forget(self, handle: str) -> None:
+        """The subscription ended."""
+        self._owed.discard(handle)
+
     async def first_notify(self, handle: str) -> None:
         sub = self._core().subscriptions.get(handle)
-        if sub is None:
-            return
+        if sub is None or handle not in self._owed:
+            self._owed.discard(handle)
+            return  # gone, or told already by a publish
         summary = self._state.get(sub.mailbox or "")
         if summary is None and self._lookup is not None and sub.mailbox:
             try:
                 summary = await self._lookup(sub.mailbox)
             except Exception:
                 log.exception("MWI lookup failed for %s", sub.mailbox)
+            if handle not in self._owed:
+                # A publish during the lookup (the first count of a mailbox nobody watched)
+                # has told this subscriber: the same state twice is a blink, not news.
+                return
             if summary is None:
                 # Unknown is not zero (IMAP unreachable, nothing counted yet): a 0/0 would turn
                 # off the lamp of a phone that rebooted during an outage. Say nothing; the first
@@ -92,6 +111,7 @@ class MwiSink:
                          sub.mailbox)
                 return
         summary = summary or MessageSummary(0, 0)  # no store to ask: nothing is waiting
+        self._owed.discard(handle)
         try:
             self._core().notify(handle, summary.render(sub.account), self._clock())
         except SipStateError:
@@ -105,6 +125,7 @@ class MwiSink:
         for handle in self._core().subscriptions_for(mailbox):
             sub = self._core().subscriptions[handle]
             self._core().notify(handle, summary.render(sub.account), now)
+            self._owed.discard(handle)
             sent += 1
         if self._settings.mwi_presence_server:
             sent += self._publish(mailbox, summary)

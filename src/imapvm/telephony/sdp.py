@@ -1,9 +1,10 @@
 """SDP (RFC 4566) parsing and the answerer side of offer/answer (RFC 3264) for G.711 audio.
 
-imapvm only ever answers: it takes the caller's offer, picks the first G.711 codec the caller
-listed that we also allow (the offerer's preference wins, RFC 3264 §6.1), keeps
+imapvm only ever answers: it takes the caller's offer, picks G.722 when the caller offers it
+and we allow it (wideband beats narrowband whatever the order), else the first G.711 codec the
+caller listed that we also allow (the offerer's preference, RFC 3264 §6.1), keeps
 telephone-event if offered, and answers every m-line (unusable ones with port 0) so the
-answer lines up with the offer.
+answer lines up with the offer. G.722's rtpmap says 8000 Hz (RFC 3551 §4.5.2).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA"}
+STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA", 9: "G722"}
+PREFERRED = ("G722",)  # chosen whenever offered and allowed
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {
     "sendrecv": "sendrecv",
@@ -71,11 +73,38 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _small_int(text: str, digits: int = 5) -> int | None:
+    """An ASCII decimal of at most ``digits`` digits ("²" and 10,000-digit ports are not)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None
+
+
+def _payload_type(text: str) -> int | None:
+    number = _small_int(text, 3)
+    return number if number is not None and number <= MAX_PAYLOAD_TYPE else None
+
+
 def _connection_address(value: str) -> str:
+    """The address of a c= line; "" when it is none we would send media to (the stream is
+    then refused with 488, not the whole request with 400)."""
     parts = value.split()
     if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
-        raise SdpError(f"bad c= line {value!r}")
-    return parts[2].split("/")[0]
+        return ""
+    host = parts[2].split("/")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return ""  # a host name would need a blocking lookup on every packet: refuse
+    if (ip.version == 4) != (parts[1] == "IP4") or ip.is_multicast or (
+        ip.version == 4 and (ip.is_reserved or ip == ipaddress.IPv4Address("255.255.255.255"))
+    ):
+        return ""  # multicast, broadcast, reserved or the wrong family: not a phone
+    return host
+
+
+# RTP payload types are 7 bits (RFC 3550 §5.1); media to ports below 1024 would be aimed at
+# the services of the caller's host (or ours, with c=127.0.0.1), never at a phone.
+MAX_PAYLOAD_TYPE = 127
+MIN_MEDIA_PORT = 1024
 
 
 def parse_sdp(body: bytes) -> SessionDescription:
@@ -101,9 +130,10 @@ def parse_sdp(body: bytes) -> SessionDescription:
                 current.connection = _connection_address(value)
         elif kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
-                raise SdpError(f"bad m= line {value!r}")
-            current = MediaDescription(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:])
+            port = _small_int(parts[1].split("/")[0], 6) if len(parts) >= 4 else None
+            if port is None:
+                raise SdpError(f"bad m= line {value[:40]!r}")
+            current = MediaDescription(parts[0], port, parts[2], parts[3:])
             sdp.media.append(current)
         elif kind == "a":
             _attribute(sdp, current, value)
@@ -121,16 +151,17 @@ def _attribute(sdp: SessionDescription, media: MediaDescription | None, value: s
         return
     elif name in ("rtpmap", "fmtp"):
         pt, _, rest = arg.partition(" ")
-        if pt.isdigit():
-            (media.rtpmap if name == "rtpmap" else media.fmtp)[int(pt)] = rest.strip()
-    elif name == "ptime" and arg.strip().isdigit():
-        media.ptime = int(arg.strip())
+        number = _small_int(pt, 3)
+        if number is not None:
+            (media.rtpmap if name == "rtpmap" else media.fmtp)[number] = rest.strip()
+    elif name == "ptime":
+        media.ptime = _small_int(arg.strip(), 4)
 
 
 def _encoding_of(media: MediaDescription, pt: int) -> tuple[str, int]:
     if pt in media.rtpmap:
         parts = media.rtpmap[pt].split("/")
-        rate = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        rate = (_small_int(parts[1], 6) or 0) if len(parts) > 1 else 0
         return parts[0].upper(), rate
     if pt in STATIC_PAYLOADS:
         return STATIC_PAYLOADS[pt], 8000
@@ -145,22 +176,28 @@ def negotiate(
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.port == 0 or media.proto.upper() != "RTP/AVP":
             continue
+        if any(f.isdigit() and _payload_type(f) is None for f in media.formats) or not (
+            MIN_MEDIA_PORT <= media.port <= 65535
+        ):
+            continue  # a payload type no RTP header can carry, an absurd port: refused
         chosen: tuple[int, str] | None = None
         dtmf: int | None = None
         for fmt in media.formats:
-            if not fmt.isdigit():
+            pt = _payload_type(fmt)
+            if pt is None:
                 continue
-            pt = int(fmt)
             name, rate = _encoding_of(media, pt)
             if name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
                 dtmf = pt
-            elif name in allowed and rate == 8000 and chosen is None:
+            elif name in allowed and rate == 8000 and (
+                chosen is None or (name in PREFERRED and chosen[1] not in PREFERRED)
+            ):
                 chosen = (pt, name)
-        if chosen is None or not 0 < media.port < 65536:
+        if chosen is None:
             continue
-        host = media.connection or offer.connection
-        if host is None or not _is_ip(host):
-            continue  # a host name would need a blocking lookup on every packet: refuse
+        host = media.connection if media.connection is not None else offer.connection
+        if not host or not _is_ip(host):
+            continue  # no usable c= line (see _connection_address)
         ptime = media.ptime if media.ptime in (10, 20, 30, 40) else 20
         direction = media.direction or offer.direction
         return index, NegotiatedMedia(host, media.port, chosen[0], chosen[1], dtmf, ptime,
@@ -209,7 +246,7 @@ def build_offer(
 ) -> bytes:
     """Our offer, for a re-INVITE or INVITE that arrived without SDP (offer in our 200)."""
     family = "IP6" if ":" in local_host else "IP4"
-    pts = {"PCMU": 0, "PCMA": 8}
+    pts = {"PCMU": 0, "PCMA": 8, "G722": 9}
     chosen = [pts[c.upper()] for c in codecs if c.upper() in pts]
     lines = [
         "v=0",

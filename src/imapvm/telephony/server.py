@@ -22,6 +22,7 @@ handled where a race makes it possible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -77,7 +78,7 @@ class SipSettings:
     advertised_host: str | None = None
     rtp_host: str | None = None
     rtp_ports: tuple[int, int] = (10000, 20000)
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -215,6 +216,11 @@ class SipServer:
         assert self._core is not None
         return self._core
 
+    def set_draining(self, draining: bool) -> None:
+        """Answer OPTIONS probes and new calls with 480 (True) or normally again (False)."""
+        if self._core is not None:
+            self._core.draining = draining
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -275,9 +281,10 @@ class SipServer:
             self._incoming(event)
             return
         if isinstance(event, SubscriptionStarted | SubscriptionRefreshed):
-            self._spawn(self.mwi.first_notify(event.handle))
+            self._spawn(self.mwi.subscribed(event.handle))
             return
         if isinstance(event, SubscriptionEnded):
+            self.mwi.forget(event.handle)
             log.info("subscription %s ended: %s", event.handle, event.reason)
             return
         if isinstance(event, TransferResult):
@@ -364,7 +371,16 @@ class SipServer:
     # ---- CallControl for the channels ---------------------------------------------------
     async def answer_call(self, channel: SipChannel) -> RtpSession:
         s = self.settings
-        rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        try:
+            rtp = await open_rtp_session(s.rtp_host or s.host, self._pool, s.measure_rtp)
+        except OSError as exc:
+            # No media, no call: say so once and answer 503 (Retry-After), so the PBX tries
+            # another node or later, instead of a traceback and a call left ringing.
+            log.warning("call %s refused with 503: %s", channel.handle, exc.strerror or exc)
+            with contextlib.suppress(SipStateError):  # the caller may have given up meanwhile
+                self.core.reject(channel.handle, 503, self._now())
+            self._pump()
+            raise ChannelHangup("no RTP port") from None
         advertised = s.advertised_host or s.host
         try:
             if channel.hung_up:
@@ -376,10 +392,26 @@ class SipServer:
         channel.rtp = rtp
         rtp.inactivity_timeout = s.rtp_timeout
         rtp.on_inactive = lambda: self._rtp_timed_out(channel)
+        rtp.on_failure = lambda exc: self._media_failed(channel, exc)
         if channel.media is not None:
             rtp.set_media(channel.media)
         self._pump()
         return rtp
+
+    def reject_call(self, channel: SipChannel, status: int) -> bool:
+        """A final non-2xx (404 for a mailbox that does not exist) before answering."""
+        try:
+            self.core.reject(channel.handle, status, self._now())
+        except SipStateError:
+            return False  # answered already, or gone
+        self._pump()
+        return True
+
+    def _media_failed(self, channel: SipChannel, exc: BaseException) -> None:
+        """The RTP loop failed: end the call (the flow keeps what was recorded so far)."""
+        log.error("call %s: media failed (%s), hanging up", channel.handle,
+                  type(exc).__name__)
+        self.hangup_call(channel)
 
     def _rtp_timed_out(self, channel: SipChannel) -> None:
         log.info("call %s: no RTP for %s s, hanging up", channel.handle, self.settings.rtp_timeout)

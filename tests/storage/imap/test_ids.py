@@ -211,3 +211,24 @@ async def test_move_target_is_built_with_the_servers_separator(
         assert [m.ref for m in await fresh.list(BOX, Folder.WORK)] == [moved]
     finally:
         await fresh.aclose()
+
+
+async def test_a_voicemail_undeleted_by_the_mail_client_counts_again(
+    store: ImapStore, client: AsyncMailClient
+) -> None:
+    """Found by the model-based test: the exact-match cache forgot a voicemail while it was
+    flagged \\Deleted, so after the user took the flag back (or undelete) it never counted
+    again (hidden while it was not the folder's newest message, whose `n:*` search re-found it)."""
+    a = await store.deposit(BOX, voicemail("1234"))
+    await store.deposit(BOX, voicemail("1234"))
+    assert (await store.counts(BOX)).new == 2
+    await client.select("INBOX")
+    await client.store([a.uid], "+FLAGS", "\\Deleted")
+    assert (await store.counts(BOX)).new == 1
+    await client.store([a.uid], "-FLAGS", "\\Deleted")
+    assert (await store.counts(BOX)).new == 2
+    assert next(m.ref for m in await store.list(BOX, Folder.INBOX)) == a
+    await client.store([a.uid], "+FLAGS", "\\Deleted")
+    assert (await store.counts(BOX)).new == 1
+    await store.undelete(BOX, a)
+    assert (await store.counts(BOX)).new == 2

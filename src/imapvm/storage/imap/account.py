@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from imapvm.config.imapflags import TlsMode
-from imapvm.storage.base import Folder, LoginRefused, StoreError, StoreUnavailable
+from imapvm.storage.base import (
+    Folder,
+    LoginRefused,
+    ServerNotAnswering,
+    StoreError,
+    StoreUnavailable,
+)
 from imapvm.storage.imap import utf7
 from imapvm.storage.imap.connection import (
     AuthenticationFailed,
@@ -35,10 +41,6 @@ from imapvm.storage.imap.responses import list_entries, personal_namespace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ServerNotAnswering(StoreUnavailable):
-    """The IMAP server took the connection and said nothing: not retried at once."""
 
 
 def labelled(label: str, exc: BaseException) -> str:

@@ -1,4 +1,8 @@
-"""One call's RTP stream on asyncio: symmetric RTP with latching, paced G.711 sending, receiving.
+"""One call's RTP stream on asyncio: symmetric RTP with latching, paced sending, receiving.
+
+Audio from and to the voice menus is 8 kHz; on a G.722 call it is carried at 16 kHz on the line
+(upsampled when played, decoded to 16 kHz and decimated for the menus when received), and a
+``wide_sink`` can take the received 16 kHz audio as it is, for recordings of full bandwidth.
 
 Pacing is one ``loop.call_at`` chain per stream on an absolute schedule (start + n·ptime), the
 option measured best in reference/test-infra.md §8 (p99 ≈ 4 ms for 200 calls at about a third of
@@ -12,6 +16,7 @@ onto us; we stop sending only when the caller puts us on hold.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 from collections.abc import Callable
@@ -21,8 +26,9 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from ...audio import g711
+from ...audio import g722
 from ..sdp import NegotiatedMedia
+from .codecs import StreamCodec
 from .dtmf import DtmfReceiver
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
@@ -60,11 +66,15 @@ class RtpSession(asyncio.DatagramProtocol):
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._ptime = 0.02
-        self._frame = 160
-        self._silence = bytes([g711.ULAW_SILENCE]) * 160
-        self._play: bytes = b""
-        self._play_pcm: npt.NDArray[np.int16] | None = None  # to re-encode on a codec change
+        self._frame = 160  # RTP clock ticks per frame (8000 Hz for every codec we speak)
+        self.codec = StreamCodec("PCMU")
+        self._frame_samples = 160  # line samples per frame
+        self._silence = np.zeros(160, dtype=np.int16)
+        self._play: npt.NDArray[np.int16] = self._silence[:0]  # at the line's rate
+        self._play_pcm: npt.NDArray[np.int16] | None = None  # as given, for a codec change
+        self._play_rate = SAMPLE_RATE
         self._play_pos = 0
+        self._decimator = g722.Decimator()
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
         self._t0 = 0.0
@@ -74,11 +84,17 @@ class RtpSession(asyncio.DatagramProtocol):
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
         self.audio_sink: AudioSink | None = None
+        #: Received audio at the line's rate (16 kHz on G.722), before the menus' 8 kHz.
+        self.wide_sink: AudioSink | None = None
         self.digit_sink: DigitSink | None = None
         # Called once when nothing arrived for ``inactivity_timeout`` s while not on hold:
         # a phone that vanished without BYE must not keep a call (and a recording) open.
         self.inactivity_timeout: float | None = None
         self.on_inactive: Callable[[], None] | None = None
+        # Called once when the media loop itself fails (a bug, or media we should have
+        # refused): the call is ended with what was recorded so far, and the failure logged.
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.failed: BaseException | None = None
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
@@ -101,36 +117,41 @@ class RtpSession(asyncio.DatagramProtocol):
     # ---- media control ----------------------------------------------------------------
     def set_media(self, media: NegotiatedMedia) -> None:
         """Apply negotiated media (initial answer or re-INVITE); re-latch to the new peer."""
-        if self.media is not None and self.media.encoding != media.encoding and self._play:
-            assert self._play_pcm is not None
-            self._play = g711.encode(media.encoding, self._play_pcm)
+        if media.encoding.upper() != self.codec.encoding:
+            self.codec = StreamCodec(media.encoding)
+            self._decimator = g722.Decimator()
+            if self._play_pcm is not None and len(self._play):
+                done = self._play_pos / len(self._play)
+                self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
+                self._play_pos = int(done * len(self._play))
         self.media = media
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
         self._ptime = media.ptime_ms / 1000
         self._frame = SAMPLE_RATE * media.ptime_ms // 1000
-        self._silence = bytes([g711.silence_byte(media.encoding)]) * self._frame
+        self._frame_samples = self.codec.rate * media.ptime_ms // 1000
+        self._silence = np.zeros(self._frame_samples, dtype=np.int16)
         if self._timer is None and self.transport is not None:
             self._t0, self._n = self._loop.time(), 0
             self._schedule()
 
-    def play(self, pcm: npt.NDArray[np.int16]) -> asyncio.Future[bool]:
-        """Queue audio (replacing what plays); the future is True when it was sent to the end."""
+    def play(self, pcm: npt.NDArray[np.int16], rate: int = SAMPLE_RATE) -> asyncio.Future[bool]:
+        """Queue audio at ``rate`` (replacing what plays); the future is True when it was sent
+        to the end."""
         self.stop_playback()
-        encoding = self.media.encoding if self.media else "PCMU"
-        self._play = g711.encode(encoding, pcm)
-        self._play_pcm = pcm
+        self._play = self.codec.from_menu_audio(pcm, rate)
+        self._play_pcm, self._play_rate = pcm, rate
         self._play_pos = 0
         self._marker = True
         self._play_done = self._loop.create_future()
-        if not self._play:
+        if len(self._play) == 0:
             self._play_done.set_result(True)
         return self._play_done
 
     def stop_playback(self) -> None:
         if self._play_done is not None and not self._play_done.done():
             self._play_done.set_result(False)
-        self._play, self._play_pos, self._play_done = b"", 0, None
+        self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
         self._play_pcm = None
 
     def flush_audio(self) -> None:
@@ -159,15 +180,34 @@ class RtpSession(asyncio.DatagramProtocol):
         if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
             self._t0, self._n = now, 0
         try:
-            self._send_frame()
-        except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
-            log.debug("RTP send failed: %s", exc)
-        if self._n % 25 == 0:  # twice a second is plenty for these two checks
-            self._check_inactivity(now)
-            for digit, duration in self._dtmf.expire(now):
-                if self.digit_sink:
-                    self.digit_sink(digit, duration)
+            try:
+                self._send_frame()
+            except OSError as exc:  # the network said no: keep the clock running regardless
+                log.debug("RTP send failed: %s", exc)
+            if self._n % 25 == 0:  # twice a second is plenty for these two checks
+                self._check_inactivity(now)
+                for digit, duration in self._dtmf.expire(now):
+                    if self.digit_sink:
+                        self.digit_sink(digit, duration)
+        except Exception as exc:
+            self._fail(exc)
+            return
         self._schedule()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop this stream for good and tell the call (never a silent, hanging call)."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        log.error("RTP media loop failed (%s: %s): ending the call", type(exc).__name__, exc,
+                  exc_info=exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stop_playback()
+        callback, self.on_failure = self.on_failure, None
+        if callback is not None:
+            callback(exc)
 
     def _check_inactivity(self, now: float) -> None:
         media, limit = self.media, self.inactivity_timeout
@@ -182,18 +222,19 @@ class RtpSession(asyncio.DatagramProtocol):
         media = self.media
         if media is None or self._remote is None or self.transport is None:
             return
-        payload = self._silence
+        pcm = self._silence
         if self._play_done is not None:
-            chunk = self._play[self._play_pos : self._play_pos + self._frame]
-            self._play_pos += self._frame
-            if len(chunk) < self._frame:
-                chunk += self._silence[: self._frame - len(chunk)]
-            payload = chunk
+            chunk = self._play[self._play_pos : self._play_pos + self._frame_samples]
+            self._play_pos += self._frame_samples
+            if len(chunk) < self._frame_samples:
+                chunk = np.concatenate([chunk, self._silence[: self._frame_samples - len(chunk)]])
+            pcm = chunk
             if self._play_pos >= len(self._play):
                 done = self._play_done
-                self._play, self._play_pos, self._play_done = b"", 0, None
+                self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
                 if not done.done():
                     done.set_result(True)
+        payload = self.codec.encode(pcm)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
         if media.on_hold:
@@ -207,6 +248,14 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # ---- receiving --------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._receive(data, addr)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:
@@ -238,14 +287,19 @@ class RtpSession(asyncio.DatagramProtocol):
         self._emit_audio(self._reorder.push(packet.sequence, packet.timestamp, packet.payload))
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
-        sink, media = self.audio_sink, self.media
-        if sink is None or media is None or not chunks:
+        sink, wide, media = self.audio_sink, self.wide_sink, self.media
+        if (sink is None and wide is None) or media is None or not chunks:
             return
+        codec = self.codec
         for chunk in chunks:
-            if isinstance(chunk, int):
-                sink(np.zeros(chunk, dtype=np.int16))
+            if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
+                line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
             else:
-                sink(g711.decode(media.encoding, chunk))
+                line = codec.decode(chunk)
+            if wide is not None:
+                wide(line)
+            if sink is not None:
+                sink(self._decimator.process(line) if codec.wideband else line)
 
     @property
     def reorder_stats(self) -> dict[str, int]:
@@ -253,14 +307,24 @@ class RtpSession(asyncio.DatagramProtocol):
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
 
 
+class RtpPortsExhausted(OSError):
+    """Every port of the pool is taken: the call is refused (503), not answered silently."""
+
+
 class PortPool:
-    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11)."""
+    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11). One port
+    per call is bound (RTP); the odd port above it stays free for RTCP, which imapvm does not
+    send, so a range of N ports carries N/2 calls."""
 
     def __init__(self, first: int, last: int) -> None:
         if first > last:
             raise ValueError("empty RTP port range")
+        self.first, self.last = first, last
         self._ports = [p for p in range(first, last + 1) if p % 2 == 0] or [first]
         self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._ports)
 
     def candidates(self) -> list[int]:
         start = self._next
@@ -280,7 +344,13 @@ async def open_rtp_session(
                 lambda: RtpSession(loop, measure), local_addr=(host, port)
             )
         except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise  # not a busy port: no other port will do better
             last = exc
             continue
         return protocol
-    raise OSError(f"no free RTP port: {last}")
+    if pool is None:
+        raise RtpPortsExhausted(errno.EADDRINUSE, f"no free UDP port on {host}: {last}")
+    raise RtpPortsExhausted(
+        errno.EADDRINUSE, f"all {len(pool)} RTP ports of {pool.first}-{pool.last} on {host} "
+        "are in use (one even port per call)")

@@ -78,7 +78,7 @@ class CoreConfig:
     local_host: str
     local_port: int
     user_agent: str = "imapvm"
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     timers: TimerConfig = field(default_factory=TimerConfig)
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
