@@ -299,9 +299,10 @@ class ImapModel(RuleBasedStateMachine):
         assert self.store is not None
         for acct in self.store._accounts.values():
             for conn in acct._idle:
+                # the connection's own transport: fail loudly if a refactoring renames it
                 sock = conn._writer.get_extra_info("socket")
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
+                assert sock is not None, "cannot reach the pooled connection's socket"
+                sock.shutdown(socket.SHUT_RDWR)
         self.run(self.store.counts(BOX))
 
     # -- the other mail client ---------------------------------------------------------------
