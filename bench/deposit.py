@@ -6,8 +6,12 @@ message layer: wav + gsm attachments, about 1.4 MB of email):
   "goodbye";
 - append: `ImapStore.deposit` (quota check + APPEND until APPENDUID): when a mail client can see it.
 
-Run: .venv/bin/python bench/deposit.py [--runs 40]
-Last line: deposit_p50_ms= deposit_p99_ms= append_p50_ms= append_p99_ms= email_kib=
+Percentiles over 200 deposits by default (a p99 over fewer is just the maximum), with the
+maximum reported on its own.
+
+Run: .venv/bin/python bench/deposit.py [--runs 200]
+Last line: runs= deposit_p50_ms= deposit_p99_ms= deposit_max_ms= append_p50_ms= append_p99_ms=
+append_max_ms= email_kib=
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ BOX = MailboxRef("1234", "default")
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=200)
     args = ap.parse_args()
     audio = speech(60.0)
     settings = EmailSettings(context="default", mailbox="1234", fullname="Bench",
                              emails=("bench@example.org",), formats=("wav", "gsm"))
-    emails = [build_voicemail(Deposit(number=i + 1, caller_id_num="5550100"), settings,
-                              audio).raw for i in range(args.runs)]
+    email = build_voicemail(Deposit(number=1, caller_id_num="5550100"), settings, audio).raw
+    emails = (email.replace(b"Message-ID: <", f"Message-ID: <{i}.".encode(), 1)
+              for i in range(args.runs))  # one distinct message per deposit
     server = DovecotServer("slash", quota_kb=10_000_000).start()
     workdir = Path(tempfile.mkdtemp(prefix="imapvm-bench-"))
     try:
@@ -62,15 +67,16 @@ async def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    kib = len(emails[0]) / 1024
+    kib = len(email) / 1024
     print(f"{args.runs} deposits of a 60 s message ({kib:.0f} KiB email)")
     print(f"  commit (outbox fsync)  p50={percentile(commit, 50):.1f} ms "
           f"p99={percentile(commit, 99):.1f} ms max={max(commit):.1f} ms")
     print(f"  append (IMAP APPEND)   p50={percentile(append, 50):.1f} ms "
           f"p99={percentile(append, 99):.1f} ms max={max(append):.1f} ms")
-    print(f"deposit_p50_ms={percentile(commit, 50):.1f} deposit_p99_ms={percentile(commit, 99):.1f}"
+    print(f"runs={args.runs} deposit_p50_ms={percentile(commit, 50):.1f}"
+          f" deposit_p99_ms={percentile(commit, 99):.1f} deposit_max_ms={max(commit):.1f}"
           f" append_p50_ms={percentile(append, 50):.1f} append_p99_ms={percentile(append, 99):.1f}"
-          f" email_kib={kib:.0f}")
+          f" append_max_ms={max(append):.1f} email_kib={kib:.0f}")
 
 
 if __name__ == "__main__":

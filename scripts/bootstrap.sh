@@ -12,6 +12,7 @@ PROFILE=${1:-server}
 PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
 PKGS+=(asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
        asterisk-core-sounds-ru-wav)  # issue 16: the menus in Spanish, French, Italian, Russian
+PKGS+=(asterisk-core-sounds-en-g722)  # issue 15: wideband prompts for G.722 calls
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
          krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)

@@ -307,3 +307,25 @@ def test_deposit_settles_a_lost_append_answer_by_message_id(
             assert res.stdout.split()[0].endswith(f":{uid}")
     finally:
         proxy.stop()
+
+
+def test_a_lost_connection_names_the_account_once(tmp_path: Path,
+                                                  dovecot_slash: DovecotServer) -> None:
+    """Item 18: not `u1@host: u1@host: connection closed by server` when a retried command
+    loses its connection every time."""
+    acct = make_account(dovecot_slash)
+    proxy = DroppingProxy("127.0.0.1", dovecot_slash.port,
+                          rb"(list|select|examine|status|search) completed", times=100).start()
+    try:
+        conf = tmp_path / "voicemail.conf"
+        conf.write_text(f"[general]\nimapserver=127.0.0.1\nimapport={proxy.port}\n"
+                        f"imapflags=notls\n[default]\n"
+                        f"1234 => 1,A,,,imapuser={acct.user}|imappassword={acct.password}\n")
+        res = imapvm("mwi", "1234", "--config", conf)
+        assert proxy.dropped >= 2  # the first try and its retry
+        assert res.returncode == 1
+        line = one_line(res.stderr)
+        label = f"{acct.user}@127.0.0.1:{proxy.port}:"
+        assert line.count(label) == 1, line
+    finally:
+        proxy.stop()

@@ -43,8 +43,9 @@ def test_no_acceptable_codec_or_srtp_is_none() -> None:
     assert negotiate(parse_sdp(OFFER.replace(b"RTP/AVP 9", b"RTP/SAVP 9"))) is None
 
 
-@pytest.mark.parametrize("body", [b"v=0\r\nc=IN IP4\r\n", b"garbage line\r\n", b"m=audio x\r\n",
-                                  b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"garbage line\r\n", b"m=audio x\r\n", b"\xff\xfe",
+                                  b"m=audio 9999999999 RTP/AVP 0\r\n",
+                                  "m=audio \u00b2 RTP/AVP 0\r\n".encode()])
 def test_bad_sdp_raises_sdp_error(body: bytes) -> None:
     with pytest.raises(SdpError):
         parse_sdp(body)
@@ -56,3 +57,42 @@ def test_bad_sdp_raises_sdp_error(body: bytes) -> None:
 )
 def test_unusable_addresses_are_not_negotiated(old: bytes, new: bytes) -> None:
     assert negotiate(parse_sdp(OFFER.replace(old, new))) is None
+
+
+HOSTILE_MEDIA = {
+    "payload type 300": ("m=audio 4000 RTP/AVP 300 0", "c=IN IP4 192.0.2.2"),
+    "payload type 300 mapped to PCMU": ("m=audio 4000 RTP/AVP 300\r\na=rtpmap:300 PCMU/8000",
+                                        "c=IN IP4 192.0.2.2"),
+    "huge payload type": ("m=audio 4000 RTP/AVP 99999999999999999999 0", "c=IN IP4 192.0.2.2"),
+    "unknown codec only": ("m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 FOO/8000",
+                           "c=IN IP4 192.0.2.2"),
+    "port above 65535": ("m=audio 70000 RTP/AVP 0", "c=IN IP4 192.0.2.2"),
+    "privileged port": ("m=audio 22 RTP/AVP 0", "c=IN IP4 127.0.0.1"),
+    "c= without address": ("m=audio 4000 RTP/AVP 0", "c=IN IP4"),
+    "c= host name": ("m=audio 4000 RTP/AVP 0", "c=IN IP4 phone.example.com"),
+    "c= multicast": ("m=audio 4000 RTP/AVP 0", "c=IN IP4 224.0.0.1/127"),
+    "c= broadcast": ("m=audio 4000 RTP/AVP 0", "c=IN IP4 255.255.255.255"),
+    "c= family mismatch": ("m=audio 4000 RTP/AVP 0", "c=IN IP4 2001:db8::1"),
+    "c= bad address": ("m=audio 4000 RTP/AVP 0", "c=IN IP4 999.1.1.1"),
+    "c= network type": ("m=audio 4000 RTP/AVP 0", "c=XX IP4 192.0.2.2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_MEDIA))
+def test_hostile_media_lines_are_not_negotiated(case: str) -> None:
+    """Each gets 488 from the core (no usable stream), never a call whose RTP cannot work."""
+    m_line, c_line = HOSTILE_MEDIA[case]
+    body = f"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n{c_line}\r\nt=0 0\r\n{m_line}\r\n"
+    assert negotiate(parse_sdp(body.encode())) is None
+
+
+def test_hold_address_and_a_good_second_stream_still_work() -> None:
+    hold = b"v=0\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    accepted = negotiate(parse_sdp(hold))
+    assert accepted is not None
+    assert accepted[1].on_hold
+    two = (b"v=0\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 300\r\n"
+           b"m=audio 4002 RTP/AVP 8\r\n")
+    accepted = negotiate(parse_sdp(two))
+    assert accepted is not None
+    assert (accepted[0], accepted[1].payload_type) == (1, 8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imapvm.audio import g711
+from imapvm.audio import g711, g722
 from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.loader import load
 from imapvm.server import VoicemailServer, default_flows
@@ -30,7 +30,7 @@ from .pyphone import PyPhone
 pytestmark = [pytest.mark.timeout(60)]
 
 CONF = """[general]
-format=wav
+format=wav16|gsm
 minsecs=0
 
 [default]
@@ -133,12 +133,17 @@ async def vm(tmp_path: Path) -> AsyncIterator[Harness]:
 TONE = (4000 * np.sin(2 * np.pi * 400 * np.arange(8000) / 8000)).astype(np.int16)
 
 
-async def speak_and_hang_up(phone: PyPhone, seen: Observed, audio: np.ndarray = TONE) -> None:
-    """Once the flow records: one second of the caller's audio, then BYE."""
+async def speak_and_hang_up(phone: PyPhone, seen: Observed, audio: np.ndarray = TONE,
+                            g722_rate: bool = False) -> None:
+    """Once the flow records: one second of the caller's audio (PCMU, or G.722 of 16 kHz
+    ``audio``), then BYE."""
     await asyncio.wait_for(seen.recording.wait(), 15)
-    payload = g711.encode("PCMU", audio)
+    if g722_rate:
+        payload, pt = g722.encode(audio), 9
+    else:
+        payload, pt = g711.encode("PCMU", audio), 0
     for i in range(0, len(payload), 160):
-        phone.send_rtp(1 + i // 160, payload[i : i + 160])
+        phone.send_rtp(1 + i // 160, payload[i : i + 160], pt=pt)
         await asyncio.sleep(0.02)  # pacing like a phone, not synchronisation
     phone.send_request("BYE", phone.uri)
     await asyncio.wait_for(seen.ended.wait(), 15)
@@ -277,3 +282,26 @@ async def test_play_message_n(vm: Harness) -> None:
     assert np.abs(pcm).max() > 2000  # the tone, not silence
     counts = await vm.server.store.counts(box)
     assert (counts.new, counts.old) == (0, 1)  # played: heard
+
+
+async def test_g722_message_is_stored_wideband_and_narrowband(vm: Harness, tmp_path: Path) -> None:
+    """format=wav16|gsm: a G.722 caller's message keeps its 6 kHz tone in msg0000.wav16 (16 kHz),
+    and the GSM copy is there as before."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    wide_tone = (6000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16)
+    phone = vm.phone()
+    await phone.open()
+    resp = await phone.call("1234", codecs="0 9")
+    assert resp.status == 200
+    assert b"RTP/AVP 9" in resp.body
+    await speak_and_hang_up(phone, vm.seen, wide_tone, g722_rate=True)
+    await delivered(vm)
+    phone.close()
+    inbox = tmp_path / "spool" / "default" / "1234" / "INBOX"
+    stored, rate = sf.read(str(inbox / "msg0000.wav16"), dtype="int16")
+    assert rate == 16000
+    spectrum = np.abs(np.fft.rfft(stored.astype(np.float64)))
+    assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(stored) - 6000) < 20
+    assert (inbox / "msg0000.gsm").stat().st_size > 0

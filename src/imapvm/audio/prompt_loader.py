@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from imapvm.audio import formats, language, prompts
+from imapvm.audio import formats, g722, language, prompts
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class PromptLoader:
         self._override = override or (lambda name: name)
         self._cache: dict[tuple[str, str], Samples] = {}
         self._missing: set[tuple[str, str]] = set()
+        self._wide: dict[tuple[str, str], Samples | None] = {}
 
     def find(self, name: str, code: str | None = None) -> Path | None:
         """The file a prompt of language ``code`` (default: the call's) is played from."""
@@ -43,6 +44,25 @@ class PromptLoader:
         """The prompt played for `name`: voicemail.conf's override (`vm-login=...`) applied.
         This is the one place overrides are applied; flows ask for the standard names."""
         return self._override(name)
+
+    async def wide(self, name: str) -> Samples | None:
+        """The prompt at 16 kHz for wideband (G.722) calls: the ``.g722`` file beside the one
+        :meth:`__call__` plays (Debian's asterisk-core-sounds-*-g722), or None when there is
+        none (the call then plays the 8 kHz prompt, upsampled)."""
+        name = self.name_for(name)
+        key = (language.current(), name)
+        if key in self._wide:
+            return self._wide[key]
+        path = self.find(name, key[0])
+        found = None
+        if path is not None and path.with_suffix(".g722").is_file():
+            data = await asyncio.to_thread(path.with_suffix(".g722").read_bytes)
+            try:
+                found = await asyncio.to_thread(g722.decode, data)
+            except Exception as exc:  # a damaged file plays narrowband, it never breaks a call
+                log.warning("prompt %s: %s unusable (%s)", name, path.with_suffix(".g722"), exc)
+        self._wide[key] = found
+        return found
 
     async def __call__(self, name: str) -> Samples:
         name = self.name_for(name)

@@ -85,7 +85,8 @@ def load_config(args: argparse.Namespace) -> LoadedConfig:
 
 def open_store(loaded: LoadedConfig, open_timeout: float | None = None) -> RoutingStore:
     return RoutingStore(loaded.voicemail, loaded.settings.paths.spool,
-                        loaded.settings.imap, open_timeout=open_timeout)
+                        loaded.settings.imap, open_timeout=open_timeout,
+                        index_dir=loaded.settings.paths.cache / "imap")
 
 
 def mailbox_ref(text: str, loaded: LoadedConfig) -> MailboxRef:

@@ -34,6 +34,7 @@ def resolve_config(config: str | None, settings: str | None,
             paths,
             spool=Path("var/spool") if paths.spool == defaults.spool else paths.spool,
             outbox=Path("var/outbox") if paths.outbox == defaults.outbox else paths.outbox,
+            cache=Path("var/cache") if paths.cache == defaults.cache else paths.cache,
         ))
         sip = loaded.settings.sip
         if "sip.listen" not in overrides and settings is None:

@@ -31,6 +31,7 @@ secret = "s3cret"
 spool = "/var/spool/asterisk/voicemail"
 outbox = "/var/spool/imapvm/outbox"
 sounds = "/usr/share/asterisk/sounds/en_US_f_Allison"
+cache = "/var/cache/imapvm"      # IMAP folder indexes (rebuildable)
 
 [http]
 listen = "127.0.0.1:9180"
@@ -120,6 +121,8 @@ class SipSettings:
     """New SIP requests per second per untrusted source address (burst: twice as many)."""
     trusted_rate_limit: float = 500.0
     """The same for trusted sources (the PBX carries every caller's traffic)."""
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms offered to phones, in order of preference (RFC 8760)."""
     lockout: LockoutSettings = field(default_factory=lambda: LockoutSettings())
 
 
@@ -147,6 +150,9 @@ class PathSettings:
     spool: Path = Path("/var/spool/asterisk/voicemail")
     outbox: Path = Path("/var/spool/imapvm/outbox")
     sounds: Path = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+    cache: Path = Path("/var/cache/imapvm")
+    """Rebuildable caches (the IMAP folder indexes that make a first open after a restart as
+    fast as a warm one); losing it costs only speed."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +310,7 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
 
 
 _SIP_SECURITY_KEYS = {"credentials", "credentials_file", "pin_as_sip_password", "rate_limit",
-                      "trusted_rate_limit", "lockout"}
+                      "trusted_rate_limit", "lockout", "digest_algorithms"}
 
 
 def _positive(check: _Checker, table: Mapping[str, object], key: str, default: float,
@@ -369,8 +375,19 @@ def _sip_security(check: _Checker, sip: Mapping[str, object], settings: SipSetti
     )
     if lockout.lock_after <= lockout.free_failures:
         check.error("sip.lockout.lock_after", "must be larger than free_failures")
+    algorithms = settings.digest_algorithms
+    raw_algorithms = check.string_list(sip, "sip.digest_algorithms")
+    if raw_algorithms is not None:
+        names = tuple(str(a).upper() for a in raw_algorithms)
+        if not names or any(n not in ("SHA-256", "MD5") for n in names) or len(set(names)) != len(
+                names):
+            check.error("sip.digest_algorithms",
+                        f"{list(raw_algorithms)!r} must list SHA-256 and/or MD5, each once")
+        else:
+            algorithms = names
     return replace(
         settings, credentials=credentials, pin_as_sip_password=pin, lockout=lockout,
+        digest_algorithms=algorithms,
         rate_limit=_positive(check, sip, "sip.rate_limit", settings.rate_limit),
         trusted_rate_limit=_positive(check, sip, "sip.trusted_rate_limit",
                                      settings.trusted_rate_limit),
@@ -495,9 +512,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         unsolicited=unsolicited,
     )
 
-    paths = check.table(raw, "paths", {"spool", "outbox", "sounds"})
+    paths = check.table(raw, "paths", {"spool", "outbox", "sounds", "cache"})
     path_values = {}
-    for name in ("spool", "outbox", "sounds"):
+    for name in ("spool", "outbox", "sounds", "cache"):
         default = str(getattr(defaults.paths, name))
         text = check.string(paths, f"paths.{name}", default)
         if not text.strip() or "\0" in text:

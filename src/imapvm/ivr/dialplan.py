@@ -149,6 +149,10 @@ async def run_call(channel: Channel, session: Session,
         main, mailbox, problems = main_options(target.options, target.mailbox)
         for problem in problems:
             log.error("call for VoiceMailMain: %s", problem)
+        if mailbox is not None and session.find(mailbox, target.context) is None:
+            # The caller's number is only a hint: one that is no mailbox is asked for a
+            # mailbox, not for the password of one that does not exist (a failed login).
+            mailbox = None
         if main.skip_password and (mailbox is None or session.find(mailbox, target.context)
                                    is None):
             log.error("call for VoiceMailMain: option s needs a known mailbox; asking for it")

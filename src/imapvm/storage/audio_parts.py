@@ -13,7 +13,8 @@ import email.policy
 from dataclasses import dataclass
 from email.message import Message
 
-AUDIO_EXTENSIONS = ("wav", "gsm", "wav49", "ulaw", "alaw", "g722", "sln", "mp3", "ogg", "opus")
+AUDIO_EXTENSIONS = ("wav", "gsm", "wav49", "ulaw", "alaw", "g722", "sln", "mp3", "ogg", "opus",
+                    "wav16", "sln16")
 MAX_PART = 128 << 20  # Asterisk refuses bigger parts (ASTERISK-25899); so do we
 
 

@@ -57,12 +57,21 @@ class LockoutPolicy:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """One failed login as counted here: the state before it, and when it happened."""
+
+    before: FailureState
+    at: float
+
+
+@dataclass(frozen=True)
 class FailureState:
     failures: int = 0
     last: float = 0.0  # wall-clock time of the last failure (shared between nodes)
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"failures": self.failures, "last": round(self.last, 3)}).encode()
+        # full precision: the time of a failure is also its identity (see _persist_failure)
+        return json.dumps({"failures": self.failures, "last": self.last}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> FailureState:
@@ -102,6 +111,11 @@ class Lockouts:
         self._refreshed: dict[MailboxRef, float] = {}
         self._unshared_warned: set[MailboxRef] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[MailboxRef, asyncio.Lock] = {}  # one read-modify-write at a time
+        self._written: dict[MailboxRef, float] = {}  # the last failure this node shared
+
+    def _lock(self, box: MailboxRef) -> asyncio.Lock:
+        return self._locks.setdefault(box, asyncio.Lock())
 
     # -- checks (synchronous, on this node's copy) ----------------------------------------
     def wait(self, box: MailboxRef | None, source: str | None = None) -> float:
@@ -115,7 +129,7 @@ class Lockouts:
         return max(waits)
 
     def _wait(self, state: FailureState | None, now: float) -> float:
-        if state is None or now - state.last > self.policy.forget_after:
+        if state is None or not state.failures or now - state.last > self.policy.forget_after:
             return 0.0
         return max(0.0, state.last + self.policy.wait_after(state.failures) - now)
 
@@ -126,12 +140,14 @@ class Lockouts:
     # -- shared state -----------------------------------------------------------------------
     async def refresh(self, box: MailboxRef) -> None:
         """Take the shared state of ``box`` (what other nodes counted) into this node's copy."""
-        shared = await self._read(box)
+        async with self._lock(box):
+            shared = await self._read(box)
         if shared is not None:
             local = self._boxes.get(box, FailureState())
-            # The newer state wins: a success elsewhere (no state) must not be overridden by
-            # an old local count, nor a newer failure elsewhere by an older local one.
-            if shared.last >= local.last or shared.failures == 0:
+            # The newer state wins (a success is a state too: no failures, at its time), so
+            # an older count never overrides a newer one, in either direction; at the same
+            # instant, the higher count (two nodes failing together).
+            if (shared.last, shared.failures) > (local.last, local.failures):
                 self._boxes[box] = shared
         self._refreshed[box] = self.clock()
 
@@ -162,13 +178,14 @@ class Lockouts:
     async def failure(self, box: MailboxRef | None, source: str, via: str,
                       user: str = "") -> None:
         """Count one failed login (``box`` None: a mailbox that does not exist)."""
-        self.note_failure(box, source, via, user)
-        if box is not None:
-            await self._persist_failure(box)
+        event = self.note_failure(box, source, via, user)
+        if box is not None and event is not None:
+            await self._persist_failure(box, event)
 
     def note_failure(self, box: MailboxRef | None, source: str, via: str,
-                     user: str = "") -> None:
-        """Count a failure on this node's copy at once (SIP digest: synchronous)."""
+                     user: str = "") -> Failure | None:
+        """Count a failure on this node's copy at once (SIP digest: synchronous); the result
+        goes to ``failure_soon`` to be shared."""
         now = self.clock()
         if via != "sip-digest":  # the digest module logs its own failures
             log.warning("auth failure: source=%s user=%s via=%s", source or "-",
@@ -179,9 +196,13 @@ class Lockouts:
             if src.failures == self.policy.lock_after:
                 log.warning("auth locked: source=%s for %d s after %d failures",
                             source, int(self.policy.lock_seconds), src.failures)
-        if box is not None:
-            self._boxes[box] = self._bump(self._boxes.get(box), now)
-            self._log_lock(box, self._boxes[box], source)
+        if box is None:
+            return None
+        before = self._boxes.get(box, FailureState())
+        now = max(now, before.last + 1e-6)  # each failure its own instant: it names the event
+        self._boxes[box] = self._bump(before, now)
+        self._log_lock(box, self._boxes[box], source)
+        return Failure(before, now)
 
     def _log_lock(self, box: MailboxRef, state: FailureState, source: str) -> None:
         if state.failures == self.policy.lock_after:
@@ -196,32 +217,44 @@ class Lockouts:
     def success_soon(self, box: MailboxRef) -> None:
         self._spawn(self.success(box))
 
-    def failure_soon(self, box: MailboxRef, source: str) -> None:
-        """``note_failure`` was called; write it to the shared state in the background."""
-        self._spawn(self._persist_failure(box))
+    def failure_soon(self, box: MailboxRef, event: Failure) -> None:
+        """Write a failure ``note_failure`` counted to the shared state, in the background."""
+        self._spawn(self._persist_failure(box, event))
 
-    async def _persist_failure(self, box: MailboxRef) -> None:
-        """Read-modify-write: the shared count plus this failure, unless ours is ahead."""
+    async def _persist_failure(self, box: MailboxRef, event: Failure) -> None:
+        """Read-modify-write, one at a time per mailbox (in the order they happened): the
+        newest of the shared state and this node's state before the failure, plus one."""
         if self.shared is None:
             return
-        local = self._boxes.get(box, FailureState())
-        shared = await self._read(box)
-        if shared is not None and shared.failures >= local.failures and (
-            self.clock() - shared.last <= self.policy.forget_after
-        ):
-            merged = FailureState(shared.failures + 1, max(local.last, shared.last))
-            self._boxes[box] = merged
-            self._log_lock(box, merged, "")
-        else:
-            merged = local
-        await self._write(box, merged)
+        async with self._lock(box):
+            if event.at <= self._written.get(box, float("-inf")):
+                return  # an earlier write of this node already carried this failure
+            shared = await self._read(box)
+            base = shared if shared is not None and shared.last >= event.before.last \
+                else event.before
+            merged = self._bump(base, event.at)
+            await self._write(box, merged)
+            self._written[box] = event.at
+            local = self._boxes.get(box, FailureState())
+            if local.last <= event.at:  # no later failure here since: take what is shared
+                if merged.failures != local.failures:
+                    self._log_lock(box, merged, "")
+                self._boxes[box] = merged
 
     async def success(self, box: MailboxRef) -> None:
-        had = self._boxes.pop(box, None)
-        if had is not None or self.shared is not None:
-            shared = await self._read(box) if had is None else None
-            if had is not None or (shared is not None and shared.failures):
-                await self._write(box, None)
+        """Clear the count, here and for every node: a state with no failures, stamped now,
+        so it wins over the older counts other nodes hold."""
+        had = self._boxes.get(box)
+        cleared = FailureState(0, max(self.clock(), (had.last if had else 0.0) + 1e-6))
+        self._boxes[box] = cleared
+        if self.shared is None:
+            return
+        async with self._lock(box):
+            if had is None or not had.failures:
+                shared = await self._read(box)
+                if shared is None or not shared.failures:
+                    return  # nothing to clear anywhere: no write for an ordinary login
+            await self._write(box, cleared)
 
     async def _write(self, box: MailboxRef, state: FailureState | None) -> None:
         if self.shared is None:

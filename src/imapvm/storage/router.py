@@ -38,11 +38,13 @@ class UnknownMailbox(Refused):
 class RoutingStore:
     def __init__(self, config: VoicemailConfig, spool_root: Path,
                  client: ImapClientSettings | None = None, *,
-                 open_timeout: float | None = None) -> None:
-        """`open_timeout` caps each mailbox's imapopentimeout (operator commands wait less)."""
+                 open_timeout: float | None = None, index_dir: Path | None = None) -> None:
+        """`open_timeout` caps each mailbox's imapopentimeout (operator commands wait less);
+        `index_dir` keeps IMAP folder indexes across restarts (`[paths] cache`)."""
         self.config = config
         self.imap = ImapStore(lambda box: imap_settings(self.settings(box), client=client,
-                                                        open_timeout=open_timeout))
+                                                        open_timeout=open_timeout),
+                              index_dir=index_dir)
         self.spool = SpoolStore(spool_root, self._spool_settings)
 
     def _spool_settings(self, box: MailboxRef) -> SpoolSettings:

@@ -431,7 +431,7 @@ class SpoolStore:
 
 
 #: Which copy to convert from when a configured format is missing: the least lossy first.
-_SOURCE_ORDER = ("wav", "sln", "ulaw", "alaw", "wav49", "gsm")
+_SOURCE_ORDER = ("wav16", "sln16", "wav", "sln", "ulaw", "alaw", "wav49", "gsm")
 
 
 def _in_every_format(parts: Sequence[AudioPart], formats: Sequence[str]) -> dict[str, bytes]:

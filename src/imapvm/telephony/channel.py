@@ -113,7 +113,12 @@ class SipChannel:
                     self._digits.popleft()
                 return digit
         waiting = len(self._digits)
-        done = self.rtp.play(pcm)
+        rate = 8000
+        if isinstance(audio, str) and self.rtp.codec.wideband:
+            wide = await self._wide_prompt(audio)
+            if wide is not None:
+                pcm, rate = wide, 16000
+        done = self.rtp.play(pcm, rate)
         try:
             while not done.done():
                 self._digit_event.clear()
@@ -255,6 +260,14 @@ class SipChannel:
         if isinstance(loaded, Awaitable):
             loaded = await loaded
         return np.asarray(loaded, dtype=np.int16)
+
+    async def _wide_prompt(self, name: str) -> Audio | None:
+        """The 16 kHz version of a prompt for a G.722 call, when the sound set has one."""
+        wide = getattr(self._prompt_loader, "wide", None)
+        if wide is None:
+            return None
+        found = await wide(name)
+        return None if found is None else np.asarray(found, dtype=np.int16)
 
     async def _wait(self, event: asyncio.Event) -> None:
         await self._wait_any(event)

@@ -73,11 +73,38 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _small_int(text: str, digits: int = 5) -> int | None:
+    """An ASCII decimal of at most ``digits`` digits ("²" and 10,000-digit ports are not)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None
+
+
+def _payload_type(text: str) -> int | None:
+    number = _small_int(text, 3)
+    return number if number is not None and number <= MAX_PAYLOAD_TYPE else None
+
+
 def _connection_address(value: str) -> str:
+    """The address of a c= line; "" when it is none we would send media to (the stream is
+    then refused with 488, not the whole request with 400)."""
     parts = value.split()
     if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
-        raise SdpError(f"bad c= line {value!r}")
-    return parts[2].split("/")[0]
+        return ""
+    host = parts[2].split("/")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return ""  # a host name would need a blocking lookup on every packet: refuse
+    if (ip.version == 4) != (parts[1] == "IP4") or ip.is_multicast or (
+        ip.version == 4 and (ip.is_reserved or ip == ipaddress.IPv4Address("255.255.255.255"))
+    ):
+        return ""  # multicast, broadcast, reserved or the wrong family: not a phone
+    return host
+
+
+# RTP payload types are 7 bits (RFC 3550 §5.1); media to ports below 1024 would be aimed at
+# the services of the caller's host (or ours, with c=127.0.0.1), never at a phone.
+MAX_PAYLOAD_TYPE = 127
+MIN_MEDIA_PORT = 1024
 
 
 def parse_sdp(body: bytes) -> SessionDescription:
@@ -103,9 +130,10 @@ def parse_sdp(body: bytes) -> SessionDescription:
                 current.connection = _connection_address(value)
         elif kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
-                raise SdpError(f"bad m= line {value!r}")
-            current = MediaDescription(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:])
+            port = _small_int(parts[1].split("/")[0], 6) if len(parts) >= 4 else None
+            if port is None:
+                raise SdpError(f"bad m= line {value[:40]!r}")
+            current = MediaDescription(parts[0], port, parts[2], parts[3:])
             sdp.media.append(current)
         elif kind == "a":
             _attribute(sdp, current, value)
@@ -123,16 +151,17 @@ def _attribute(sdp: SessionDescription, media: MediaDescription | None, value: s
         return
     elif name in ("rtpmap", "fmtp"):
         pt, _, rest = arg.partition(" ")
-        if pt.isdigit():
-            (media.rtpmap if name == "rtpmap" else media.fmtp)[int(pt)] = rest.strip()
-    elif name == "ptime" and arg.strip().isdigit():
-        media.ptime = int(arg.strip())
+        number = _small_int(pt, 3)
+        if number is not None:
+            (media.rtpmap if name == "rtpmap" else media.fmtp)[number] = rest.strip()
+    elif name == "ptime":
+        media.ptime = _small_int(arg.strip(), 4)
 
 
 def _encoding_of(media: MediaDescription, pt: int) -> tuple[str, int]:
     if pt in media.rtpmap:
         parts = media.rtpmap[pt].split("/")
-        rate = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        rate = (_small_int(parts[1], 6) or 0) if len(parts) > 1 else 0
         return parts[0].upper(), rate
     if pt in STATIC_PAYLOADS:
         return STATIC_PAYLOADS[pt], 8000
@@ -147,12 +176,16 @@ def negotiate(
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.port == 0 or media.proto.upper() != "RTP/AVP":
             continue
+        if any(f.isdigit() and _payload_type(f) is None for f in media.formats) or not (
+            MIN_MEDIA_PORT <= media.port <= 65535
+        ):
+            continue  # a payload type no RTP header can carry, an absurd port: refused
         chosen: tuple[int, str] | None = None
         dtmf: int | None = None
         for fmt in media.formats:
-            if not fmt.isdigit():
+            pt = _payload_type(fmt)
+            if pt is None:
                 continue
-            pt = int(fmt)
             name, rate = _encoding_of(media, pt)
             if name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
                 dtmf = pt
@@ -160,11 +193,11 @@ def negotiate(
                 chosen is None or (name in PREFERRED and chosen[1] not in PREFERRED)
             ):
                 chosen = (pt, name)
-        if chosen is None or not 0 < media.port < 65536:
+        if chosen is None:
             continue
-        host = media.connection or offer.connection
-        if host is None or not _is_ip(host):
-            continue  # a host name would need a blocking lookup on every packet: refuse
+        host = media.connection if media.connection is not None else offer.connection
+        if not host or not _is_ip(host):
+            continue  # no usable c= line (see _connection_address)
         ptime = media.ptime if media.ptime in (10, 20, 30, 40) else 20
         direction = media.direction or offer.direction
         return index, NegotiatedMedia(host, media.port, chosen[0], chosen[1], dtmf, ptime,

@@ -98,6 +98,7 @@ class SipSettings:
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     trusted_rate_limit: tuple[float, int] | None = (500.0, 1000)  # the same for trusted sources
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # offered in this order
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
     max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
@@ -164,7 +165,7 @@ class SipServer:
         auth = None
         if self._credentials is not None:
             auth = DigestAuth(s.auth_realm or advertised, self._credentials,
-                              guard=self._auth_guard)
+                              guard=self._auth_guard, algorithms=s.digest_algorithms)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
@@ -215,6 +216,11 @@ class SipServer:
     def core(self) -> SipCore:
         assert self._core is not None
         return self._core
+
+    def set_draining(self, draining: bool) -> None:
+        """Answer OPTIONS probes and new calls with 480 (True) or normally again (False)."""
+        if self._core is not None:
+            self._core.draining = draining
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -387,10 +393,26 @@ class SipServer:
         channel.rtp = rtp
         rtp.inactivity_timeout = s.rtp_timeout
         rtp.on_inactive = lambda: self._rtp_timed_out(channel)
+        rtp.on_failure = lambda exc: self._media_failed(channel, exc)
         if channel.media is not None:
             rtp.set_media(channel.media)
         self._pump()
         return rtp
+
+    def reject_call(self, channel: SipChannel, status: int) -> bool:
+        """A final non-2xx (404 for a mailbox that does not exist) before answering."""
+        try:
+            self.core.reject(channel.handle, status, self._now())
+        except SipStateError:
+            return False  # answered already, or gone
+        self._pump()
+        return True
+
+    def _media_failed(self, channel: SipChannel, exc: BaseException) -> None:
+        """The RTP loop failed: end the call (the flow keeps what was recorded so far)."""
+        log.error("call %s: media failed (%s), hanging up", channel.handle,
+                  type(exc).__name__)
+        self.hangup_call(channel)
 
     def _rtp_timed_out(self, channel: SipChannel) -> None:
         log.info("call %s: no RTP for %s s, hanging up", channel.handle, self.settings.rtp_timeout)

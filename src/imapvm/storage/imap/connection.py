@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -160,7 +159,7 @@ class ImapConnection:
         timeouts = timeouts or Timeouts()
         ctx = ssl_context
         if ctx is None and tls is not TlsMode.NONE:
-            ctx = _default_tls_context()  # loading the CA store costs ~25 ms: once
+            ctx = await default_tls_context()
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -548,9 +547,17 @@ class ImapConnection:
             await asyncio.wait_for(self._writer.wait_closed(), 2)
 
 
-@functools.cache
-def _default_tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
+_default_tls: ssl.SSLContext | None = None
+
+
+async def default_tls_context() -> ssl.SSLContext:
+    """The process's verifying TLS context. Loading the CA store costs ~20-25 ms of CPU, so it
+    is done once, in a thread (never on the event loop); `ImapStore.prewarm` does it at start."""
+    global _default_tls
+    if _default_tls is None:
+        ctx = await asyncio.to_thread(ssl.create_default_context)
+        _default_tls = _default_tls or ctx
+    return _default_tls
 
 
 def _result(name: str, done: Response, waiter: _Waiter) -> Result:

@@ -17,7 +17,8 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio, extract_audio
@@ -37,7 +38,14 @@ from imapvm.storage.base import (
 )
 from imapvm.storage.imap import expunge
 from imapvm.storage.imap.account import Account, ImapSettings, labelled
-from imapvm.storage.imap.connection import ConnectionLost, ImapConnection, ImapError, Result
+from imapvm.storage.imap.connection import (
+    ConnectionLost,
+    ImapConnection,
+    ImapError,
+    Result,
+    default_tls_context,
+)
+from imapvm.storage.imap.folder_index import FolderIndex, IndexFiles, Key, Status, View
 from imapvm.storage.imap.protocol import Literal, Raw, quote
 from imapvm.storage.imap.responses import (
     by_uid,
@@ -45,6 +53,7 @@ from imapvm.storage.imap.responses import (
     fetch_items,
     quota,
     search_uids,
+    status_items,
 )
 from imapvm.storage.imap.watch import ImapWatcher
 from imapvm.storage.lockout import LockoutUnsupported
@@ -71,16 +80,6 @@ def _lockout_entry(box: MailboxRef) -> bytes:
     return f"/private/vendor/imapvm/lockout-{parts[0]}-{parts[1]}".encode()
 
 
-@dataclass
-class _FolderCache:
-    """What is known of one folder (per UIDVALIDITY): headers never change, so a UID once
-    identified stays identified."""
-
-    keys: dict[int, _Key] = field(default_factory=dict)
-    checked: dict[tuple[str, str], int] = field(default_factory=dict)  # (tag, ctx) -> top UID
-    matches: dict[tuple[str, str], set[int]] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class _Scan:
     validity: int
@@ -94,16 +93,6 @@ class _Proof:
     """A message proven to be a voicemail of the box, with its flags when it was proven."""
 
     flags: frozenset[str]
-    message_id: str
-
-
-@dataclass(frozen=True)
-class _Key:
-    """The identifying headers of one message (cached by folder, UIDVALIDITY and UID)."""
-
-    ext: str
-    ctx: str
-    mtype: str
     message_id: str
 
 
@@ -127,10 +116,13 @@ _FOLD = re.compile(r"\r?\n[ \t]+")
 class ImapStore:
     """Store over IMAP. `settings_for` maps a mailbox to its IMAP settings (from config)."""
 
-    def __init__(self, settings_for: Callable[[MailboxRef], ImapSettings]) -> None:
+    def __init__(self, settings_for: Callable[[MailboxRef], ImapSettings],
+                 index_dir: Path | None = None) -> None:
+        """`index_dir`: where folder indexes persist across restarts (None: memory only)."""
         self._settings_for = settings_for
         self._accounts: dict[tuple[object, ...], Account] = {}
-        self._folders: dict[tuple[str, str, int], _FolderCache] = {}
+        self._folders: dict[tuple[str, str, int], FolderIndex] = {}
+        self.index_files = IndexFiles(index_dir)
         self._greetings: dict[tuple[str, str, int, int], AudioPart] = {}
 
     # -- plumbing -------------------------------------------------------------------------
@@ -156,10 +148,16 @@ class ImapStore:
         for acct in self._accounts.values():
             await acct.drop_idle()
 
+    async def prewarm(self) -> None:
+        """Work every first connection of a process would otherwise pay (the TLS context's CA
+        store), done at start-up off the event loop."""
+        await default_tls_context()
+
     async def aclose(self) -> None:
         for acct in self._accounts.values():
             await acct.aclose()
         self._accounts.clear()
+        await self.index_files.flush()
 
     async def _select(self, conn: ImapConnection, name: str) -> int:
         """SELECT `name` unless it already is; returns its UIDVALIDITY."""
@@ -228,7 +226,7 @@ class ImapStore:
         return proven[ref.uid]
 
     async def _scan(self, conn: ImapConnection, acct: Account, s: ImapSettings, name: str,
-                    *, greetings: GreetingKind | None = None) -> _Scan:
+                    *, greetings: GreetingKind | None = None, reuse: bool = True) -> _Scan:
         """This box's undeleted voicemails (or greetings of one kind) in folder `name`, exactly
         matched, with their \\Seen and \\Flagged state.
 
@@ -237,10 +235,20 @@ class ImapStore:
         seen and unseen-flagged UID sets (flag searches the server answers from its index), and
         a HEADER search restricted to UIDs above the highest one already examined (headers never
         change, so what was matched once stays matched). Only new candidates cost a FETCH of
-        their identifying headers."""
+        their identifying headers.
+
+        With `reuse` on a CONDSTORE server, one STATUS first: when the folder's UIDNEXT,
+        MESSAGES and HIGHESTMODSEQ are those of the last exact view, nothing changed and that
+        view is the answer (folder_index.py). Not on a watcher's connection (`reuse=False`),
+        where an untagged STATUS would read as a push, and where a recount follows a change
+        anyway."""
         validity = await self._select(conn, name)
-        cache = self._folders.setdefault((acct.label, name, validity), _FolderCache())
+        cache = self._index(acct, name, validity)
         who = (s.vm_tag, s.context)
+        status = await self._status(conn, name) if reuse else None
+        view = cache.views.get(who)
+        if status is not None and view is not None and view.status == status:
+            return self._result(cache, who, validity, view, greetings)
         upto = cache.checked.get(who, 0)
         esearch = conn.has("ESEARCH")
         ret = ("RETURN", Raw(b"(ALL)")) if esearch else ()
@@ -274,7 +282,7 @@ class ImapStore:
             )
             for uid, item in by_uid(fetch_items(res.untagged)).items():
                 h = _headers(item.section("BODY[HEADER") or b"")
-                cache.keys[uid] = _Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
+                cache.keys[uid] = Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
                                        h.get(TYPE.lower(), ""), h.get("message-id", ""))
         matches = cache.matches.setdefault(who, set())
         for uid in candidates:
@@ -286,13 +294,43 @@ class ImapStore:
         # UIDVALIDITY, so keeping an expunged one is harmless (`matches & present` below).
         if present:
             cache.checked[who] = max(upto, max(present))
+        view = View(status or (0, 0, 0), present & matches, seen & matches, flagged & matches)
+        if status is not None:
+            cache.views[who] = view
+        self.index_files.save(acct.label, name, validity, cache)
+        return self._result(cache, who, validity, view, greetings)
+
+    def _index(self, acct: Account, name: str, validity: int) -> FolderIndex:
+        """The folder's index: in memory, else as saved by an earlier process."""
+        key = (acct.label, name, validity)
+        cache = self._folders.get(key)
+        if cache is None:
+            cache = self._folders[key] = self.index_files.load(acct.label, name, validity)
+        return cache
+
+    async def _status(self, conn: ImapConnection, name: str) -> Status | None:
+        """The folder's (UIDNEXT, MESSAGES, HIGHESTMODSEQ), None without CONDSTORE."""
+        if not conn.has("CONDSTORE"):
+            return None
+        # Dovecot answers STATUS of the selected folder from the session's view: sync it first
+        # (not pipelined: Dovecot would run both at once).
+        await conn.execute("NOOP")
+        res = await conn.execute("STATUS", name, Raw(b"(UIDNEXT MESSAGES HIGHESTMODSEQ)"))
+        for items in status_items(res.untagged).values():
+            if {"UIDNEXT", "MESSAGES", "HIGHESTMODSEQ"} <= items.keys():
+                return items["UIDNEXT"], items["MESSAGES"], items["HIGHESTMODSEQ"]
+        return None
+
+    @staticmethod
+    def _result(cache: FolderIndex, who: tuple[str, str], validity: int, view: View,
+                greetings: GreetingKind | None) -> _Scan:
         want = greetings.value if greetings else None
         uids = []
-        for uid in sorted(matches & present):
+        for uid in sorted(view.present & cache.matches.get(who, set())):
             mtype = cache.keys[uid].mtype.lower()
             if mtype == want if want else mtype not in _GREETING_TYPES:
                 uids.append(uid)
-        return _Scan(validity, uids, seen, flagged)
+        return _Scan(validity, uids, view.seen, view.flagged)
 
     async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
                               name: str, *, greetings: GreetingKind | None = None) -> list[int]:
@@ -318,12 +356,13 @@ class ImapStore:
         on the connection it idles on, so a watched account costs one connection, not two);
         else on a pooled one. A main folder that does not exist yet counts as empty."""
         acct, s = self.account(box)
+        reuse = conn is None  # a watcher's connection: see _scan
 
         async def op(conn: ImapConnection) -> Counts:
             name = acct.folder_name(Folder.INBOX)
             if not await acct.folder_exists(conn, name):
                 return Counts(folders={"INBOX": 0, "Old": 0, "Urgent": 0})
-            scan = await self._scan(conn, acct, s, name)
+            scan = await self._scan(conn, acct, s, name, reuse=reuse)
             new = old = urgent = 0
             for uid in scan.uids:
                 if uid in scan.seen:

@@ -31,9 +31,13 @@ class StreamCodec:
         self._encoder = g722.G722Encoder() if self.wideband else None
         self._decoder = g722.G722Decoder() if self.wideband else None
 
-    def from_menu_audio(self, pcm: Pcm) -> Pcm:
-        """8 kHz menu audio at the line's rate."""
-        return g722.upsample(pcm) if self.wideband else pcm
+    def from_menu_audio(self, pcm: Pcm, rate: int = 8000) -> Pcm:
+        """Menu audio (8 kHz, or a 16 kHz wideband prompt) at the line's rate."""
+        if rate == self.rate:
+            return pcm
+        if self.wideband:
+            return g722.upsample(pcm, rate)
+        return g722.downsample(pcm)
 
     def encode(self, pcm: Pcm) -> bytes:
         """One frame of line-rate samples."""

@@ -70,7 +70,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self._frame_samples = 160  # line samples per frame
         self._silence = np.zeros(160, dtype=np.int16)
         self._play: npt.NDArray[np.int16] = self._silence[:0]  # at the line's rate
-        self._play_pcm: npt.NDArray[np.int16] | None = None  # 8 kHz, for a codec change
+        self._play_pcm: npt.NDArray[np.int16] | None = None  # as given, for a codec change
+        self._play_rate = SAMPLE_RATE
         self._play_pos = 0
         self._decimator = g722.Decimator()
         self._play_done: asyncio.Future[bool] | None = None
@@ -89,6 +90,10 @@ class RtpSession(asyncio.DatagramProtocol):
         # a phone that vanished without BYE must not keep a call (and a recording) open.
         self.inactivity_timeout: float | None = None
         self.on_inactive: Callable[[], None] | None = None
+        # Called once when the media loop itself fails (a bug, or media we should have
+        # refused): the call is ended with what was recorded so far, and the failure logged.
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.failed: BaseException | None = None
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
@@ -116,7 +121,7 @@ class RtpSession(asyncio.DatagramProtocol):
             self._decimator = g722.Decimator()
             if self._play_pcm is not None and len(self._play):
                 done = self._play_pos / len(self._play)
-                self._play = self.codec.from_menu_audio(self._play_pcm)
+                self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
                 self._play_pos = int(done * len(self._play))
         self.media = media
         self._remote = (media.remote_host, media.remote_port)
@@ -129,11 +134,12 @@ class RtpSession(asyncio.DatagramProtocol):
             self._t0, self._n = self._loop.time(), 0
             self._schedule()
 
-    def play(self, pcm: npt.NDArray[np.int16]) -> asyncio.Future[bool]:
-        """Queue audio (replacing what plays); the future is True when it was sent to the end."""
+    def play(self, pcm: npt.NDArray[np.int16], rate: int = SAMPLE_RATE) -> asyncio.Future[bool]:
+        """Queue audio at ``rate`` (replacing what plays); the future is True when it was sent
+        to the end."""
         self.stop_playback()
-        self._play = self.codec.from_menu_audio(pcm)
-        self._play_pcm = pcm
+        self._play = self.codec.from_menu_audio(pcm, rate)
+        self._play_pcm, self._play_rate = pcm, rate
         self._play_pos = 0
         self._marker = True
         self._play_done = self._loop.create_future()
@@ -173,15 +179,34 @@ class RtpSession(asyncio.DatagramProtocol):
         if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
             self._t0, self._n = now, 0
         try:
-            self._send_frame()
-        except (OSError, OverflowError, ValueError) as exc:  # keep the clock running regardless
-            log.debug("RTP send failed: %s", exc)
-        if self._n % 25 == 0:  # twice a second is plenty for these two checks
-            self._check_inactivity(now)
-            for digit, duration in self._dtmf.expire(now):
-                if self.digit_sink:
-                    self.digit_sink(digit, duration)
+            try:
+                self._send_frame()
+            except OSError as exc:  # the network said no: keep the clock running regardless
+                log.debug("RTP send failed: %s", exc)
+            if self._n % 25 == 0:  # twice a second is plenty for these two checks
+                self._check_inactivity(now)
+                for digit, duration in self._dtmf.expire(now):
+                    if self.digit_sink:
+                        self.digit_sink(digit, duration)
+        except Exception as exc:
+            self._fail(exc)
+            return
         self._schedule()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop this stream for good and tell the call (never a silent, hanging call)."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        log.error("RTP media loop failed (%s: %s): ending the call", type(exc).__name__, exc,
+                  exc_info=exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stop_playback()
+        callback, self.on_failure = self.on_failure, None
+        if callback is not None:
+            callback(exc)
 
     def _check_inactivity(self, now: float) -> None:
         media, limit = self.media, self.inactivity_timeout
@@ -221,6 +246,14 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # ---- receiving --------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._receive(data, addr)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
         packet = parse_rtp(data)
         if media is None or packet is None:

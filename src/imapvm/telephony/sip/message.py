@@ -213,37 +213,58 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def _header_lines(head: bytes, limits: Limits) -> list[str]:
+def _header_lines(head: bytes, limits: Limits) -> tuple[list[str], str | None, int]:
+    """Unfolded lines, and the first problem with the status it deserves (400, or 513 for
+    what exceeds the limits). Lines are kept (truncated, or with NUL replaced) so the
+    request can still be answered: RFC 4475 wants an answer, not silence."""
+    problem: str | None = None
+    status = 400
     try:
         text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SipParseError("header section is not UTF-8") from exc
+    except UnicodeDecodeError:
+        text = head.decode("utf-8", "replace")
+        problem = "header section is not UTF-8"
     if "\x00" in text:
-        raise SipParseError("NUL in header section")
+        text = text.replace("\x00", "\ufffd")
+        problem = problem or "NUL in header section"
     lines: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
+        if len(line) > limits.max_header_bytes:
+            if problem is None:
+                problem, status = "header line too long", 513
+            if lines:  # the start line stays whole (the message size bounds it)
+                line = line[: limits.max_header_bytes]
         if line[:1] in (" ", "\t") and len(lines) > 1:
             lines[-1] = lines[-1].rstrip() + " " + line.strip()  # folded continuation
+            if len(lines[-1]) > limits.max_header_bytes:
+                if problem is None:
+                    problem, status = "header line too long", 513
+                lines[-1] = lines[-1][: limits.max_header_bytes]
         else:
             lines.append(line)
-        if len(line) > limits.max_header_bytes:
-            raise SipParseError("header line too long")
-    if len(lines) - 1 > limits.max_headers:
-        raise SipParseError("too many headers")
-    return lines
+        if len(lines) - 1 > limits.max_headers:
+            if problem is None:
+                problem, status = "too many headers", 513
+            lines.pop()
+            break
+    return lines, problem, status
 
 
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage | None:
     """Parse one message. None for keep-alive CRLFs; ``SipParseError`` for anything unusable."""
+    status = 400
+    problem: str | None = None
     if len(data) > limits.max_message_bytes:
-        raise SipParseError("message too large", status=513)
+        # Read what fits, so the request can be answered 513 (RFC 4475 §3.1.2.? oversize).
+        data, problem, status = data[: limits.max_message_bytes], "message too large", 513
     data = data.lstrip(b"\r\n")
     if not data:
         return None
     head, body = _split_head(data)
-    lines = _header_lines(head, limits)
+    lines, line_problem, line_status = _header_lines(head, limits)
+    if problem is None and line_problem is not None:
+        problem, status = line_problem, line_status
     msg = _parse_start_line(lines[0])
-    problem: str | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         name = name.strip()
@@ -253,9 +274,12 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage | 
         msg.headers.add(name, value.strip())
     if problem is None:
         problem = _check_lists(msg, limits)
+    lengths = {v.strip() for v in msg.headers.raw("Content-Length")}
     length_text = msg.headers.get("Content-Length")
-    if length_text is not None:
-        if not length_text.isdigit() or len(length_text) > 9:
+    if len(lengths) > 1:
+        problem = problem or "conflicting Content-Length headers"
+    elif length_text is not None:
+        if not length_text.isascii() or not length_text.isdigit() or len(length_text) > 9:
             problem = problem or "bad Content-Length"
         elif int(length_text) > len(body):
             problem = problem or "Content-Length larger than the body"
@@ -263,9 +287,12 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SipMessage | 
             body = body[: int(length_text)]
     msg.body = body
     if isinstance(msg, SipRequest):
-        problem = problem or _check_request(msg)
+        if problem is None:
+            problem = _check_request(msg)
+        elif _check_request(msg) is not None:
+            status = 400  # not even answerable as what it claims to be
         if problem:
-            raise SipParseError(problem, partial=msg)
+            raise SipParseError(problem, status=status, partial=msg)
     elif problem or not msg.headers.get("Via") or not msg.cseq[0]:
         raise SipParseError(problem or "response without Via or CSeq")
     return msg

@@ -1,0 +1,135 @@
+"""Folder indexes: what a store learnt of a folder survives a restart, and an unchanged folder
+(STATUS as it was) is answered from the last exact view, while any change another client makes
+in between, or while imapvm was down, is seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imapvm.storage.base import Folder, MailboxRef
+from imapvm.storage.imap.connection import ImapConnection
+from imapvm.storage.imap.folder_index import FolderIndex, IndexFiles, Key, View
+from imapvm.storage.imap.store import ImapStore
+from tests.conftest import Account, make_account
+from tests.support.dovecot import DovecotServer
+from tests.support.mailclient import AsyncMailClient, simple_message
+from tests.support.vmmail import voicemail
+
+from .test_store import settings_for
+
+BOX = MailboxRef("1234", "default")
+
+
+def test_index_round_trips_through_json() -> None:
+    index = FolderIndex()
+    who = ("1234", "default")
+    index.keys = {3: Key("1234", "default", "", "<a@x>"), 9: Key("1234", "default", "Greeting",
+                                                                "<b@x>")}
+    index.checked[who] = 12
+    index.matches[who] = {3, 9}
+    index.views[who] = View((13, 10, 77), {3, 9}, {3}, set())
+    back = FolderIndex.from_json(index.to_json())
+    assert back.checked == {who: 12}
+    assert back.matches == {who: {3, 9}}
+    assert back.keys[9].mtype == "Greeting"
+    assert back.keys[3].mtype == ""
+    assert back.views[who] == index.views[who]
+
+
+def test_unusable_index_files_are_ignored(tmp_path: Path) -> None:
+    files = IndexFiles(tmp_path)
+    path = files._path("acct", "INBOX", 5)
+    assert path is not None
+    path.write_text('{"version": 99}')
+    assert files.load("acct", "INBOX", 5).checked == {}
+    path.write_text("not json")
+    assert files.load("acct", "INBOX", 5).checked == {}
+
+
+class SearchCounter:
+    """Counts the SEARCH commands a store sends (a view reused sends none)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.searches = 0
+        original = ImapConnection.execute
+
+        async def execute(conn: ImapConnection, name: str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+            if name == "UID" and args and args[0] == "SEARCH":
+                self.searches += 1
+            return await original(conn, name, *args, **kw)  # type: ignore[arg-type]
+
+        async def pipeline(conn: ImapConnection, commands, **kw):  # type: ignore[no-untyped-def]
+            self.searches += sum(1 for n, a in commands if n == "UID" and a[0] == "SEARCH")
+            return await original_pipeline(conn, commands, **kw)
+
+        original_pipeline = ImapConnection.pipeline
+        monkeypatch.setattr(ImapConnection, "execute", execute)
+        monkeypatch.setattr(ImapConnection, "pipeline", pipeline)
+
+
+async def test_unchanged_folder_is_answered_from_the_view_and_changes_are_seen(
+    dovecot_slash: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    acct: Account = make_account(dovecot_slash)
+    client = await AsyncMailClient.connect(dovecot_slash, acct.user, acct.password)
+    try:
+        await client.select("INBOX")
+        for i in range(3):
+            await client.append("INBOX", voicemail("1234", size=300))
+            await client.append("INBOX", voicemail("12345", size=300))  # a sibling
+            await client.append("INBOX", simple_message(f"mail {i}"))
+        store = ImapStore(settings_for(acct), index_dir=tmp_path)
+        first = await store.counts(BOX)
+        assert (first.new, first.old) == (3, 0)
+        counter = SearchCounter(monkeypatch)
+        again = await store.counts(BOX)
+        assert (again.new, again.old) == (3, 0)
+        assert counter.searches == 0  # nothing changed: STATUS alone answered
+
+        # another client reads one of ours: HIGHESTMODSEQ moves
+        ours = [m.ref.uid for m in await store.list(BOX, Folder.INBOX)]
+        searches = counter.searches
+        await client.store([ours[0]], "+FLAGS", "\\Seen")
+        changed = await store.counts(BOX)
+        assert (changed.new, changed.old) == (2, 1)
+        assert counter.searches > searches
+        listed = await store.list(BOX, Folder.OLD)
+        assert [m.ref.uid for m in listed] == [ours[0]]
+        await store.aclose()
+
+        # a new process: the saved index and view are used, and what changed while it was
+        # away (a new voicemail, an expunge) is seen
+        await client.append("INBOX", voicemail("1234", size=300))
+        await client.delete([ours[1]])
+        restarted = ImapStore(settings_for(acct), index_dir=tmp_path)
+        after = await restarted.counts(BOX)
+        assert (after.new, after.old) == (2, 1)
+        searches = counter.searches
+        assert (await restarted.counts(BOX)).new == 2
+        assert counter.searches == searches
+        await restarted.aclose()
+        assert [p.suffix for p in tmp_path.iterdir()] == [".json"]  # noqa: ASYNC240
+    finally:
+        await client.close()
+
+
+async def test_restricted_server_without_condstore_always_scans(
+    dovecot_restricted: DovecotServer, tmp_path: Path,
+) -> None:
+    acct: Account = make_account(dovecot_restricted)
+    mark = dovecot_restricted.command_mark()
+    client = await AsyncMailClient.connect(dovecot_restricted, acct.user, acct.password)
+    try:
+        await client.append("INBOX", voicemail("1234", size=300))
+        store = ImapStore(settings_for(acct), index_dir=tmp_path)
+        assert (await store.counts(BOX)).new == 1
+        await client.select("INBOX")
+        [uid] = await client.uids()
+        await client.store([uid], "+FLAGS", "\\Seen")
+        assert (await store.counts(BOX)).old == 1
+        await store.aclose()
+    finally:
+        await client.close()
+    dovecot_restricted.assert_only_offered(since=mark)
