@@ -169,6 +169,7 @@ class VoicemailServer:
             mwi_unsolicited=unsolicited,
             rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
             trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
+            digest_algorithms=s.digest_algorithms,
         )
 
     async def start(self) -> None:
@@ -459,7 +460,11 @@ class _DigestGuard:
         lockouts = self._server.lockouts
         if box is not None:
             lockouts.refresh_soon(box)  # what other nodes counted, for the next request
-        return lockouts.wait(box, source) <= 0
+        wait = lockouts.wait(box, source)
+        if wait > 0:
+            log.warning("auth refused (locked): source=%s user=%s via=sip-digest wait=%d",
+                        source, box or log_safe(username), int(wait) + 1)
+        return wait <= 0
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
