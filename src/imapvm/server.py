@@ -123,7 +123,7 @@ class VoicemailServer:
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.outbox_lock = OutboxLock(paths.outbox)
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
-        self.session = Session(store=self.store, outbox=self.deposits,
+        self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -329,3 +330,39 @@ def test_a_lost_connection_names_the_account_once(tmp_path: Path,
         assert line.count(label) == 1, line
     finally:
         proxy.stop()
+
+
+def test_ls_lists_a_message_whose_time_no_clock_holds(tmp_path: Path, recording: Path) -> None:
+    """Item 15 (ls side), through the command: the spool's `origtime=` as the hostile header."""
+    cfg = _spool_conf(tmp_path, "format=wav")
+    assert imapvm("deposit", "100", "--audio", recording, *cfg).returncode == 0
+    [txt] = _stored(tmp_path)
+    txt.write_text(re.sub(r"origtime=\d+", "origtime=99999999999999999999999", txt.read_text()))
+    table = imapvm("ls", "100", *cfg)
+    assert table.returncode == 0, table.stderr
+    assert "? (99999999999999999999999)" in table.stdout
+    listed = json.loads(imapvm("ls", "100", "--json", *cfg).stdout)
+    assert listed["messages"][0]["received"] == 99999999999999999999999
+
+
+def test_an_unexpected_error_is_still_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's promise, for bugs too: one line and exit 1, the traceback on request."""
+    import argparse
+
+    from imapvm.commands._runtime import run_async
+
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\n[default]\n1 => 1\n")
+    args = argparse.Namespace(command="ls", config=str(conf), settings=None, set=[],
+                              timeout=1.0)
+
+    async def broken(*_: object) -> int:
+        return 1 // 0
+
+    assert run_async(args, broken) == 1
+    assert one_line(capsys.readouterr().err).startswith(
+        "imapvm ls: unexpected ZeroDivisionError: integer division or modulo by zero (a bug;")
+    monkeypatch.setenv("IMAPVM_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_async(args, broken)
