@@ -123,7 +123,7 @@ class VoicemailServer:
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.outbox_lock = OutboxLock(paths.outbox)
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
-        self.session = Session(store=self.store, outbox=self.deposits,
+        self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
@@ -169,6 +169,7 @@ class VoicemailServer:
             mwi_unsolicited=unsolicited,
             rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
             trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
+            digest_algorithms=s.digest_algorithms,
         )
 
     async def start(self) -> None:
@@ -225,7 +226,8 @@ class VoicemailServer:
     def health(self) -> dict[str, object]:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
-                "outbox_depth": self.outbox.depth(), "active_calls": len(self._active),
+                "outbox_depth": self.outbox.depth(),
+                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted}}
 
@@ -459,7 +461,11 @@ class _DigestGuard:
         lockouts = self._server.lockouts
         if box is not None:
             lockouts.refresh_soon(box)  # what other nodes counted, for the next request
-        return lockouts.wait(box, source) <= 0
+        wait = lockouts.wait(box, source)
+        if wait > 0:
+            log.warning("auth refused (locked): source=%s user=%s via=sip-digest wait=%d",
+                        source, box or log_safe(username), int(wait) + 1)
+        return wait <= 0
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)
