@@ -18,11 +18,13 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from imapvm import __version__
+from imapvm.adoption import AdoptedOutbox
 from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
@@ -39,6 +41,7 @@ from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.lease import OutboxBusy, OutboxLock
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.numbering import Numbering
 from imapvm.storage.outbox import Outbox, message_id_of
@@ -96,9 +99,11 @@ CallFlow = Callable[["VoicemailServer", SipChannel], Awaitable[None]]
 class VoicemailServer:
     def __init__(self, loaded: LoadedConfig, *, embedded: bool = False,
                  deposit_flow: CallFlow | None = None, check_flow: CallFlow | None = None,
+                 adopt: Sequence[Path] = (), outbox_wait: float = 60.0,
                  ) -> None:
         self.loaded = loaded
         self.embedded = embedded
+        self.outbox_wait = outbox_wait
         self.metrics = Metrics()
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
@@ -117,7 +122,9 @@ class VoicemailServer:
         self.notifier = Notifier(self.mail, self.store.settings)
         self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
         self.recordings = JournalWriter(paths.outbox / "recording")
-        self.session = Session(store=self.store, outbox=self.deposits,
+        self.outbox_lock = OutboxLock(paths.outbox)
+        self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
+        self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
@@ -166,6 +173,7 @@ class VoicemailServer:
             tls=self._tls_settings(),
             tls_host=s.tls_listen[0].host if s.tls_listen else None,
             tls_port=s.tls_listen[0].port if s.tls_listen else 5061,
+            digest_algorithms=s.digest_algorithms,
         )
 
     def _tls_settings(self) -> TlsSettings | None:
@@ -181,6 +189,7 @@ class VoicemailServer:
         paths = self.loaded.settings.paths
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
+        await self._lock_outbox()
         await self.store.imap.prewarm()  # the TLS context, off the loop, before any call
         # Before the outbox worker runs: what a crash cut short becomes partial messages.
         found = await asyncio.to_thread(unfinished, self.recordings.directory)
@@ -189,6 +198,8 @@ class VoicemailServer:
         self.recordings.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         self._tasks.append(asyncio.create_task(self.mail.run(), name="mail"))
+        for adopted in self.adopted:
+            self._tasks.append(asyncio.create_task(adopted.run(), name=f"adopt {adopted}"))
         self.sip = SipServer(self.sip_settings(), self._on_call, prompt_loader=self.prompts,
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
                              auth_guard=_DigestGuard(self),
@@ -228,8 +239,37 @@ class VoicemailServer:
     def health(self) -> dict[str, object]:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
-                "outbox_depth": self.outbox.depth(), "active_calls": len(self._active),
-                "embedded_default": self.embedded}
+                "outbox_depth": self.outbox.depth(),
+                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
+                "embedded_default": self.embedded,
+                "adopted": {str(a.directory): a.health() for a in self.adopted}}
+
+    def drain(self, draining: bool) -> None:
+        """Stop (True) or resume (False) taking calls: OPTIONS probes and new INVITEs get 480,
+        so Kamailio's dispatcher sends new calls to the other nodes; calls in progress go on.
+        SIGUSR1 drains, SIGUSR2 resumes; SIGTERM drains and then stops."""
+        if draining != self._draining:
+            log.warning("draining: new calls are refused (480)" if draining
+                        else "no longer draining: taking calls again")
+        self._draining = draining
+        if self.sip is not None:
+            self.sip.set_draining(draining)
+
+    async def _lock_outbox(self) -> None:
+        """Own the outbox directory, waiting a while for a node that adopted it to finish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.outbox_wait
+        told = False
+        while not await asyncio.to_thread(self.outbox_lock.try_acquire):
+            if loop.time() >= deadline:
+                raise OutboxBusy(f"outbox {self.outbox_lock.directory} is in use by "
+                                 f"{self.outbox_lock.holder()}")
+            if not told:
+                log.warning("outbox %s is in use by %s; waiting up to %.0f s",
+                            self.outbox_lock.directory, self.outbox_lock.holder(),
+                            self.outbox_wait)
+                told = True
+            await asyncio.sleep(0.2)  # a lock held by another process can only be polled
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -237,6 +277,8 @@ class VoicemailServer:
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGUSR1, self.drain, True)
+            loop.add_signal_handler(signal.SIGUSR2, self.drain, False)
         await self._stop.wait()
 
     def request_stop(self) -> None:
@@ -245,7 +287,7 @@ class VoicemailServer:
     async def stop(self, grace: float = 30.0) -> None:
         """Stop taking calls, let the running ones finish (up to `grace` s), flush the outbox,
         close everything."""
-        self._draining = True
+        self.drain(True)
         if self._active:
             log.info("waiting for %d call(s) to finish", len(self._active))
             await asyncio.wait(self._active, timeout=grace)
@@ -267,6 +309,7 @@ class VoicemailServer:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.aclose()
+        self.outbox_lock.release()
         log.info("stopped")
 
     async def reload(self) -> bool:
@@ -433,7 +476,11 @@ class _DigestGuard:
         lockouts = self._server.lockouts
         if box is not None:
             lockouts.refresh_soon(box)  # what other nodes counted, for the next request
-        return lockouts.wait(box, source) <= 0
+        wait = lockouts.wait(box, source)
+        if wait > 0:
+            log.warning("auth refused (locked): source=%s user=%s via=sip-digest wait=%d",
+                        source, box or log_safe(username), int(wait) + 1)
+        return wait <= 0
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)

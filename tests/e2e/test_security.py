@@ -143,8 +143,8 @@ async def test_lock_holds_across_sources_and_releases_after_the_back_off(
         capture_output=True, text=True, check=True)
     matched = re.search(r"Failregex: (\d+) total", result.stdout)
     assert matched is not None
-    assert int(matched.group(1)) == 5
-    for source in sources:
+    assert int(matched.group(1)) == 7  # five failures, two attempts refused during the lock
+    for source in [*sources, "127.0.0.9"]:
         assert f"source={source} " in result.stdout
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from imapvm.commands._runtime import add_config_args, err
 from imapvm.server import VoicemailServer, resolve_config, setup_logging
@@ -24,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="json: one JSON object per line, for log shippers")
     p.add_argument("--grace", type=float, default=30.0,
                    help="seconds to let calls finish and the outbox drain on SIGTERM")
+    p.add_argument("--adopt-outbox", action="append", default=[], metavar="DIR", type=Path,
+                   help="another node's outbox directory (shared or re-attached storage): "
+                        "deliver what it holds once its node is gone (repeatable)")
+    p.add_argument("--outbox-wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait at start-up for a node that adopted this node's "
+                        "outbox to release it (default 60)")
     p.set_defaults(handler=run)
 
 
@@ -36,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
         err.print("imapvm serve: the configuration has errors (see above; `imapvm check` "
                   "explains them)", markup=False)
         return 2
-    return asyncio.run(_serve(loaded, embedded, args.grace))
+    return asyncio.run(_serve(loaded, embedded, args.grace, args.adopt_outbox,
+                              args.outbox_wait))
 
 
-async def _serve(loaded, embedded: bool, grace: float) -> int:  # type: ignore[no-untyped-def]
+async def _serve(loaded, embedded: bool, grace: float,  # type: ignore[no-untyped-def]
+                 adopt: list[Path], outbox_wait: float) -> int:
     from imapvm.server import default_flows
 
     deposit, check = default_flows()
-    server = VoicemailServer(loaded, embedded=embedded, deposit_flow=deposit, check_flow=check)
+    server = VoicemailServer(loaded, embedded=embedded, deposit_flow=deposit, check_flow=check,
+                             adopt=adopt, outbox_wait=outbox_wait)
     try:
         await server.start()
     except OSError as exc:

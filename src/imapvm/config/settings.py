@@ -129,6 +129,8 @@ class SipSettings:
     """New SIP requests per second per untrusted source address (burst: twice as many)."""
     trusted_rate_limit: float = 500.0
     """The same for trusted sources (the PBX carries every caller's traffic)."""
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms offered to phones, in order of preference (RFC 8760)."""
     lockout: LockoutSettings = field(default_factory=lambda: LockoutSettings())
 
 
@@ -316,7 +318,7 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
 
 
 _SIP_SECURITY_KEYS = {"credentials", "credentials_file", "pin_as_sip_password", "rate_limit",
-                      "trusted_rate_limit", "lockout"}
+                      "trusted_rate_limit", "lockout", "digest_algorithms"}
 
 
 def _positive(check: _Checker, table: Mapping[str, object], key: str, default: float,
@@ -381,8 +383,19 @@ def _sip_security(check: _Checker, sip: Mapping[str, object], settings: SipSetti
     )
     if lockout.lock_after <= lockout.free_failures:
         check.error("sip.lockout.lock_after", "must be larger than free_failures")
+    algorithms = settings.digest_algorithms
+    raw_algorithms = check.string_list(sip, "sip.digest_algorithms")
+    if raw_algorithms is not None:
+        names = tuple(str(a).upper() for a in raw_algorithms)
+        if not names or any(n not in ("SHA-256", "MD5") for n in names) or len(set(names)) != len(
+                names):
+            check.error("sip.digest_algorithms",
+                        f"{list(raw_algorithms)!r} must list SHA-256 and/or MD5, each once")
+        else:
+            algorithms = names
     return replace(
         settings, credentials=credentials, pin_as_sip_password=pin, lockout=lockout,
+        digest_algorithms=algorithms,
         rate_limit=_positive(check, sip, "sip.rate_limit", settings.rate_limit),
         trusted_rate_limit=_positive(check, sip, "sip.trusted_rate_limit",
                                      settings.trusted_rate_limit),

@@ -106,6 +106,8 @@ class MailboxView:
         if doomed:
             try:
                 await self.session.store.delete(self.box, doomed)
+            except MessageGone as exc:  # the others went; these were already gone (or moved)
+                log.info("%s: %s", self.box, exc)
             except StoreError as exc:
                 log.error("%s: could not delete %d message(s): %s", self.box, len(doomed), exc)
         for e in self.entries:

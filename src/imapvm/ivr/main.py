@@ -137,10 +137,13 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
         password = ""
         expected = session.password(box) if box else None
         lockouts = session.lockouts
-        source = channel.caller.address or ""
+        source = channel.caller.address or ""  # the SIP peer: usually the PBX, so logged only
+        # counted per caller (as the PBX asserts it), never per PBX address: that would lock
+        # every caller out by phone after a few strangers' failures
+        caller = f"caller:{channel.caller.number}" if channel.caller.number else ""
         if lockouts is not None and box is not None:
             await lockouts.refresh(box)  # what the other nodes counted
-        waiting = lockouts.wait(box, source) if lockouts is not None else 0.0
+        waiting = lockouts.wait(box, caller) if lockouts is not None else 0.0
         if box is None or expected:
             password = await read_string(channel, ["vm-password"])
             if password.startswith("*") and session.exit_target(star):
@@ -154,7 +157,7 @@ async def _login(channel: Channel, session: Session, given: str | None, context:
                 await lockouts.success(box)
             return box
         elif lockouts is not None:
-            await lockouts.failure(box, source, "phone")
+            await lockouts.failure(box, source, "phone", counted_as=caller)
         else:
             # The typed number is shown only when it names a mailbox: a PIN typed into the
             # mailbox prompt by mistake must not end up in the log.

@@ -100,6 +100,7 @@ class SipSettings:
     mwi_publish_expires: int = 3600
     rate_limit: tuple[float, int] | None = (20.0, 40)  # new requests/s and burst per source IP
     trusted_rate_limit: tuple[float, int] | None = (500.0, 1000)  # the same for trusted sources
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # offered in this order
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
     max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
@@ -176,7 +177,7 @@ class SipServer:
         auth = None
         if self._credentials is not None:
             auth = DigestAuth(s.auth_realm or advertised, self._credentials,
-                              guard=self._auth_guard)
+                              guard=self._auth_guard, algorithms=s.digest_algorithms)
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, tls_port=tls_port,
             user_agent=s.user_agent, codecs=s.codecs,
@@ -249,6 +250,11 @@ class SipServer:
     def core(self) -> SipCore:
         assert self._core is not None
         return self._core
+
+    def set_draining(self, draining: bool) -> None:
+        """Answer OPTIONS probes and new calls with 480 (True) or normally again (False)."""
+        if self._core is not None:
+            self._core.draining = draining
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -46,6 +46,7 @@ class RtpStats:
     sent: int = 0
     received: int = 0
     ignored: int = 0  # wrong source or payload type
+    withheld: int = 0  # frames not sent because the peer put the call on hold
     send_errors_ms: list[float] | None = None  # filled only when measuring (bench)
     latched: Address | None = None
     extra: dict[str, int] = field(default_factory=dict)
@@ -237,6 +238,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
         if media.on_hold:
+            self.stats.withheld += 1
             return  # keep the clock running, send nothing: the peer said it won't listen
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
                            marker=self._marker)

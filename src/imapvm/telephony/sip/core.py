@@ -128,6 +128,9 @@ class SipCore:
         self._by_invite_tx: dict[tuple[str, ...], Call] = {}
         self._registers: dict[str, tuple[ServerTransaction, SipRequest]] = {}  # held REGISTERs
         self._register_seq = 0
+        #: Draining for shutdown or upgrade: OPTIONS probes and new calls are answered 480
+        #: (Temporarily Unavailable), so a dispatcher (Kamailio) sends new calls elsewhere.
+        self.draining = False
         self._limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self._trusted_limiter = (
             RateLimiter(*config.trusted_rate_limit) if config.trusted_rate_limit else None
@@ -395,6 +398,8 @@ class SipCore:
             self.notifier.on_subscribe(req, tx, source, now)
         elif req.to_addr.tag:
             self._in_dialog(req, tx, now)
+        elif method in ("INVITE", "OPTIONS") and self.draining:
+            respond(tx, req, 480, now, extra=[("Retry-After", "30")])
         elif method == "INVITE":
             assert isinstance(tx, InviteServerTransaction)
             self._new_invite(req, tx, source, now)

@@ -107,6 +107,9 @@ class DigestAuth:
     nonce_lifetime: float = 300.0
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     guard: AuthGuard | None = None
+    # offered in this order (RFC 8760 §2.4: the first one a phone supports wins); some
+    # clients (sipp 3.6) take the first challenge whatever it is: put "MD5" first for them
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # nonce -> (highest nc seen, expiry): replay protection for nonces that authenticated
     _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -120,7 +123,7 @@ class DigestAuth:
         return [
             f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={algorithm}, qop="auth"'
             + (", stale=true" if stale else "")
-            for algorithm in ALGORITHMS
+            for algorithm in self.algorithms
         ]
 
     def challenge(self, source: str, now: float, stale: bool = False) -> str:
@@ -137,7 +140,7 @@ class DigestAuth:
         if p.get("scheme") != "digest" or p.get("realm") != self.realm:
             return "missing", ""  # not an answer to our challenge: challenge again
         algorithm = p.get("algorithm", "MD5").upper()
-        if algorithm not in ALGORITHMS:
+        if algorithm not in ALGORITHMS or algorithm not in self.algorithms:
             return "missing", ""
         nonce = p.get("nonce", "")
         stamp, _, sig = nonce.partition(".")
