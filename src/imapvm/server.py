@@ -226,7 +226,8 @@ class VoicemailServer:
     def health(self) -> dict[str, object]:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
-                "outbox_depth": self.outbox.depth(), "active_calls": len(self._active),
+                "outbox_depth": self.outbox.depth(),
+                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted}}
 
