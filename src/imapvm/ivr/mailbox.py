@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,16 +194,17 @@ async def caller_prompts(session: Session, settings: MailboxSettings, info: Stor
 
 
 async def controlled_play(channel: Channel, session: Session, samples: Audio,
-                          skipms: int) -> str | None:
+                          skipms: int, clock: Callable[[], float] | None = None) -> str | None:
     """Play with the listen controls (# forward, * back, 0 pause, 2 restart by default);
-    a stop key (1 3 4 5 6 7 8 9) ends playback and is returned for the menu."""
+    a stop key (1 3 4 5 6 7 8 9) ends playback and is returned for the menu. `clock` (default:
+    the event loop's) measures how far a play got before a key stopped it."""
     keys = session.config.general.listen_keys
     fwd, rev, pause, restart, stop = (keys[k] for k in
                                       ("forward", "reverse", "pause", "restart", "stop"))
     interrupts = fwd + rev + pause + restart + stop
     skip = int(skipms * 8)
     pos = 0
-    clock = asyncio.get_running_loop().time
+    clock = clock or asyncio.get_running_loop().time
     while pos < len(samples):
         # The rest of the message in one piece (no gaps on the line); where a key stopped it
         # follows from the time it played, to the RTP frame.
