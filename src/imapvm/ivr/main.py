@@ -199,12 +199,12 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
                 cmd = await _autoplay(channel, view, options.autoplay)
             else:
                 cmd = await _intro(channel, view)
-        view.repeats = 0
-        view.starting = True
+        view.answered()
+        view.restart_menu()
         while cmd is not Menu.DONE and cmd != "#":
             if cmd in ("1", "5"):
                 if cmd == "1" or view.cur < 0:
-                    view.cur = 0
+                    view.go_to(0)
                 cmd = await _browse(channel, view)
             elif cmd == "2":
                 cmd = await _change_folder(channel, view)
@@ -224,7 +224,7 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
                 cmd = await _help(channel, view)
             elif cmd == "0":
                 cmd = await mailbox_options(channel, view)
-                view.starting = True
+                view.restart_menu()
             else:
                 cmd = await _instructions(channel, view, skip_advanced=False)
         await channel.play("vm-goodbye")
@@ -282,17 +282,16 @@ async def _browse(channel: Channel, view: MailboxView) -> Next:
 
 async def _previous(channel: Channel, view: MailboxView) -> Next:
     if view.cur > 0:
-        view.cur -= 1
+        view.go_to(view.cur - 1)
         return pressed(await play_message(channel, view))
     if not view.in_urgent and view.urgent > 0:
-        await view.close()
         await view.open(Folder.URGENT)
         if view.last < 0:
             return pressed(await channel.play("vm-nomore", ANY))
-        view.cur = view.last
+        view.go_to(view.last)
         return pressed(await play_message(channel, view))
     if view.settings.messagewrap and view.last > 0:
-        view.cur = view.last
+        view.go_to(view.last)
         return pressed(await play_message(channel, view))
     return pressed(await channel.play("vm-nomore", ANY))
 
@@ -300,16 +299,15 @@ async def _previous(channel: Channel, view: MailboxView) -> Next:
 async def _next(channel: Channel, view: MailboxView, *, wrap: bool) -> Next:
     """Key 6, and the advance after 7/9 with nextaftercmd (which does not wrap)."""
     if view.cur < view.last:
-        view.cur += 1
+        view.go_to(view.cur + 1)
         return pressed(await play_message(channel, view))
     if view.in_urgent and view.new > 0:
-        await view.close()
         await view.open(Folder.INBOX)
         if view.last < 0:
             return pressed(await channel.play("vm-nomore", ANY))
         return pressed(await play_message(channel, view))
     if wrap and view.settings.messagewrap and view.last > 0:
-        view.cur = 0
+        view.go_to(0)
         return pressed(await play_message(channel, view))
     return pressed(await channel.play("vm-nomore", ANY))
 
@@ -334,8 +332,7 @@ async def _save(channel: Channel, view: MailboxView) -> Next:
         return Menu.REPEAT
     folder = Folder(int(key))
     try:
-        entry.ref = await view.session.store.save_to_folder(view.box, entry.ref, folder)
-        entry.deleted = False
+        view.moved(entry, await view.session.store.save_to_folder(view.box, entry.ref, folder))
         prompts = lang.current().saved_to(view.cur + 1, f"vm-{folder.title}")
     except (MailboxFull, StoreError) as exc:
         log.warning("%s: save to %s failed: %s", view.box, folder.title, exc)
@@ -349,11 +346,10 @@ async def _save(channel: Channel, view: MailboxView) -> Next:
 async def _change_folder(channel: Channel, view: MailboxView) -> Next:
     key = await choose_folder(channel, "vm-changeto", start=0)
     if key != "#":
-        await view.close()
         await view.open(Folder(int(key)))
     cmd = pressed(await say(channel, view.folder_name()))
-    view.starting = True
-    view.cur = 0
+    view.restart_menu()
+    view.go_to(0)
     return cmd
 
 
@@ -379,7 +375,6 @@ async def _forward(channel: Channel, view: MailboxView) -> Next:
     if view.last > -1 and view.current is not None:
         return await forward_message(channel, view)
     if view.in_urgent and view.new > 0:
-        await view.close()
         await view.open(Folder.INBOX)
         if view.last < 0:
             return pressed(await channel.play("vm-nomore", ANY))
@@ -421,15 +416,14 @@ async def _instructions(channel: Channel, view: MailboxView, *, skip_advanced: b
         key = await menu_key(channel, prompts, MENU_WAIT)
         if key:
             return key
-        view.repeats += 1
-        if view.repeats > 2:
+        if view.silence() > 2:
             return Menu.DONE
 
 
 # -- advanced options (key 3) -------------------------------------------------------------
 async def _advanced(channel: Channel, view: MailboxView) -> Next:
     s = view.settings
-    view.repeats = 0
+    view.answered()
     cmd: Next = Menu.REPEAT
     while cmd is not Menu.DONE and cmd != "#":
         has_message = view.last > -1 and not view.starting and view.current is not None
@@ -480,11 +474,9 @@ async def _advanced(channel: Channel, view: MailboxView) -> Next:
                 prompts.append("vm-leavemsg")
             prompts.append("vm-starmain")
             cmd = pressed(await menu_key(channel, prompts, MENU_WAIT))
-            if cmd is Menu.REPEAT:
-                view.repeats += 1
-                if view.repeats > 3:
-                    cmd = Menu.DONE
-    view.repeats = 0
+            if cmd is Menu.REPEAT and view.silence() > 3:
+                cmd = Menu.DONE
+    view.answered()
     return Menu.REPEAT
 
 
