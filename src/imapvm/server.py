@@ -456,11 +456,17 @@ class _DigestGuard:
     def __init__(self, server: VoicemailServer) -> None:
         self._server = server
 
+    def expect(self, username: str) -> None:
+        """Credentials for ``username`` will follow the 401: read what other nodes counted."""
+        box = self._server.mailbox_ref(username)
+        if box is not None:
+            self._server.lockouts.refresh_soon(box, max_age=1.0)
+
     def allowed(self, username: str, source: str, now: float) -> bool:
         box = self._server.mailbox_ref(username)
         lockouts = self._server.lockouts
-        if box is not None:
-            lockouts.refresh_soon(box)  # what other nodes counted, for the next request
+        if box is not None:  # for the next request: a request is never held up for it
+            lockouts.refresh_soon(box)
         wait = lockouts.wait(box, source)
         if wait > 0:
             log.warning("auth refused (locked): source=%s user=%s via=sip-digest wait=%d",

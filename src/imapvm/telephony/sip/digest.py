@@ -41,7 +41,13 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.@+*#-]")
 
 
 class AuthGuard(Protocol):
-    """Counts failures and says whether a user (and a source) may try at all."""
+    """Counts failures and says whether a user (and a source) may try at all.
+
+    ``expect`` is told who a request without credentials is probably for (its Request-URI
+    user), so the guard can bring its view of that user up to date (several nodes share the
+    counts) before the credentials arrive."""
+
+    def expect(self, username: str) -> None: ...
 
     def allowed(self, username: str, source: str, now: float) -> bool: ...
 
@@ -115,6 +121,11 @@ class DigestAuth:
 
     def _sign(self, stamp: str, source: str) -> str:
         return hmac.new(self.secret, f"{stamp}:{source}".encode(), "sha256").hexdigest()[:24]
+
+    def expect(self, username: str) -> None:
+        """A request for ``username`` is about to be challenged (see ``AuthGuard.expect``)."""
+        if self.guard is not None and username:
+            self.guard.expect(username)
 
     def challenges(self, source: str, now: float, stale: bool = False) -> list[str]:
         """WWW-Authenticate values, most preferred first: SHA-256, then MD5."""
