@@ -227,6 +227,9 @@ def test_deposit_honours_minsecs_and_maxsecs(tmp_path: Path) -> None:
     assert "(4 s from" in long.stdout
     [txt] = _stored(tmp_path)
     assert "duration=4" in txt.read_text()
+    helptext = " ".join(imapvm("deposit", "--help").stdout.split())
+    assert "A file shorter than minsecs is refused" in helptext
+    assert "one longer than maxsecs is cut there, with a warning" in helptext
     ok = imapvm("deposit", "100", "--audio", _tone(tmp_path / "ok.wav", 3), *cfg)
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""

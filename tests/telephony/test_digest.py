@@ -46,6 +46,10 @@ class Guard:
     locked: set[str] = field(default_factory=set)
     failures: list[tuple[str, str]] = field(default_factory=list)
     successes: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+
+    def expect(self, username: str) -> None:
+        self.expected.append(username)
 
     def allowed(self, username: str, source: str, now: float) -> bool:
         return username not in self.locked
@@ -155,6 +159,7 @@ def test_guard_counts_failures_and_locks() -> None:
     core.receive(sub("z9hG4bK-1"), SOURCE, 100.0)
     www = answers(core)[0].headers.get("WWW-Authenticate") or ""
     assert guard.failures == []  # a request without credentials is no failed guess
+    assert guard.expected == ["1234"]  # but the guard may look the mailbox up meanwhile
     wrong = authorization(www, "1234", "0000", "SUBSCRIBE", "sip:1234@127.0.0.1")
     core.receive(sub("z9hG4bK-2", wrong), SOURCE, 101.0)
     assert [r.status for r in answers(core)] == [401]

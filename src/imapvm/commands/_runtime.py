@@ -36,7 +36,8 @@ should not wait that long)."""
 
 def add_config_args(parser: argparse.ArgumentParser, *, imap_timeout: bool = True) -> None:
     parser.add_argument("--config", metavar="VOICEMAIL_CONF",
-                        help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH})")
+                        help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH}; without it, "
+                             "the embedded default, as `imapvm serve` uses)")
     parser.add_argument("--settings", metavar="IMAPVM_TOML",
                         help=f"imapvm.toml (default: {DEFAULT_SETTINGS_PATH})")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],

@@ -103,6 +103,19 @@ class SipSettings:
     check_users: tuple[str, ...] = ("*97", "vm")
     """Request-URI users that mean "check my messages" (VoiceMailMain)."""
     tcp: bool = True
+    tls_listen: tuple[Endpoint, ...] = ()
+    """SIP over TLS (e.g. `["0.0.0.0:5061"]`); empty: no TLS. Needs tls_certificate and
+    tls_private_key (PEM); tls_ca verifies client certificates (required with
+    tls_verify_client) and peers we connect to."""
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_verify_client: bool = False
+    srtp: Literal["optional", "required", "off"] = "optional"
+    """SRTP with SDES keys (RFC 4568): "optional" answers RTP/SAVP and RTP/AVP offers alike,
+    "required" refuses RTP/AVP with 488, "off" takes RTP/AVP only. SDES keys are accepted only
+    from INVITEs over TLS unless sdes_in_clear = true."""
+    sdes_in_clear: bool = False
     default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
     """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
     reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
@@ -407,6 +420,29 @@ def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> d
     return out
 
 
+def _sip_tls(check: _Checker, sip: Mapping[str, object]
+             ) -> tuple[tuple[Endpoint, ...], dict[str, Path | None], bool]:
+    """[sip] tls_*: the listen addresses and the PEM files (which must exist)."""
+    listen: list[Endpoint] = []
+    for i, item in enumerate(check.string_list(sip, "sip.tls_listen") or []):
+        endpoint = check.endpoint(item, f"sip.tls_listen[{i}]", 5061)
+        if endpoint:
+            listen.append(endpoint)
+    files: dict[str, Path | None] = {}
+    for key in ("tls_certificate", "tls_private_key", "tls_ca"):
+        text = check.string(sip, f"sip.{key}", "").strip()
+        files[key] = Path(text) if text else None
+        if text and not Path(text).is_file():
+            check.error(f"sip.{key}", f"'{text}' does not exist or is not a file")
+    verify = check.boolean(sip, "sip.tls_verify_client", False)
+    if listen and (files["tls_certificate"] is None or files["tls_private_key"] is None):
+        check.error("sip.tls_listen", "needs sip.tls_certificate and sip.tls_private_key")
+        listen = []
+    if verify and files["tls_ca"] is None:
+        check.error("sip.tls_verify_client", "needs sip.tls_ca (the CA of client certificates)")
+    return tuple(listen), files, verify
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
@@ -419,7 +455,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp", "exit_uri", "default_greeting",
+                                   "tcp", "exit_uri", "default_greeting", "tls_listen",
+                                   "tls_certificate", "tls_private_key", "tls_ca",
+                                   "tls_verify_client", "srtp", "sdes_in_clear",
                                    *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
@@ -467,6 +505,18 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         exit_uri=_exit_uri(check, sip),
         default_greeting=cast(Literal["unavailable", "busy", "none"], default_greeting),
     )
+    srtp = check.string(sip, "sip.srtp", "optional")
+    if srtp not in ("optional", "required", "off"):
+        check.error("sip.srtp", f"'{srtp}' must be \"optional\", \"required\" or \"off\"")
+        srtp = "optional"
+    sip_settings = replace(sip_settings,
+                           srtp=cast(Literal["optional", "required", "off"], srtp),
+                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False))
+    tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
+    sip_settings = replace(sip_settings, tls_listen=tls_listen,
+                           tls_certificate=tls_files["tls_certificate"],
+                           tls_private_key=tls_files["tls_private_key"],
+                           tls_ca=tls_files["tls_ca"], tls_verify_client=tls_verify)
     sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})

@@ -41,6 +41,7 @@ from .dtmf import DtmfReceiver
 from .pacer import Pacer
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
+from .srtp import SrtpError, SrtpStream
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class RtpSession:
         self._play_rate = SAMPLE_RATE
         self._play_pos = 0
         self._decimator = g722.Decimator()
+        self.srtp: SrtpStream | None = None
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
         self._n = 0
@@ -131,6 +133,10 @@ class RtpSession:
                 self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
                 self._play_pos = int(done * len(self._play))
                 self._play_enc = self._encode_whole(self._play)
+        if media.srtp is None:
+            self.srtp = None
+        elif self.srtp is None or self.srtp.keys != media.srtp:
+            self.srtp = SrtpStream(media.srtp)
         self.media = media
         self._on_hold = media.on_hold
         self._remote = (media.remote_host, media.remote_port)
@@ -271,6 +277,8 @@ class RtpSession:
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
                            marker=self._marker)
         self._marker = False
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         try:
             self._sock.sendto(packet, self._remote)
         except BlockingIOError:  # the socket buffer is full: a late frame is a useless one
@@ -304,6 +312,14 @@ class RtpSession:
 
     def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
+        if media is not None and self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.stats.ignored += 1  # forged, replayed or not ours: never decoded
+                self.stats.extra["srtp_auth_failures"] = (
+                    self.stats.extra.get("srtp_auth_failures", 0) + 1)
+                return
         packet = parse_rtp(data)
         if media is None or packet is None:
             self.stats.ignored += 1
@@ -337,9 +353,11 @@ class RtpSession:
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
         sink, wide, media = self.audio_sink, self.wide_sink, self.media
-        if (sink is None and wide is None) or media is None or not chunks:
-            return
         codec = self.codec
+        # G.722 is adaptive: its decoder must see every packet, listened to or not, or it
+        # drifts from the caller's encoder and what is recorded later is noise.
+        if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
+            return
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
@@ -347,8 +365,9 @@ class RtpSession:
                 line = codec.decode(chunk)
             if wide is not None:
                 wide(line)
+            narrow = self._decimator.process(line) if codec.wideband else line
             if sink is not None:
-                sink(self._decimator.process(line) if codec.wideband else line)
+                sink(narrow)
 
     @property
     def reorder_stats(self) -> dict[str, int]:
