@@ -16,16 +16,40 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from imapvm.config.loader import LoadedConfig
 from imapvm.ivr.recovered import deliver_unfinished
-from imapvm.notify.notifier import mail_queue
+from imapvm.ivr.session import Session
+from imapvm.notify.notifier import Notifier, mail_queue
+from imapvm.notify.queue import Deleter
 from imapvm.storage.lease import OutboxLock
-from imapvm.storage.outbox import Outbox
+from imapvm.storage.outbox import DepositTarget, Outbox
 from imapvm.storage.recording import unfinished
+from imapvm.storage.router import RoutingStore
 
-if TYPE_CHECKING:
-    from imapvm.server import VoicemailServer
+
+class Node(Protocol):
+    """What adoption uses of the running server (`server.VoicemailServer`): its own deposit
+    path, notifier, store and session, so adopted items are delivered exactly as its own."""
+
+    @property
+    def loaded(self) -> LoadedConfig: ...
+
+    @property
+    def deposits(self) -> DepositTarget: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
+
+    @property
+    def store(self) -> RoutingStore: ...
+
+    @property
+    def session(self) -> Session: ...
+
+    @property
+    def _deleted_after_mail(self) -> Deleter: ...
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +57,7 @@ log = logging.getLogger(__name__)
 class AdoptedOutbox:
     """One adopted directory and the task that waits for, drains and releases it."""
 
-    def __init__(self, directory: Path, server: VoicemailServer, *, poll: float = 0.5) -> None:
+    def __init__(self, directory: Path, server: Node, *, poll: float = 0.5) -> None:
         self.directory = Path(directory)
         self.server = server
         self.poll = poll

@@ -55,6 +55,7 @@ from imapvm.telephony.routing import RoutingConfig
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 from imapvm.telephony.sip.digest import log_safe
+from imapvm.telephony.transport_tls import TlsSettings
 
 log = logging.getLogger("imapvm")
 
@@ -129,7 +130,7 @@ class VoicemailServer:
             on_change=self._view_changed) if cluster.nodes else None
         self.takeovers = 0
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
-        self.session = Session(store=self.store, outbox=self.deposits,
+        self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
                                exits=self._exit_target, save_password=self._save_password,
                                recordings=self.recordings)
@@ -178,7 +179,20 @@ class VoicemailServer:
             mwi_publish_expires=self.loaded.settings.mwi.publish_expires,
             rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
             trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
+            tls=self._tls_settings(),
+            tls_host=s.tls_listen[0].host if s.tls_listen else None,
+            tls_port=s.tls_listen[0].port if s.tls_listen else 5061,
+            digest_algorithms=s.digest_algorithms,
         )
+
+    def _tls_settings(self) -> TlsSettings | None:
+        s = self.loaded.settings.sip
+        if not s.tls_listen or s.tls_certificate is None or s.tls_private_key is None:
+            return None
+        if len(s.tls_listen) > 1:
+            log.warning("several sip.tls_listen addresses; this version listens on %s only",
+                        s.tls_listen[0])
+        return TlsSettings(s.tls_certificate, s.tls_private_key, s.tls_ca, s.tls_verify_client)
 
     async def start(self) -> None:
         paths = self.loaded.settings.paths
@@ -239,7 +253,8 @@ class VoicemailServer:
     def health(self) -> dict[str, object]:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
-                "outbox_depth": self.outbox.depth(), "active_calls": len(self._active),
+                "outbox_depth": self.outbox.depth(),
+                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted},
                 "cluster": None if self.membership is None else {
@@ -331,6 +346,8 @@ class VoicemailServer:
         await mwi_config.apply(self.mwi, result.active.voicemail)
         for spec in self._always_watched():  # mailboxes added by the reload
             await self.mwi.watch(spec)
+        if self.sip is not None:
+            self.sip.reload_tls()  # a renewed certificate, same files
         self.metrics.reloads.inc(result="applied")
         log.info("reloaded: %s", json.dumps(diff.to_json(), default=str))
         if any(k.startswith(("sip.", "http.", "paths.")) for k in diff.settings):
@@ -519,12 +536,22 @@ class _DigestGuard:
     def __init__(self, server: VoicemailServer) -> None:
         self._server = server
 
+    def expect(self, username: str) -> None:
+        """Credentials for ``username`` will follow the 401: read what other nodes counted."""
+        box = self._server.mailbox_ref(username)
+        if box is not None:
+            self._server.lockouts.refresh_soon(box, max_age=1.0)
+
     def allowed(self, username: str, source: str, now: float) -> bool:
         box = self._server.mailbox_ref(username)
         lockouts = self._server.lockouts
-        if box is not None:
-            lockouts.refresh_soon(box)  # what other nodes counted, for the next request
-        return lockouts.wait(box, source) <= 0
+        if box is not None:  # for the next request: a request is never held up for it
+            lockouts.refresh_soon(box)
+        wait = lockouts.wait(box, source)
+        if wait > 0:
+            log.warning("auth refused (locked): source=%s user=%s via=sip-digest wait=%d",
+                        source, box or log_safe(username), int(wait) + 1)
+        return wait <= 0
 
     def failed(self, username: str, source: str, now: float) -> None:
         box = self._server.mailbox_ref(username)

@@ -26,7 +26,8 @@ LAYERS: dict[str, int] = {
     "storage": 5,
     "mwi": 6, "notify": 6,
     "ivr": 7, "telephony": 7,
-    "server": 8, "httpd": 8, "cli": 8, "commands": 8, "__main__": 8, "__init__": 8,
+    "server": 8, "httpd": 8, "adoption": 8, "cli": 8, "commands": 8, "__main__": 8,
+    "__init__": 8,
 }
 
 

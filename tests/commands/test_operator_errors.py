@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -226,6 +227,9 @@ def test_deposit_honours_minsecs_and_maxsecs(tmp_path: Path) -> None:
     assert "(4 s from" in long.stdout
     [txt] = _stored(tmp_path)
     assert "duration=4" in txt.read_text()
+    helptext = " ".join(imapvm("deposit", "--help").stdout.split())
+    assert "A file shorter than minsecs is refused" in helptext
+    assert "one longer than maxsecs is cut there, with a warning" in helptext
     ok = imapvm("deposit", "100", "--audio", _tone(tmp_path / "ok.wav", 3), *cfg)
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""
@@ -307,3 +311,61 @@ def test_deposit_settles_a_lost_append_answer_by_message_id(
             assert res.stdout.split()[0].endswith(f":{uid}")
     finally:
         proxy.stop()
+
+
+def test_a_lost_connection_names_the_account_once(tmp_path: Path,
+                                                  dovecot_slash: DovecotServer) -> None:
+    """Item 18: not `u1@host: u1@host: connection closed by server` when a retried command
+    loses its connection every time."""
+    acct = make_account(dovecot_slash)
+    proxy = DroppingProxy("127.0.0.1", dovecot_slash.port,
+                          rb"(list|select|examine|status|search) completed", times=100).start()
+    try:
+        conf = tmp_path / "voicemail.conf"
+        conf.write_text(f"[general]\nimapserver=127.0.0.1\nimapport={proxy.port}\n"
+                        f"imapflags=notls\n[default]\n"
+                        f"1234 => 1,A,,,imapuser={acct.user}|imappassword={acct.password}\n")
+        res = imapvm("mwi", "1234", "--config", conf)
+        assert proxy.dropped >= 2  # the first try and its retry
+        assert res.returncode == 1
+        line = one_line(res.stderr)
+        label = f"{acct.user}@127.0.0.1:{proxy.port}:"
+        assert line.count(label) == 1, line
+    finally:
+        proxy.stop()
+
+
+def test_ls_lists_a_message_whose_time_no_clock_holds(tmp_path: Path, recording: Path) -> None:
+    """Item 15 (ls side), through the command: the spool's `origtime=` as the hostile header."""
+    cfg = _spool_conf(tmp_path, "format=wav")
+    assert imapvm("deposit", "100", "--audio", recording, *cfg).returncode == 0
+    [txt] = _stored(tmp_path)
+    txt.write_text(re.sub(r"origtime=\d+", "origtime=99999999999999999999999", txt.read_text()))
+    table = imapvm("ls", "100", *cfg)
+    assert table.returncode == 0, table.stderr
+    assert "? (99999999999999999999999)" in table.stdout
+    listed = json.loads(imapvm("ls", "100", "--json", *cfg).stdout)
+    assert listed["messages"][0]["received"] == 99999999999999999999999
+
+
+def test_an_unexpected_error_is_still_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's promise, for bugs too: one line and exit 1, the traceback on request."""
+    import argparse
+
+    from imapvm.commands._runtime import run_async
+
+    conf = tmp_path / "voicemail.conf"
+    conf.write_text("[general]\n[default]\n1 => 1\n")
+    args = argparse.Namespace(command="ls", config=str(conf), settings=None, set=[],
+                              timeout=1.0)
+
+    async def broken(*_: object) -> int:
+        return 1 // 0
+
+    assert run_async(args, broken) == 1
+    assert one_line(capsys.readouterr().err).startswith(
+        "imapvm ls: unexpected ZeroDivisionError: integer division or modulo by zero (a bug;")
+    monkeypatch.setenv("IMAPVM_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_async(args, broken)

@@ -7,11 +7,11 @@ the diff of `data/voicemail.golden.json` like code.
 from __future__ import annotations
 
 import json
-import os
 
 from imapvm.config.loader import load
 from imapvm.config.model import StorageKind
 from imapvm.config.render import report_json
+from tests.support import golden
 
 from .helpers import DATA
 
@@ -28,7 +28,7 @@ def effective_document() -> dict[str, object]:
 
 def test_golden_effective_configuration() -> None:
     document = effective_document()
-    if os.environ.get("IMAPVM_UPDATE_GOLDEN"):
+    if golden.updating():
         GOLDEN.write_text(
             json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
             encoding="utf-8",

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from imapvm.config.loader import load
 from imapvm.server import VoicemailServer, check_call, deposit_call
 from imapvm.storage.base import MailboxRef
 from imapvm.telephony.sip.message import SipRequest
+from tests.conftest import make_account
+from tests.e2e.serve import imap_conf
+from tests.support.dovecot import DovecotServer
 from tests.support.net import free_port_udp_and_tcp
 from tests.support.sipauth import DigestGuesser
 from tests.telephony.pyphone import PyPhone
@@ -143,8 +147,8 @@ async def test_lock_holds_across_sources_and_releases_after_the_back_off(
         capture_output=True, text=True, check=True)
     matched = re.search(r"Failregex: (\d+) total", result.stdout)
     assert matched is not None
-    assert int(matched.group(1)) == 5
-    for source in sources:
+    assert int(matched.group(1)) == 7  # five failures, two attempts refused during the lock
+    for source in [*sources, "127.0.0.9"]:
         assert f"source={source} " in result.stdout
 
 
@@ -207,3 +211,43 @@ async def test_phone_logins_count_across_calls_and_no_digit_is_logged(
     for secret in (PIN, *wrong):
         assert not any(secret in m for m in messages), secret
     assert not any(re.search(r"\bdigit[ =:]+[0-9*#A-D]\b", m) for m in messages)
+
+
+async def test_two_nodes_on_dovecot_share_the_lock(
+        tmp_path: Path, dovecot_slash: DovecotServer) -> None:
+    """Node A counts the failures; node B, on the same Dovecot mailbox (METADATA), refuses
+    the right secret while the lock holds and accepts it after; the success clears A too."""
+    account = make_account(dovecot_slash)
+    nodes: list[VoicemailServer] = []
+    skipped = [0.0]
+    real = time.time
+    try:
+        for name in ("a", "b"):
+            work = tmp_path / name
+            work.mkdir()
+            conf, toml = write_config(work, f'[sip.credentials]\n"1234" = "{SECRET}"\n')
+            conf.write_text(imap_conf(dovecot_slash.port, (
+                f"1234 => {PIN},Alice,,,imapuser={account.user}|"
+                f"imappassword={account.password}")))
+            loaded = load(conf, toml)
+            assert loaded.ok, [str(d) for d in loaded.diagnostics]
+            node = VoicemailServer(loaded, deposit_flow=deposit_call, check_flow=check_call)
+            node.lockouts.clock = lambda: real() + skipped[0]
+            nodes.append(node)
+            await node.start()
+        a, b = nodes
+        for n in range(2, 7):  # five sources against node A, waiting out each back-off
+            assert await guess(a, f"127.0.0.{n}", "wrong-guess") == 401
+            skipped[0] += a.lockouts.wait(BOX) + 0.1 if n < 6 else 1.0
+        await a.lockouts.drain()
+        await b.lockouts.refresh(BOX)  # what B reads before a login (in the background)
+        assert b.lockouts.failures(BOX) == 5
+        assert await guess(b, "127.0.0.9", SECRET) == 403  # A's lock holds on B
+        skipped[0] += 600.0
+        assert await guess(b, "127.0.0.9", SECRET) == 200
+        await b.lockouts.drain()
+        await a.lockouts.refresh(BOX)
+        assert a.lockouts.failures(BOX) == 0  # B's success cleared it for A too
+    finally:
+        for node in nodes:
+            await node.stop(grace=1)

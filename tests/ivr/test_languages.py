@@ -178,27 +178,44 @@ def test_the_call_asks_for_a_language() -> None:
 
 
 # -- whole menus over the spool store --------------------------------------------------------
-async def test_spanish_mailbox_session(make_world: WorldFactory) -> None:
-    """Login in the caller's language (none asked: [general] language=es), intro, a message
-    with its envelope (date, caller, duration), saving it, and the folder names."""
-    w = await make_world(conf=conf_text("language=es\nsaycid=yes\nsayduration=yes\n"
+CALLER = ["vm-from-phonenumber", "digits/5", "digits/5", "digits/5", "digits/0", "digits/0",
+          "digits/0", "digits/1"]
+DURATION = ["vm-duration", "digits/0", "vm-minutes"]
+SESSIONS = {
+    # the envelope of a message left today at 15:00 UTC, by the zone's format
+    # "'vm-received' q 'digits/at' IMp" read with each language's letters
+    "es": (["vm-received", "digits/today", "digits/at", "digits/3", "digits/0",
+            "digits/afternoon"], ["vm-messages", "vm-Old"]),
+    "fr": (["vm-received", "digits/at", "digits/3", "digits/oclock", "digits/p-m"],
+           ["vm-Old", "vm-messages"]),
+    "it": (["vm-received", "digits/at", "digits/3", "digits/0", "digits/p-m"],
+           ["vm-messages", "vm-Old"]),
+    "ru": (["vm-received", "digits/at", "digits/3", "digits/oclock", "digits/p-m"],
+           ["vm-Old", "vm-messages"]),
+}
+
+
+@pytest.mark.parametrize("code", sorted(SESSIONS))
+async def test_mailbox_session_in_each_language(make_world: WorldFactory, code: str) -> None:
+    """[general] language= (no language asked by the call): intro, a message with its envelope
+    (date, caller, duration), saving it, and the folder names, in the language's order."""
+    envelope, old_messages = SESSIONS[code]
+    w = await make_world(conf=conf_text(f"language={code}\nsaycid=yes\nsayduration=yes\n"
                                         "saydurationm=0", "tz=utc") + ZONE)
     await w.add_message(seconds=2, caller="5550001")
-    ch = ScriptedChannel(["1", Press("9", after="digits/1"), Press("1", after="vm-tocancel"),
-                          Press("#", after="vm-helpexit")], target=OWN)
+    ch = ScriptedChannel(["1", Press("9", after="vm-minutes"),
+                          Press("1", after="vm-tocancel"), Press("#", after="vm-helpexit")],
+                         target=OWN)
     await voicemail_main(ch, w.session, options=MainOptions(skip_password=True))
     assert ch.played[0] == "vm-youhave"  # 1 interrupted the intro
     i = ch.played.index("vm-first")
-    assert ch.played[i:i + 16] == [
-        "vm-first", "vm-message", "vm-received", "digits/today", "digits/at", "digits/3",
-        "digits/0", "digits/afternoon", "vm-from-phonenumber", "digits/5", "digits/5",
-        "digits/5", "digits/0", "digits/0", "digits/0", "digits/1"]
+    played = ch.played[i:i + 2 + len(envelope) + len(CALLER) + len(DURATION)]
+    assert played == ["vm-first", "vm-message", *envelope, *CALLER, *DURATION]
     j = ch.played.index("vm-savefolder")
     assert ch.played[j:j + 6] == ["vm-savefolder", "vm-press", "digits/1", "vm-for",
-                                  "vm-messages", "vm-Old"]
+                                  *old_messages]
     k = ch.played.index("vm-tocancel")
-    assert ch.played[k + 1:k + 6] == ["vm-message", "digits/1", "vm-savedto", "vm-messages",
-                                      "vm-Old"]
+    assert ch.played[k + 1:k + 6] == ["vm-message", "digits/1", "vm-savedto", *old_messages]
     counts = await w.store.counts(BOX)
     assert (counts.new, counts.old) == (0, 1)
 

@@ -1,4 +1,4 @@
-"""Golden messages, compared byte for byte (set IMAPVM_REGEN_GOLDEN=1 to rewrite them).
+"""Golden messages, compared byte for byte (set IMAPVM_UPDATE_GOLDEN=1 to rewrite them).
 
 Every golden file was read and checked by hand against reference/asterisk-imap.md §2.2-§2.3 when
 it was written; a diff here means the stored format changed, which must be deliberate.
@@ -6,7 +6,6 @@ it was written; a diff here means the stored format changed, which must be delib
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from imapvm.message import (
     build_voicemail,
 )
 from tests.message.helpers import FIXED, sawtooth, settings, strict_parse
+from tests.support import golden
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -87,7 +87,7 @@ CASES: dict[str, Callable[[], BuiltMessage]] = {
 def test_golden_bytes(name: str) -> None:
     built = CASES[name]()
     path = GOLDEN / name
-    if os.environ.get("IMAPVM_REGEN_GOLDEN"):
+    if golden.updating():
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(built.raw)
     assert built.raw == path.read_bytes()

@@ -44,7 +44,9 @@ class Recorder:
         return u
 
     async def quiet(self, seconds: float) -> None:
-        """Nothing more arrives within `seconds` (longer than the server's push delay)."""
+        """Nothing more arrives within `seconds` (longer than the server's push delay). A window
+        for something *not* to happen: a busy machine can only make it pass more easily, never
+        fail, so it is not a timing assertion."""
         await asyncio.sleep(seconds)
         extra = self.updates[self._seen:]
         assert not extra, f"unexpected updates: {extra}"

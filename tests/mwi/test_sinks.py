@@ -16,6 +16,7 @@ from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink, ExternNotifySink, SinkFanout
 from imapvm.mwi.webhook import WebhookError, WebhookSink
 from tests.mwi.helpers import Recorder
+from tests.support.waiting import until
 
 UPDATE = MwiUpdate("100@default", "100", "default", new=2, old=3, urgent=1)
 
@@ -132,7 +133,9 @@ async def test_ami_reconnects_after_the_connection_drops(ami: FakeAmi) -> None:
     sink = AmiSink("127.0.0.1", ami.port, "imapvm", "s3cret")
     await sink.publish(UPDATE)
     ami.drop_clients()
-    await asyncio.sleep(0.05)
+    reader = sink._reader
+    assert reader is not None
+    await until(reader.at_eof, what="the sink saw the connection close")
     await sink.publish(MwiUpdate("100@default", "100", "default", new=0, old=5, urgent=0))
     assert ami.logins == 2
     assert [a["OldMessages"] for a in ami.actions if a["Action"] == "MWIUpdate"] == ["3", "5"]
@@ -240,8 +243,8 @@ async def test_one_failing_or_hanging_sink_never_blocks_another() -> None:
         assert (await good.next(1)).name == "100@default"  # at once, not after the timeout
         fanout.publish(MwiUpdate("101@default", "101", "default", 1, 0, 0))
         assert (await good.next(1)).name == "101@default"
-        await asyncio.sleep(0.6)  # the hanging sink was timed out and got the next update
-        assert hanging.calls == 2
+        # the hanging sink was timed out and got the next update
+        await until(lambda: hanging.calls == 2, what="the hanging sink's second call")
     finally:
         await fanout.stop()
 
@@ -263,9 +266,9 @@ async def test_a_busy_sink_receives_the_latest_state_per_name() -> None:
             fanout.publish(MwiUpdate("100@default", "100", "default", 0, old, 0))
             await asyncio.sleep(0)
         gate.set()
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(10):
             await two.wait()
-        await asyncio.sleep(0.05)
+        assert fanout.queued == 0  # nothing else will be delivered
         assert seen == [("100@default", 1), ("100@default", 4)]
     finally:
         await fanout.stop()

@@ -124,12 +124,15 @@ async def test_a_deposit_gives_exactly_one_update(dovecot_slash: DovecotServer) 
         await rig.sink.expect(NAME, new=1, old=0)
         async with rig.engine.changing(BOX, Counts(new=1)):  # what the deposit flow does
             await rig.store.deposit(BOX, voicemail("100"))
-        await rig.sink.expect(NAME, new=2, old=0, within=0.2)  # at once, not after the push
+        # at once, not after the push: published before this task even yields again
+        assert (rig.engine.current(BOX).new, rig.engine.current(BOX).old) == (2, 0)  # type: ignore[union-attr]
+        await rig.sink.expect(NAME, new=2, old=0)
         await rig.sink.quiet(1.3)  # the server's push is confirmed without a second update
         assert rig.watcher().recounts >= 2  # the push did cause a recount
         async with rig.engine.changing(BOX, Counts(urgent=1)):
             await rig.store.deposit(BOX, voicemail("100"), urgent=True)
-        u = await rig.sink.expect(NAME, new=2, old=0, urgent=1, within=0.2)
+        assert rig.engine.current(BOX).urgent == 1  # type: ignore[union-attr]
+        u = await rig.sink.expect(NAME, new=2, old=0, urgent=1)
         assert u.mwi_new == 3
         await rig.sink.quiet(1.3)
         assert rig.engine.current(BOX) == u
@@ -225,7 +228,8 @@ async def test_server_down_keeps_counts_stale_and_restart_recounts(
         assert not u.counts_changed
         # a deposit accepted while IMAP is down (the outbox holds it) still lights the lamp
         change = rig.engine.pending(BOX, Counts(new=1))
-        await rig.sink.expect(NAME, new=2, old=1, stale=True, within=0.2)
+        assert rig.engine.current(BOX).new == 2  # type: ignore[union-attr]  # at once
+        await rig.sink.expect(NAME, new=2, old=1, stale=True)
         await rig.sink.quiet(1.0)  # retries while down publish nothing more
         await asyncio.to_thread(private_dovecot.resume)
         # the reconnect recounts (1 new on the server) and the lamp is fresh again, still

@@ -120,3 +120,19 @@ async def test_two_nodes_share_the_state_on_each_imap_server(
     finally:
         await store_a.aclose()
         await store_b.aclose()
+
+
+async def test_phone_failures_through_the_pbx_never_lock_the_pbx_out() -> None:
+    """Every phone login comes from the PBX's address: it is logged, but the per-source count
+    is per caller, so strangers' failures on other mailboxes never lock anyone else out."""
+    clock = Clock()
+    lockouts = Lockouts(POLICY, clock=clock)
+    for n in range(12):
+        await lockouts.failure(MailboxRef(f"20{n}", "default"), "192.0.2.10", "phone",
+                               counted_as=f"caller:55501{n}")
+    assert lockouts.wait(MailboxRef("1234", "default"), "caller:5550999") == 0.0
+    assert lockouts.wait(None, "192.0.2.10") == 0.0
+    for _ in range(3):  # but one caller trying mailbox after mailbox is slowed down
+        await lockouts.failure(MailboxRef("300", "default"), "192.0.2.10", "phone",
+                               counted_as="caller:5550100")
+    assert lockouts.wait(MailboxRef("1234", "default"), "caller:5550100") > 0

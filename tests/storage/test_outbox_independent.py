@@ -140,3 +140,4 @@ def test_doctor_and_metrics_show_rejected_deposits(tmp_path: Path) -> None:
                                     "paths.spool": str(tmp_path / "spool")})
     server = VoicemailServer(loaded)
     assert "imapvm_outbox_rejected 1" in server.metrics.registry.render()
+    assert server.health()["outbox_rejected"] == 1

@@ -10,7 +10,7 @@ succeeded; and (at the end of each run) the restricted server saw only offered c
 
 Bounded for CI (IMAPVM_MODEL_EXAMPLES examples of at most IMAPVM_MODEL_STEPS steps per server,
 default 8 and 20); a longer hunt: `IMAPVM_MODEL_EXAMPLES=300 IMAPVM_MODEL_STEPS=50 .venv/bin/python
--m pytest tests/storage/test_store_model.py`."""
+-m pytest --timeout=7200 tests/storage/test_store_model.py`."""
 
 from __future__ import annotations
 
@@ -299,9 +299,10 @@ class ImapModel(RuleBasedStateMachine):
         assert self.store is not None
         for acct in self.store._accounts.values():
             for conn in acct._idle:
+                # the connection's own transport: fail loudly if a refactoring renames it
                 sock = conn._writer.get_extra_info("socket")
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
+                assert sock is not None, "cannot reach the pooled connection's socket"
+                sock.shutdown(socket.SHUT_RDWR)
         self.run(self.store.counts(BOX))
 
     # -- the other mail client ---------------------------------------------------------------

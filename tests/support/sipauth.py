@@ -79,15 +79,25 @@ class DigestGuesser:
             return None  # dropped (rate limited)
 
     async def attempt(self, password: str, within: float = 2.0) -> int:
-        """Final status of one guess: 200 right, 401 wrong, 403 locked, 0 no answer."""
+        """Final status of one guess: 200 right, 401 wrong, 403 locked, 0 no answer. A 401
+        with ``stale=true`` is answered again with the new nonce, as phones do."""
         self._n += 1
         call_id = f"guess-{self.source}-{self._n}-{secrets.token_hex(4)}"
         self._send(call_id, 1)
         challenge = await self._final(within)
-        if challenge is None:
-            return 0
-        if challenge.status != 401:
-            return challenge.status
+        for cseq in (2, 4):
+            if challenge is None:
+                return 0
+            if challenge.status != 401:
+                return challenge.status
+            challenge = await self._answer(challenge, password, call_id, cseq, within)
+            if challenge is None or challenge.status != 401 or "stale=true" not in (
+                    challenge.headers.get("WWW-Authenticate") or ""):
+                break
+        return challenge.status if challenge is not None else 0
+
+    async def _answer(self, challenge: SipResponse, password: str, call_id: str, cseq: int,
+                      within: float) -> SipResponse | None:
         offered = challenge.headers.get_all("WWW-Authenticate")
         www = next((c for c in offered if f"algorithm={self.algorithm}" in c), offered[0])
         p = parse_auth_params(www)
@@ -96,9 +106,8 @@ class DigestGuesser:
         algorithm = p.get("algorithm", "MD5")
         response = digest_response(self.mailbox, p["realm"], password, "SUBSCRIBE", uri,
                                    p["nonce"], "auth", "00000001", cnonce, algorithm)
-        self._send(call_id, 2, (
+        self._send(call_id, cseq, (
             f'Digest username="{self.mailbox}", realm="{p["realm"]}", nonce="{p["nonce"]}", '
             f'uri="{uri}", response="{response}", algorithm={algorithm}, qop=auth, '
             f'nc=00000001, cnonce="{cnonce}"'))
-        final = await self._final(within)
-        return final.status if final is not None else 0
+        return await self._final(within)

@@ -14,6 +14,7 @@ from imapvm.channel import Channel, ChannelHangup
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.server import SipServer, SipSettings
 from imapvm.telephony.sip.message import SipRequest, SipResponse
+from tests.support.waiting import until
 
 from .conftest import tone
 from .pyphone import PyPhone
@@ -147,6 +148,7 @@ async def test_record_keeps_audio_when_caller_hangs_up(
 
     async def handler(channel: SipChannel) -> None:
         await channel.answer()
+        h.results["channel"] = channel
         started.set()
         h.results["rec"] = await channel.record(max_seconds=10)
         h.results["reason"] = channel.hangup_reason
@@ -156,8 +158,8 @@ async def test_record_keeps_audio_when_caller_hangs_up(
     await asyncio.wait_for(started.wait(), 5)
     for seq, payload in enumerate(frames(0.5)):
         phone.send_rtp(seq, payload)
-        await asyncio.sleep(0.002)
-    await asyncio.sleep(0.05)
+    rtp = h.results["channel"].rtp  # type: ignore[attr-defined]
+    await until(lambda: rtp.stats.received >= 25, what="the 25 frames reached the server")
     phone.send_request("BYE", phone.uri)
     await asyncio.wait_for(h.finished.wait(), 5)
     audio, reason, _ = h.results["rec"]  # type: ignore[misc]
@@ -195,9 +197,12 @@ async def test_get_digits_from_info_and_rtp_with_terminator_and_timeout(
 ) -> None:
     h, _ = harness
 
+    channels: list[SipChannel] = []
+
     async def handler(channel: SipChannel) -> None:
+        channels.append(channel)
         await channel.answer()
-        h.results["first"] = await channel.get_digits(5, 2.0, terminators="#")
+        h.results["first"] = await channel.get_digits(5, 10.0, terminators="#")
         h.results["second"] = await channel.get_digits(5, 0.3)
 
     h.handler = handler
@@ -205,7 +210,8 @@ async def test_get_digits_from_info_and_rtp_with_terminator_and_timeout(
     phone.send_request("INFO", phone.uri, b"Signal=4\r\nDuration=100\r\n",
                        content_type="application/dtmf-relay")
     phone.send_request("INFO", phone.uri, b"2", content_type="application/dtmf")
-    await asyncio.sleep(0.1)
+    # both INFO digits are in before the RTP ones are sent (they travel on other sockets)
+    await until(lambda: channels and channels[0].digits_received >= 2, what="the INFO digits")
     seq = await phone.send_dtmf("7", seq=1, ts=1000)
     await phone.send_dtmf("#", seq=seq, ts=3000)
     await asyncio.wait_for(h.finished.wait(), 5)
@@ -219,7 +225,10 @@ async def test_hold_reinvite_stops_our_audio(
     h, _ = harness
     held = asyncio.Event()
 
+    channels: list[SipChannel] = []
+
     async def handler(channel: SipChannel) -> None:
+        channels.append(channel)
         await channel.answer()
         await held.wait()
         h.results["media"] = channel.media
@@ -232,9 +241,13 @@ async def test_hold_reinvite_stops_our_audio(
     assert resp.status == 200
     assert b"a=recvonly" in resp.body
     phone.send_request("ACK", phone.uri, cseq=phone.cseq)
-    await asyncio.sleep(0.1)
+    rtp = channels[0].rtp
+    assert rtp is not None
+    # what was sent before the hold took effect has arrived once two frames were withheld
+    await until(lambda: rtp.stats.withheld >= 2, what="the hold took effect")
     phone.drain_rtp()
-    await asyncio.sleep(0.2)
+    withheld = rtp.stats.withheld
+    await until(lambda: rtp.stats.withheld >= withheld + 10, what="ten more frames' time")
     assert phone.drain_rtp() == 0
     held.set()
     await asyncio.wait_for(h.finished.wait(), 5)
@@ -376,7 +389,10 @@ async def test_type_ahead_digits_and_play(
     h, _ = harness
     first, second = asyncio.Event(), asyncio.Event()
 
+    channels: list[SipChannel] = []
+
     async def handler(channel: SipChannel) -> None:
+        channels.append(channel)
         await channel.answer()
         await first.wait()
         h.results["r1"] = await channel.play(tone(440, 0.2), "#")  # "7" waits: no interrupt
@@ -388,12 +404,12 @@ async def test_type_ahead_digits_and_play(
     h.handler = handler
     await phone.call()
     seq = await phone.send_dtmf("7", seq=1, ts=1000)
-    await asyncio.sleep(0.1)
+    await until(lambda: channels and channels[0].digits_received == 1, what="7 buffered")
     first.set()
-    await asyncio.sleep(0.5)
+    await until(lambda: "r2" in h.results, what="the first play and get_digits")
     seq = await phone.send_dtmf("1", seq=seq, ts=3000)
     await phone.send_dtmf("#", seq=seq, ts=5000)
-    await asyncio.sleep(0.1)
+    await until(lambda: channels[0].digits_received == 3, what="1# buffered")
     second.set()
     await asyncio.wait_for(h.finished.wait(), 5)
     assert [h.results[k] for k in ("r1", "r2", "r3", "r4")] == [None, "7", "#", ""]

@@ -46,6 +46,10 @@ class Guard:
     locked: set[str] = field(default_factory=set)
     failures: list[tuple[str, str]] = field(default_factory=list)
     successes: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+
+    def expect(self, username: str) -> None:
+        self.expected.append(username)
 
     def allowed(self, username: str, source: str, now: float) -> bool:
         return username not in self.locked
@@ -155,6 +159,7 @@ def test_guard_counts_failures_and_locks() -> None:
     core.receive(sub("z9hG4bK-1"), SOURCE, 100.0)
     www = answers(core)[0].headers.get("WWW-Authenticate") or ""
     assert guard.failures == []  # a request without credentials is no failed guess
+    assert guard.expected == ["1234"]  # but the guard may look the mailbox up meanwhile
     wrong = authorization(www, "1234", "0000", "SUBSCRIBE", "sip:1234@127.0.0.1")
     core.receive(sub("z9hG4bK-2", wrong), SOURCE, 101.0)
     assert [r.status for r in answers(core)] == [401]
@@ -168,3 +173,33 @@ def test_guard_counts_failures_and_locks() -> None:
     core.receive(sub("z9hG4bK-4", good), SOURCE, 103.0)
     assert [r.status for r in answers(core)] == [200]
     assert guard.successes == ["1234"]
+
+
+def test_offered_algorithms_follow_the_configuration() -> None:
+    core = SipCore(CoreConfig(
+        "127.0.0.1", 5070, trusted=(ipaddress.ip_network("192.0.2.0/24"),),
+        auth=DigestAuth("vm.example", {"1234": "secret"}.get, algorithms=("MD5",)),
+    ))
+    core.receive(sub("z9hG4bK-1"), SOURCE, 100.0)
+    offered = answers(core)[0].headers.get_all("WWW-Authenticate")
+    assert [parse_auth_params(c)["algorithm"] for c in offered] == ["MD5"]
+    sha = authorization(offered[0].replace("MD5", "SHA-256"), "1234", "secret", "SUBSCRIBE",
+                        "sip:1234@127.0.0.1")
+    core.receive(sub("z9hG4bK-2", sha), SOURCE, 101.0)
+    assert [r.status for r in answers(core)] == [401]  # not offered: challenged again
+
+
+def test_trusted_sources_have_their_own_higher_rate_limit() -> None:
+    core = SipCore(CoreConfig(
+        "127.0.0.1", 5070, trusted=(ipaddress.ip_network("192.0.2.0/24"),),
+        auth=DigestAuth("vm.example", {"1234": "secret"}.get),
+        rate_limit=(1.0, 2), trusted_rate_limit=(1.0, 5),
+    ))
+    for n in range(10):  # a burst from the PBX: limited too, above the untrusted allowance
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-t{n}", call_id=f"t{n}"),
+                     ("192.0.2.1", 5060), 100.0)
+    assert len(answers(core)) == 5
+    for n in range(10):
+        core.receive(request("OPTIONS", branch=f"z9hG4bK-u{n}", call_id=f"u{n}"), SOURCE, 100.0)
+    assert len(answers(core)) == 2  # untrusted: its own, lower allowance (401s included)
+    assert core.stats["rate_limited"] == 13

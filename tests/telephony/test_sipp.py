@@ -109,7 +109,9 @@ async def test_subscribe_with_digest_auth_gets_notify(tmp_path: Path) -> None:
     async def lookup(mailbox: str) -> MessageSummary:
         return MessageSummary(2, 5, 1, 0)
 
-    settings = SipSettings(port=0, trusted_networks=())  # nobody trusted: all must log in
+    # nobody trusted: all must log in. sipp 3.6 answers the first challenge whatever its
+    # algorithm and knows only MD5, so MD5 is offered first here (SHA-256 still second).
+    settings = SipSettings(port=0, trusted_networks=(), digest_algorithms=("MD5", "SHA-256"))
     async with SipServer(settings, Recorder(), mwi_lookup=lookup,
                          credentials={"1234": "secret"}.get) as srv:
         result = await run_sipp(SCENARIOS / "uac_subscribe_auth.xml", srv.address, tmp_path,

@@ -19,9 +19,9 @@ def test_each_case_gets_the_answer_rfc_4475_expects(name: str) -> None:
     case: Case = CASES[name]
     core = SipCore(CoreConfig("127.0.0.1", 5060))
     core.receive(case.data, SOURCE, 1.0)
-    answers = [m for m in (parse_message(s.data) for s in core.take_outgoing())
-               if isinstance(m, SipResponse) and m.status >= 200]
-    assert [a.status for a in answers] == ([case.status] if case.status else [])
+    # status lines read directly: an answer echoes the request's (maybe broken) CSeq
+    statuses = [int(s.data.split(b" ", 2)[1]) for s in core.take_outgoing()]
+    assert [st for st in statuses if st >= 200] == ([case.status] if case.status else [])
     core.receive(options(), SOURCE, 2.0)  # and the core still works
     alive = [parse_message(s.data) for s in core.take_outgoing()]
     assert [getattr(m, "status", None) for m in alive] == [200]

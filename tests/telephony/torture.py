@@ -124,6 +124,37 @@ def corpus() -> list[Case]:
         f"OPTIONS {uri} SIP/2.0",
         ["Via: SIP/2.0/UDP", *_base("OPTIONS", "bvia", "bad-via")[1:]], length=0),
         None, "3.1.2.?"))
+    # 3.1.2.6/7/8: white space where the request line has none (embedded, doubled, trailing)
+    for name, line in (("lws-in-request-uri", f"INVITE sip:1234@{HOST}; lr SIP/2.0"),
+                       ("double-spaces", f"OPTIONS  sip:1234@{HOST}  SIP/2.0"),
+                       ("trailing-space", f"OPTIONS sip:1234@{HOST} SIP/2.0 ")):
+        method = line.split()[0]
+        c.append(Case(name, _msg(line, _base(method, name[:6], name), length=0), 400, "3.1.2.7"))
+    # 3.1.2.4: scalar fields with overlarge values. A response copies the CSeq, and one that
+    # copied this one would be as broken as the request: dropped (the RFC's "if possible").
+    c.append(Case("overlarge-cseq", _msg(
+        f"OPTIONS {uri} SIP/2.0",
+        [h if not h.startswith("CSeq") else "CSeq: 36893488147419103232 OPTIONS"
+         for h in _base("OPTIONS", "bigcs", "overlarge-cseq")], length=0), None, "3.1.2.4"))
+    c.append(Case("overlarge-max-forwards-and-expires", _msg(
+        f"OPTIONS {uri} SIP/2.0",
+        [h if not h.startswith("Max-Forwards") else "Max-Forwards: 4294967296"
+         for h in _base("OPTIONS", "bigmf", "overlarge-mf")] + ["Expires: 99999999999999"],
+        length=0), 400, "3.1.2.4"))
+    # 3.3.? : a single-valued header given twice
+    c.append(Case("two-from-headers", _msg(
+        f"OPTIONS {uri} SIP/2.0",
+        [*_base("OPTIONS", "2from", "two-from"), f"From: <sip:other@{HOST}>;tag=x"], length=0),
+        400, "3.3.?"))
+    # 3.1.2.18: an unknown method whose CSeq names another
+    c.append(Case("unknown-method-cseq-mismatch", _msg(
+        f"NEWMETHOD {uri} SIP/2.0", _base("NEWMETHOD", "nmm", "nm-mismatch",
+                                          cseq_method="INVITE"), length=0), 400, "3.1.2.18"))
+    # 3.3.?: a body we do not understand
+    c.append(Case("unknown-content-type", _msg(
+        f"INVITE {uri} SIP/2.0",
+        [*_base("INVITE", "uct", "unknown-content-type"), "Content-Type: application/nobody"],
+        "<nobody/>"), 415, "3.3.?"))
     return c
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,7 +36,8 @@ should not wait that long)."""
 
 def add_config_args(parser: argparse.ArgumentParser, *, imap_timeout: bool = True) -> None:
     parser.add_argument("--config", metavar="VOICEMAIL_CONF",
-                        help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH})")
+                        help=f"voicemail.conf (default: {DEFAULT_VOICEMAIL_PATH}; without it, "
+                             "the embedded default, as `imapvm serve` uses)")
     parser.add_argument("--settings", metavar="IMAPVM_TOML",
                         help=f"imapvm.toml (default: {DEFAULT_SETTINGS_PATH})")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
@@ -124,6 +126,12 @@ def run_async(args: argparse.Namespace,
         return asyncio.run(main())
     except (CommandError, StoreError, OSError, ValueError, AudioError, MessageError) as exc:
         err.print(f"imapvm {args.command}: {exc}", markup=False)
+        return 1
+    except Exception as exc:  # a bug: still one line; IMAPVM_TRACEBACK=1 shows where
+        if os.environ.get("IMAPVM_TRACEBACK"):
+            raise
+        err.print(f"imapvm {args.command}: unexpected {type(exc).__name__}: {exc} (a bug; "
+                  "run with IMAPVM_TRACEBACK=1 for the traceback and report it)", markup=False)
         return 1
 
 

@@ -103,6 +103,14 @@ class SipSettings:
     check_users: tuple[str, ...] = ("*97", "vm")
     """Request-URI users that mean "check my messages" (VoiceMailMain)."""
     tcp: bool = True
+    tls_listen: tuple[Endpoint, ...] = ()
+    """SIP over TLS (e.g. `["0.0.0.0:5061"]`); empty: no TLS. Needs tls_certificate and
+    tls_private_key (PEM); tls_ca verifies client certificates (required with
+    tls_verify_client) and peers we connect to."""
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_verify_client: bool = False
     default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
     """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
     reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
@@ -121,6 +129,8 @@ class SipSettings:
     """New SIP requests per second per untrusted source address (burst: twice as many)."""
     trusted_rate_limit: float = 500.0
     """The same for trusted sources (the PBX carries every caller's traffic)."""
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms offered to phones, in order of preference (RFC 8760)."""
     lockout: LockoutSettings = field(default_factory=lambda: LockoutSettings())
 
 
@@ -327,7 +337,7 @@ def _exit_uri(check: _Checker, sip: Mapping[str, object]) -> str | None:
 
 
 _SIP_SECURITY_KEYS = {"credentials", "credentials_file", "pin_as_sip_password", "rate_limit",
-                      "trusted_rate_limit", "lockout"}
+                      "trusted_rate_limit", "lockout", "digest_algorithms"}
 
 
 def _positive(check: _Checker, table: Mapping[str, object], key: str, default: float,
@@ -392,8 +402,19 @@ def _sip_security(check: _Checker, sip: Mapping[str, object], settings: SipSetti
     )
     if lockout.lock_after <= lockout.free_failures:
         check.error("sip.lockout.lock_after", "must be larger than free_failures")
+    algorithms = settings.digest_algorithms
+    raw_algorithms = check.string_list(sip, "sip.digest_algorithms")
+    if raw_algorithms is not None:
+        names = tuple(str(a).upper() for a in raw_algorithms)
+        if not names or any(n not in ("SHA-256", "MD5") for n in names) or len(set(names)) != len(
+                names):
+            check.error("sip.digest_algorithms",
+                        f"{list(raw_algorithms)!r} must list SHA-256 and/or MD5, each once")
+        else:
+            algorithms = names
     return replace(
         settings, credentials=credentials, pin_as_sip_password=pin, lockout=lockout,
+        digest_algorithms=algorithms,
         rate_limit=_positive(check, sip, "sip.rate_limit", settings.rate_limit),
         trusted_rate_limit=_positive(check, sip, "sip.trusted_rate_limit",
                                      settings.trusted_rate_limit),
@@ -413,6 +434,29 @@ def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> d
     return out
 
 
+def _sip_tls(check: _Checker, sip: Mapping[str, object]
+             ) -> tuple[tuple[Endpoint, ...], dict[str, Path | None], bool]:
+    """[sip] tls_*: the listen addresses and the PEM files (which must exist)."""
+    listen: list[Endpoint] = []
+    for i, item in enumerate(check.string_list(sip, "sip.tls_listen") or []):
+        endpoint = check.endpoint(item, f"sip.tls_listen[{i}]", 5061)
+        if endpoint:
+            listen.append(endpoint)
+    files: dict[str, Path | None] = {}
+    for key in ("tls_certificate", "tls_private_key", "tls_ca"):
+        text = check.string(sip, f"sip.{key}", "").strip()
+        files[key] = Path(text) if text else None
+        if text and not Path(text).is_file():
+            check.error(f"sip.{key}", f"'{text}' does not exist or is not a file")
+    verify = check.boolean(sip, "sip.tls_verify_client", False)
+    if listen and (files["tls_certificate"] is None or files["tls_private_key"] is None):
+        check.error("sip.tls_listen", "needs sip.tls_certificate and sip.tls_private_key")
+        listen = []
+    if verify and files["tls_ca"] is None:
+        check.error("sip.tls_verify_client", "needs sip.tls_ca (the CA of client certificates)")
+    return tuple(listen), files, verify
+
+
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
@@ -425,7 +469,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     defaults = ServerSettings()
 
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
-                                   "tcp", "exit_uri", "default_greeting",
+                                   "tcp", "exit_uri", "default_greeting", "tls_listen",
+                                   "tls_certificate", "tls_private_key", "tls_ca",
+                                   "tls_verify_client",
                                    *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
@@ -473,6 +519,11 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         exit_uri=_exit_uri(check, sip),
         default_greeting=cast(Literal["unavailable", "busy", "none"], default_greeting),
     )
+    tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
+    sip_settings = replace(sip_settings, tls_listen=tls_listen,
+                           tls_certificate=tls_files["tls_certificate"],
+                           tls_private_key=tls_files["tls_private_key"],
+                           tls_ca=tls_files["tls_ca"], tls_verify_client=tls_verify)
     sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited",

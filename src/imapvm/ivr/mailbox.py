@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +94,9 @@ class MailboxView:
         self.new, self.old, self.urgent = c.new, c.old, c.urgent
 
     async def open(self, folder: Folder) -> None:
-        """Open a folder (listing its messages); the caller closes the previous one first."""
+        """Open a folder (listing its messages), closing the one open before (its delete marks
+        are applied first, as Asterisk's close_mailbox does when changing folders)."""
+        await self.close()
         self.folder = folder
         self.in_urgent = folder is Folder.URGENT
         listed = await self.session.store.list(self.box, folder)
@@ -106,10 +109,35 @@ class MailboxView:
         if doomed:
             try:
                 await self.session.store.delete(self.box, doomed)
+            except MessageGone as exc:  # the others went; these were already gone (or moved)
+                log.info("%s: %s", self.box, exc)
             except StoreError as exc:
                 log.error("%s: could not delete %d message(s): %s", self.box, len(doomed), exc)
         for e in self.entries:
             e.deleted = False
+
+    # -- the only ways the menus change the view (it is changed nowhere else) ---------------
+    def go_to(self, index: int) -> None:
+        """Make message `index` (0-based, of the open folder) the current one."""
+        self.cur = index
+
+    def restart_menu(self) -> None:
+        """The next instructions are read as at the start (Asterisk's vms->starting)."""
+        self.starting = True
+
+    def silence(self) -> int:
+        """The owner let a menu time out once more; returns how many times in a row."""
+        self.repeats += 1
+        return self.repeats
+
+    def answered(self) -> None:
+        """A key came: the count of silent menus starts again."""
+        self.repeats = 0
+
+    def moved(self, entry: Entry, ref: MessageRef) -> None:
+        """`entry` was saved to another folder and is now `ref` there."""
+        entry.ref = ref
+        entry.deleted = False
 
     def folder_name(self, folder: Folder | None = None) -> list[str]:
         """How a folder is said in the call's language: ``vm-<Folder> vm-messages`` ("old
@@ -191,16 +219,17 @@ async def caller_prompts(session: Session, settings: MailboxSettings, info: Stor
 
 
 async def controlled_play(channel: Channel, session: Session, samples: Audio,
-                          skipms: int) -> str | None:
+                          skipms: int, clock: Callable[[], float] | None = None) -> str | None:
     """Play with the listen controls (# forward, * back, 0 pause, 2 restart by default);
-    a stop key (1 3 4 5 6 7 8 9) ends playback and is returned for the menu."""
+    a stop key (1 3 4 5 6 7 8 9) ends playback and is returned for the menu. `clock` (default:
+    the event loop's) measures how far a play got before a key stopped it."""
     keys = session.config.general.listen_keys
     fwd, rev, pause, restart, stop = (keys[k] for k in
                                       ("forward", "reverse", "pause", "restart", "stop"))
     interrupts = fwd + rev + pause + restart + stop
     skip = int(skipms * 8)
     pos = 0
-    clock = asyncio.get_running_loop().time
+    clock = clock or asyncio.get_running_loop().time
     while pos < len(samples):
         # The rest of the message in one piece (no gaps on the line); where a key stopped it
         # follows from the time it played, to the RTP frame.

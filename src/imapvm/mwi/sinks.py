@@ -115,10 +115,11 @@ class _SinkWorker:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        # Cancel until it is done: a cancellation that lands as the sink's call completes is
+        # swallowed by wait_for (Python 3.11), and the worker would wait for updates forever.
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task], timeout=1)
 
     async def _run(self) -> None:
         while True:
@@ -159,6 +160,11 @@ class SinkFanout:
     def publish(self, update: MwiUpdate) -> None:
         for w in self._workers:
             w.offer(update)
+
+    @property
+    def queued(self) -> int:
+        """Updates waiting for a sink (not counting those being delivered)."""
+        return sum(len(w._pending) for w in self._workers)
 
     def start(self) -> None:
         self._started = True

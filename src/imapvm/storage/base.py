@@ -14,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from imapvm.storage.audio_parts import AudioPart, VoicemailAudio
+
+_log = logging.getLogger(__name__)
 
 
 class Folder(enum.IntEnum):
@@ -279,17 +283,57 @@ class CountsReceiver(Protocol):
     def mark_stale(self, boxes: Iterable[MailboxRef]) -> None: ...
 
 
+@dataclass
+class _FailureReport:
+    pending: int = 0
+    last: str = ""
+    logged_at: float | None = None
+
+
 class ConnectionLimiter:
     """At most `per_server` watcher connections per IMAP server (host, port), and at most
     `logins_per_server` of them logging in at once: after a restart a thousand watchers
     reconnecting together would otherwise queue up behind the server's login processes and time
     out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
 
+    #: At most one log line per server this often about failing watcher connections: with
+    #: 10,000 watched accounts, an IMAP outage would otherwise log 10,000 lines a round.
+    failure_log_interval = 60.0
+
     def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
         self.per_server = max(1, per_server)
         self.logins_per_server = max(1, logins_per_server)
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._failures: dict[tuple[str, int], _FailureReport] = {}
+        self.failures_total = 0  # watcher connections that failed, all servers
+
+    def connection_failed(self, host: str, port: int, label: str, problem: object) -> None:
+        """Count a watcher's failed connection; the first of an outage is logged at once, the
+        rest as one line per server per `failure_log_interval` with their number."""
+        rep = self._failures.setdefault((host, port), _FailureReport())
+        rep.pending += 1
+        self.failures_total += 1
+        rep.last = f"{label}: {problem}"
+        now = time.monotonic()
+        if rep.logged_at is None or now - rep.logged_at >= self.failure_log_interval:
+            if rep.logged_at is None:
+                _log.warning("mwi: IMAP server %s:%d: watcher connection lost or refused (%s); "
+                             "further failures are counted and logged once a minute",
+                             host, port, rep.last)
+            else:
+                _log.warning("mwi: IMAP server %s:%d: %d watcher connection failure(s) in the "
+                             "last %.0f s; last: %s", host, port, rep.pending,
+                             now - rep.logged_at, rep.last)
+            rep.pending = 0
+            rep.logged_at = now
+
+    def connection_ok(self, host: str, port: int) -> None:
+        """A watcher connected: the end of an outage is logged once."""
+        rep = self._failures.pop((host, port), None)
+        if rep is not None:
+            _log.warning("mwi: IMAP server %s:%d: watcher connections succeed again "
+                         "(%d failure(s) since the last report)", host, port, rep.pending)
 
     def slots(self, host: str, port: int) -> asyncio.Semaphore:
         return self._slots.setdefault((host, port), asyncio.Semaphore(self.per_server))

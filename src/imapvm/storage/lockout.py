@@ -176,26 +176,31 @@ class Lockouts:
 
     # -- outcomes -------------------------------------------------------------------------
     async def failure(self, box: MailboxRef | None, source: str, via: str,
-                      user: str = "") -> None:
-        """Count one failed login (``box`` None: a mailbox that does not exist)."""
-        event = self.note_failure(box, source, via, user)
+                      user: str = "", counted_as: str | None = None) -> None:
+        """Count one failed login (``box`` None: a mailbox that does not exist).
+
+        ``source`` is the network address logged; ``counted_as`` the key of the per-source
+        count when that address says nothing of the caller (phone logins all come from the
+        PBX: counting them by its address would lock everyone out by phone)."""
+        event = self.note_failure(box, source, via, user, counted_as)
         if box is not None and event is not None:
             await self._persist_failure(box, event)
 
     def note_failure(self, box: MailboxRef | None, source: str, via: str,
-                     user: str = "") -> Failure | None:
+                     user: str = "", counted_as: str | None = None) -> Failure | None:
         """Count a failure on this node's copy at once (SIP digest: synchronous); the result
         goes to ``failure_soon`` to be shared."""
         now = self.clock()
         if via != "sip-digest":  # the digest module logs its own failures
             log.warning("auth failure: source=%s user=%s via=%s", source or "-",
                         box or user or "-", via)
-        if source:
-            self._sources[source] = self._bump(self._sources.get(source), now)
-            src = self._sources[source]
+        key = source if counted_as is None else counted_as
+        if key:
+            self._sources[key] = self._bump(self._sources.get(key), now)
+            src = self._sources[key]
             if src.failures == self.policy.lock_after:
                 log.warning("auth locked: source=%s for %d s after %d failures",
-                            source, int(self.policy.lock_seconds), src.failures)
+                            key, int(self.policy.lock_seconds), src.failures)
         if box is None:
             return None
         before = self._boxes.get(box, FailureState())

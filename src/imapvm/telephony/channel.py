@@ -64,6 +64,7 @@ class SipChannel:
         self._control = control
         self._prompt_loader = prompt_loader
         self._digits: deque[str] = deque(maxlen=64)
+        self.digits_received = 0  # a count, never the values (a PIN)
         self._digit_event = asyncio.Event()
         self._answering: asyncio.Task[RtpSession] | None = None
 
@@ -76,6 +77,7 @@ class SipChannel:
         # Never the digit's value: during a login it is part of a password (issue 12).
         log.debug("call %s: DTMF digit received (%d ms)", self.handle, duration_ms)
         self._digits.append(digit)
+        self.digits_received += 1
         self._digit_event.set()
 
     def on_media(self, media: NegotiatedMedia) -> None:

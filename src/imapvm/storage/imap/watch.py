@@ -91,6 +91,7 @@ class ImapWatcher(Watcher):
                     async with self.limiter.login(settings.host, settings.port):
                         conn = await acct.open_connection()
                     self.connects += 1
+                    self.limiter.connection_ok(settings.host, settings.port)
                     backoff = self.options.backoff_initial
                     try:
                         await self._session(conn)
@@ -104,7 +105,7 @@ class ImapWatcher(Watcher):
             except asyncio.CancelledError:
                 raise
             except (StoreError, ConnectionLost, ImapError, OSError) as exc:
-                log.warning("mwi %s: IMAP connection lost or refused: %s", self.label, exc)
+                self.limiter.connection_failed(settings.host, settings.port, self.label, exc)
             if was_connected:
                 # A dropped session gets one immediate reconnect before the lamps are marked
                 # stale: a load balancer's reset or an IDLE timeout is not an outage.
@@ -144,8 +145,7 @@ class ImapWatcher(Watcher):
                 self._conn = None
                 await _close_quickly(conn)
         except (StoreError, ConnectionLost, ImapError, OSError) as exc:
-            log.warning("mwi %s: poll while waiting for a connection slot failed: %s",
-                        self.label, exc)
+            self.limiter.connection_failed(settings.host, settings.port, self.label, exc)
             self.tracker.mark_stale(self.boxes)
 
     async def _session(self, conn: ImapConnection) -> None:
@@ -162,7 +162,7 @@ class ImapWatcher(Watcher):
         self._dirty.update(self.boxes)  # a full recount after every (re)connect
         await self._recount(conn)
         self.connected.set()
-        log.info("mwi %s: watching %d box(es) by %s", self.label, len(self.boxes),
+        log.debug("mwi %s: watching %d box(es) by %s", self.label, len(self.boxes),
                  self.mode.value)
         next_poll = time.monotonic() + self.options.pollfreq
         while True:

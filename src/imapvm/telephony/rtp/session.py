@@ -46,6 +46,7 @@ class RtpStats:
     sent: int = 0
     received: int = 0
     ignored: int = 0  # wrong source or payload type
+    withheld: int = 0  # frames not sent because the peer put the call on hold
     send_errors_ms: list[float] | None = None  # filled only when measuring (bench)
     latched: Address | None = None
     extra: dict[str, int] = field(default_factory=dict)
@@ -237,6 +238,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
         if media.on_hold:
+            self.stats.withheld += 1
             return  # keep the clock running, send nothing: the peer said it won't listen
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
                            marker=self._marker)
@@ -286,9 +288,11 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
         sink, wide, media = self.audio_sink, self.wide_sink, self.media
-        if (sink is None and wide is None) or media is None or not chunks:
-            return
         codec = self.codec
+        # G.722 is adaptive: its decoder must see every packet, listened to or not, or it
+        # drifts from the caller's encoder and what is recorded later is noise.
+        if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
+            return
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
@@ -296,8 +300,9 @@ class RtpSession(asyncio.DatagramProtocol):
                 line = codec.decode(chunk)
             if wide is not None:
                 wide(line)
+            narrow = self._decimator.process(line) if codec.wideband else line
             if sink is not None:
-                sink(self._decimator.process(line) if codec.wideband else line)
+                sink(narrow)
 
     @property
     def reorder_stats(self) -> dict[str, int]:

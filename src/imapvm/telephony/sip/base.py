@@ -77,6 +77,7 @@ class CoreConfig:
 
     local_host: str
     local_port: int
+    tls_port: int | None = None  # where we take SIP over TLS (Contact and Via of TLS dialogs)
     user_agent: str = "imapvm"
     codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -304,10 +305,15 @@ class TransactionLayer:
             return  # not even a Via to answer to
         self._out.outgoing.append(Send(data, address, transport))
 
+    def local_port_for(self, transport: SipTransport) -> int:
+        if transport == "TLS" and self.config.tls_port is not None:
+            return self.config.tls_port
+        return self.config.local_port
+
     def contact_uri(self, transport: SipTransport = "UDP") -> str:
         param = "" if transport == "UDP" else f";transport={transport.lower()}"
-        return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
-                + param)
+        return (f"sip:imapvm@{format_host(self.config.local_host)}:"
+                f"{self.local_port_for(transport)}" + param)
 
     def _in_dialog_destination(
         self, remote_target: str, route_set: list[str], source: Address
@@ -354,7 +360,7 @@ class TransactionLayer:
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         headers = Headers()
         headers.add("Via", f"SIP/2.0/{transport} "
-                    f"{format_host(self.config.local_host)}:{self.config.local_port}"
+                    f"{format_host(self.config.local_host)}:{self.local_port_for(transport)}"
                     f";branch={branch};rport")
         headers.add("Max-Forwards", "70")
         headers.add("From", local)

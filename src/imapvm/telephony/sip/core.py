@@ -341,6 +341,9 @@ class SipCore:
             return False
         if verdict == "bad":
             self.stats["auth_failures"] += 1
+        elif verdict == "missing":
+            with contextlib.suppress(SipParseError):
+                auth.expect(parse_uri(msg.uri).user or "")
         challenges = auth.challenges(source[0], now, stale=verdict == "stale")
         self.transactions.respond_stateless(msg, source, 401, "Unauthorized", transport,
                                             extra=[("WWW-Authenticate", c) for c in challenges])

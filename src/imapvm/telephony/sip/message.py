@@ -309,12 +309,22 @@ def _parse_start_line(line: str) -> SipMessage:
         return SipResponse(status=int(code), reason=parts[2] if len(parts) > 2 else "")
     parts = line.split(" ")
     if len(parts) != 3 or not is_token(parts[0]) or not parts[1]:
+        words = line.split()
+        if len(words) >= 3 and is_token(words[0]) and words[-1] == SIP_VERSION:
+            # White space inside or around the Request-URI (RFC 4475 §3.1.2.6-8): still a
+            # request, answered 400 once its headers are read.
+            req = SipRequest(method=words[0], uri=" ".join(words[1:-1]))
+            req.headers.add(_BAD_LINE, "1")
+            return req
         raise SipParseError("bad request line")
     req = SipRequest(method=parts[0], uri=parts[1])
     if parts[2] != SIP_VERSION:
         # Answerable: keep the method and let the core send 505 once headers are read.
         req.headers.add("X-Imapvm-Bad-Version", parts[2][:20])
     return req
+
+
+_BAD_LINE = "X-Imapvm-Bad-Request-Line"
 
 
 def _check_lists(msg: SipMessage, limits: Limits) -> str | None:
@@ -330,8 +340,10 @@ def _check_request(req: SipRequest) -> str | None:
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if not h.get(name):
             return f"missing {name}"
-    if len(h.raw("Call-ID")) > 1 or len(h.raw("CSeq")) > 1:
-        return "repeated Call-ID or CSeq"
+    if _BAD_LINE in h:
+        return "bad request line (white space in or around the Request-URI)"
+    if any(len(h.raw(name)) > 1 for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards")):
+        return "repeated Call-ID, CSeq, From, To or Max-Forwards"
     number, method = req.cseq
     if not number and method == "":
         return "bad CSeq"
