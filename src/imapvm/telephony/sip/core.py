@@ -462,7 +462,7 @@ class SipCore:
             except SdpError:
                 respond(tx, req, 400, now, reason="Bad SDP")
                 return
-            accepted = negotiate_sdp(offer, self.config.codecs)
+            accepted = self._negotiate(offer, tx.transport)
             if accepted is None:
                 respond(tx, req, 488, now)
                 return
@@ -547,7 +547,7 @@ class SipCore:
             offer = parse_sdp(req.body)
         except SdpError:
             return 400
-        accepted = negotiate_sdp(offer, self.config.codecs)
+        accepted = self._negotiate(offer, call.dialog.transport)
         if accepted is None:
             return 488
         call.offer, call.accepted_index, call.media = offer, accepted[0], accepted[1]
@@ -630,7 +630,7 @@ class SipCore:
             answer = parse_sdp(ack.body)
         except SdpError:
             return
-        accepted = negotiate_sdp(answer, self.config.codecs)
+        accepted = self._negotiate(answer, call.dialog.transport)
         if accepted is not None:
             call.media = accepted[1]
             call.accepted_index = accepted[0]
@@ -653,6 +653,12 @@ class SipCore:
                 self._end(call, "cancelled")
             else:
                 respond(invite_tx, _as_invite(req), 487, now, to_tag=new_tag())
+
+    def _negotiate(self, offer: SessionDescription, transport: SipTransport
+                   ) -> tuple[int, NegotiatedMedia] | None:
+        c = self.config
+        return negotiate_sdp(offer, c.codecs, c.srtp, secure=transport == "TLS",
+                             sdes_in_clear=c.sdes_in_clear)
 
     def _local_sdp(self, call: Call, offer: bool = False) -> bytes:
         assert call.local_rtp is not None
