@@ -111,6 +111,11 @@ class SipSettings:
     tls_private_key: Path | None = None
     tls_ca: Path | None = None
     tls_verify_client: bool = False
+    srtp: Literal["optional", "required", "off"] = "optional"
+    """SRTP with SDES keys (RFC 4568): "optional" answers RTP/SAVP and RTP/AVP offers alike,
+    "required" refuses RTP/AVP with 488, "off" takes RTP/AVP only. SDES keys are accepted only
+    from INVITEs over TLS unless sdes_in_clear = true."""
+    sdes_in_clear: bool = False
     default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
     """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
     reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
@@ -471,7 +476,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     sip = check.table(raw, "sip", {"listen", "trusted", "advertise", "rtp_ports", "check_users",
                                    "tcp", "exit_uri", "default_greeting", "tls_listen",
                                    "tls_certificate", "tls_private_key", "tls_ca",
-                                   "tls_verify_client",
+                                   "tls_verify_client", "srtp", "sdes_in_clear",
                                    *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
@@ -519,6 +524,13 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         exit_uri=_exit_uri(check, sip),
         default_greeting=cast(Literal["unavailable", "busy", "none"], default_greeting),
     )
+    srtp = check.string(sip, "sip.srtp", "optional")
+    if srtp not in ("optional", "required", "off"):
+        check.error("sip.srtp", f"'{srtp}' must be \"optional\", \"required\" or \"off\"")
+        srtp = "optional"
+    sip_settings = replace(sip_settings,
+                           srtp=cast(Literal["optional", "required", "off"], srtp),
+                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False))
     tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
     sip_settings = replace(sip_settings, tls_listen=tls_listen,
                            tls_certificate=tls_files["tls_certificate"],

@@ -32,6 +32,7 @@ from .codecs import StreamCodec
 from .dtmf import DtmfReceiver
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
+from .srtp import SrtpError, SrtpStream
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._play_rate = SAMPLE_RATE
         self._play_pos = 0
         self._decimator = g722.Decimator()
+        self.srtp: SrtpStream | None = None
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
         self._t0 = 0.0
@@ -124,6 +126,10 @@ class RtpSession(asyncio.DatagramProtocol):
                 done = self._play_pos / len(self._play)
                 self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
                 self._play_pos = int(done * len(self._play))
+        if media.srtp is None:
+            self.srtp = None
+        elif self.srtp is None or self.srtp.keys != media.srtp:
+            self.srtp = SrtpStream(media.srtp)
         self.media = media
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
@@ -243,6 +249,8 @@ class RtpSession(asyncio.DatagramProtocol):
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
                            marker=self._marker)
         self._marker = False
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         self.transport.sendto(packet, self._remote)
         self.stats.sent += 1
 
@@ -257,6 +265,14 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _receive(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         media = self.media
+        if media is not None and self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.stats.ignored += 1  # forged, replayed or not ours: never decoded
+                self.stats.extra["srtp_auth_failures"] = (
+                    self.stats.extra.get("srtp_auth_failures", 0) + 1)
+                return
         packet = parse_rtp(data)
         if media is None or packet is None:
             self.stats.ignored += 1
