@@ -54,9 +54,13 @@ class Stream:
     def __init__(self, loop: ManualLoop) -> None:
         self.loop = loop
         self.sent: list[tuple[float, float]] = []  # (due, now)
+        self.reads = 0
 
     def on_tick(self, due: float, now: float) -> None:
         self.sent.append((due, now))
+
+    def after_tick(self, now: float) -> None:
+        self.reads += 1
 
 
 def make() -> tuple[ManualLoop, Pacer]:
@@ -76,6 +80,7 @@ def test_streams_are_spread_over_the_phases_and_keep_their_period() -> None:
         assert len(dues) >= 24
         gaps = {round(b - a, 9) for a, b in pairwise(dues)}
         assert gaps == {0.02}  # an exact 20 ms schedule, no drift
+        assert s.reads == len(s.sent)  # each send followed by its read phase
         for due in dues:
             per_tick[round(due, 6)] = per_tick.get(round(due, 6), 0) + 1
     assert set(per_tick.values()) == {2}  # 20 streams over 10 phases: two per tick
