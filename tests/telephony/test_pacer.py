@@ -130,3 +130,28 @@ def test_period_follows_ptime(ptime: float) -> None:
     dues = [due for due, _ in s.sent]
     assert {round(b - a, 9) for a, b in pairwise(dues)} == {ptime}
     assert round(ptime / TICK) * TICK == pytest.approx(ptime)
+
+
+def test_a_tick_sends_for_every_stream_before_any_reads() -> None:
+    loop, pacer = make()
+    order: list[str] = []
+
+    class Logged(Stream):
+        def __init__(self, name: str) -> None:
+            super().__init__(loop)
+            self.name = name
+
+        def on_tick(self, due: float, now: float) -> None:
+            order.append(f"send {self.name}")
+
+        def after_tick(self, now: float) -> None:
+            order.append(f"read {self.name}")
+
+    streams = [Logged(str(i)) for i in range(20)]  # two per phase
+    for s in streams:
+        pacer.add(s, 0.020)
+    loop.run_until(100.03)
+    pairs = [order[i : i + 4] for i in range(0, len(order), 4)]
+    assert pairs
+    for group in pairs:
+        assert [g.split()[0] for g in group] == ["send", "send", "read", "read"]
