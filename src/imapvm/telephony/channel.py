@@ -24,6 +24,7 @@ from ..channel import (
 )
 from .rtp.session import RtpSession
 from .sdp import NegotiatedMedia
+from .sip.kinds import EndReason
 from .sip.message import SipRequest
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class SipChannel:
         self.target = target
         self.media = media
         self.hangup_event = asyncio.Event()
-        self.hangup_reason: str | None = None
+        self.hangup_reason: EndReason | None = None
         self.transfer_target: str | None = None
         self.rtp: RtpSession | None = None
         self.confirmed = asyncio.Event()
@@ -85,7 +86,7 @@ class SipChannel:
         if self.rtp is not None:
             self.rtp.set_media(media)
 
-    def on_ended(self, reason: str) -> None:
+    def on_ended(self, reason: EndReason) -> None:
         if self.hung_up:
             return
         self.hangup_reason = reason

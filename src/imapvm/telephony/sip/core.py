@@ -59,7 +59,7 @@ from .events import (
     TransferProgress,
     TransferResult,
 )
-from .kinds import EndReason, SipTransport
+from .kinds import EndReason, SipTransport, TerminationReason
 from .message import (
     SipRequest,
     SipResponse,
@@ -221,7 +221,8 @@ class SipCore:
         """A message-summary NOTIFY in a subscription; ``SipStateError`` if it has ended."""
         self.notifier.notify(handle, body, now)
 
-    def end_subscriptions(self, now: float, reason: str = "deactivated") -> None:
+    def end_subscriptions(self, now: float,
+                          reason: TerminationReason = "deactivated") -> None:
         self.notifier.end_all(now, reason)
 
     def publish(
