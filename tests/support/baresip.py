@@ -105,7 +105,7 @@ class Baresip:
 
 async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
                         codec: str = "PCMU", kill_after: float = 60.0,
-                        account: str | None = None) -> Baresip:
+                        account: str | None = None, extra_config: str = "") -> Baresip:
     """Start baresip with ``audio`` as microphone; dial ``dial`` once it runs.
 
     baresip ends the call when the audio file ends, so pad ``audio`` with silence to keep
@@ -114,7 +114,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     exe = require_baresip()
     phone = Baresip(workdir, free_port_udp_and_tcp(),
                     free_port(kind=socket.SOCK_DGRAM), free_port())
-    _write_config(phone, audio, codec, account)
+    _write_config(phone, audio, codec, account, extra_config)
     args = [exe, "-n", "127.0.0.1", "-f", str(workdir)]
     shell = f"ulimit -v 2000000; exec timeout -s KILL {kill_after} " + " ".join(
         f"'{a}'" for a in args
@@ -142,7 +142,8 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     return phone
 
 
-def _write_config(phone: Baresip, audio: Path, codec: str, account: str | None = None) -> None:
+def _write_config(phone: Baresip, audio: Path, codec: str, account: str | None = None,
+                  extra_config: str = "") -> None:
     workdir = phone.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     rate = 16000 if "G722" in codec.upper() else 8000  # the audio file's and the dumps' rate
@@ -161,7 +162,7 @@ def _write_config(phone: Baresip, audio: Path, codec: str, account: str | None =
         "module_app ctrl_tcp.so\nmodule_app mwi.so\n"
         f"cons_listen 127.0.0.1:{phone.cons_port}\n"
         f"ctrl_tcp_listen 127.0.0.1:{phone.ctrl_port}\n"
-        f"snd_path {workdir / 'rec'}\n"
+        f"snd_path {workdir / 'rec'}\n" + extra_config
     )
     (workdir / "accounts").write_text(
         (account or f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec};mwi=no") + "\n"

@@ -106,12 +106,17 @@ def _band_energy(pcm: np.ndarray, rate: int, low: float, high: float) -> float:
     return float(spectrum[(freqs >= low) & (freqs < high)].sum() / spectrum.sum())
 
 
-async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path,
+                                          transport: str) -> None:
     """baresip offers G.722 (with G.711): we take G.722, record at 16 kHz with the caller's
-    content above 4 kHz intact, and the phone hears what we play."""
+    content above 4 kHz intact, and the phone hears what we play; over UDP and over TLS."""
     import soundfile as sf
 
     from imapvm.audio import g722
+    from imapvm.telephony.transport_tls import TlsSettings
+
+    from .tls_support import make_cert
 
     speech = g722.upsample(read_pcm(caller_wav))
     t = np.arange(len(speech)) / 16000
@@ -126,16 +131,31 @@ async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path) -> N
     async def handler(channel: SipChannel) -> None:
         await channel.answer()
         results["codec"] = channel.media.encoding if channel.media else None
+        results["transport"] = channel.request.headers.get("Via")
         results["record"] = await channel.record(max_seconds=20, terminators="#")
         recorded.set()
         await channel.play(tone(440, 1.5))
         await channel.hangup()
 
-    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(32000, 32998))
+    tls = None
+    account = None
+    extra = ""
+    if transport == "tls":
+        cert, key = make_cert(tmp_path / "certs", "imapvm.test")
+        tls = TlsSettings(cert, key)
+        account = ("<sip:caller@127.0.0.1;transport=tls>;regint=0;"
+                   "audio_codecs=PCMU,G722/16000/1;mwi=no")
+        extra = f"sip_cafile {cert}\n"
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(32000, 32998), tls=tls,
+                           tls_port=0)
     async with SipServer(settings, handler) as server:
         host, port = server.address
-        phone = await start_baresip(tmp_path / "baresip", padded,
-                                    dial=f"sip:1234@{host}:{port}", codec="PCMU,G722/16000/1")
+        dial = f"sip:1234@{host}:{port}"
+        if server.tls_address is not None:
+            dial = f"sip:1234@{host}:{server.tls_address[1]};transport=tls"
+        phone = await start_baresip(tmp_path / "baresip", padded, dial=dial,
+                                    codec="PCMU,G722/16000/1", account=account,
+                                    extra_config=extra)
         try:
             await phone.wait_event("CALL_ESTABLISHED")
             await asyncio.sleep(len(source) / 16000 + 0.7)  # the caller's audio plays out
@@ -146,6 +166,7 @@ async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path) -> N
             await phone.stop()
 
     assert results["codec"] == "G722"
+    assert f"SIP/2.0/{transport.upper()}" in str(results["transport"])
     audio, reason, wide = results["record"]  # type: ignore[misc]
     assert reason == "#"
     assert wide is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,36 @@ def _check_sip(report: Report, loaded: LoadedConfig) -> None:
         except OSError as exc:
             report.add("sip", f"listen {addr}", False,
                        f"cannot bind: {exc.strerror} (is imapvm serve already running?)")
+    _check_tls(report, loaded)
+
+
+def _check_tls(report: Report, loaded: LoadedConfig) -> None:
+    """SIP over TLS: the certificate's names and expiry, and that the key matches it."""
+    from imapvm.telephony.transport_tls import TlsSettings, certificate_info, server_context
+
+    s = loaded.settings.sip
+    if not s.tls_listen or s.tls_certificate is None or s.tls_private_key is None:
+        return
+    where = ", ".join(str(e) for e in s.tls_listen)
+    try:
+        info = certificate_info(s.tls_certificate)
+    except ValueError as exc:
+        report.add("sip", f"TLS {where}", False, str(exc))
+        return
+    names = ", ".join(info.names) or info.subject
+    expiry = f"expires {info.not_after:%Y-%m-%d %H:%M} UTC ({info.days_left} days)"
+    ok = info.days_left > 0
+    if info.days_left < 0:
+        expiry = f"EXPIRED {info.not_after:%Y-%m-%d %H:%M} UTC"
+    elif info.days_left < 14:
+        expiry += "; renew it soon (SIGHUP reloads it)"
+    try:
+        server_context(TlsSettings(s.tls_certificate, s.tls_private_key, s.tls_ca,
+                                   s.tls_verify_client))
+    except (OSError, ssl.SSLError) as exc:
+        report.add("sip", f"TLS {where}", False, f"{names}; {expiry}; unusable: {exc}")
+        return
+    report.add("sip", f"TLS {where}", ok, f"certificate {s.tls_certificate}: {names}; {expiry}")
 
 
 def _check_outbox(report: Report, loaded: LoadedConfig) -> None:

@@ -24,7 +24,7 @@ from imapvm.audio.core import Audio as AudioValue
 from imapvm.audio.errors import AudioError
 from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr import say as speech
-from imapvm.ivr.keys import menu_key, read_string
+from imapvm.ivr.keys import Menu, Next, menu_key, pressed, read_string
 from imapvm.ivr.leave import LeaveOptions, leave_message, load_greeting, next_number
 from imapvm.ivr.mailbox import MailboxView, load_audio
 from imapvm.ivr.record import RecordSettings, record_with_review
@@ -98,15 +98,15 @@ async def _forward_options(channel: Channel, view: MailboxView) -> Audio | bool 
                 return False
 
 
-async def forward_message(channel: Channel, view: MailboxView) -> str:
+async def forward_message(channel: Channel, view: MailboxView) -> Next:
     entry = view.current
     assert entry is not None
     recipients = await choose_recipients(channel, view, allow_self=False)
     if not recipients:
-        return ""
+        return Menu.REPEAT
     comment = await _forward_options(channel, view)
     if comment is False:
-        return ""
+        return Menu.REPEAT
     session = view.session
     raw = await session.store.fetch(view.box, entry.ref)
     original = parse_message(raw).meta
@@ -114,7 +114,7 @@ async def forward_message(channel: Channel, view: MailboxView) -> str:
         samples, intro = await load_audio(session, view.box, entry.ref)
     except AudioError as exc:  # nothing to forward; the menu goes on
         log.warning("%s: message %s cannot be forwarded: %s", view.box, entry.ref, exc)
-        return ""
+        return Menu.REPEAT
     recording = AudioValue(np.asarray(samples, dtype=np.int16))
     if intro is not None:  # a forward of a forward: keep the earlier comment too
         recording = concat(AudioValue(np.asarray(intro, dtype=np.int16)), recording)
@@ -128,7 +128,7 @@ async def forward_message(channel: Channel, view: MailboxView) -> str:
                                         recording, intro=comment_audio)
         await session.outbox.submit(box, built.raw, urgent=dep.flag == FLAG_URGENT)
         await session.notify_changed(box)
-    return await channel.play("vm-msgforwarded", "0123456789*#") or ""
+    return pressed(await channel.play("vm-msgforwarded", "0123456789*#"))
 
 
 async def send_new_message(channel: Channel, view: MailboxView) -> None:

@@ -9,11 +9,32 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 from imapvm.channel import Channel
 
 ANY = "0123456789*#"
+
+
+class Menu(enum.Enum):
+    """What a menu branch hands back when it is not a key the caller pressed."""
+
+    REPEAT = "repeat"
+    """Nothing was pressed: read this menu's options again."""
+    DONE = "done"
+    """This menu is over (the owner gave up or chose to go back): return to the menu above;
+    at the top, say goodbye."""
+
+
+Next = str | Menu
+"""A menu branch's result: the key the caller pressed (acted on as if pressed at the menu, so
+callers can type ahead) or a `Menu` instruction."""
+
+
+def pressed(key: str | None) -> Next:
+    """The key from `say`, `menu_key` or `Channel.play`, or `Menu.REPEAT` when none came."""
+    return key if key else Menu.REPEAT
 
 
 async def say(channel: Channel, prompts: Iterable[str], interrupts: str = ANY) -> str | None:

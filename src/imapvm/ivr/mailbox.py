@@ -94,7 +94,9 @@ class MailboxView:
         self.new, self.old, self.urgent = c.new, c.old, c.urgent
 
     async def open(self, folder: Folder) -> None:
-        """Open a folder (listing its messages); the caller closes the previous one first."""
+        """Open a folder (listing its messages), closing the one open before (its delete marks
+        are applied first, as Asterisk's close_mailbox does when changing folders)."""
+        await self.close()
         self.folder = folder
         self.in_urgent = folder is Folder.URGENT
         listed = await self.session.store.list(self.box, folder)
@@ -113,6 +115,29 @@ class MailboxView:
                 log.error("%s: could not delete %d message(s): %s", self.box, len(doomed), exc)
         for e in self.entries:
             e.deleted = False
+
+    # -- the only ways the menus change the view (it is changed nowhere else) ---------------
+    def go_to(self, index: int) -> None:
+        """Make message `index` (0-based, of the open folder) the current one."""
+        self.cur = index
+
+    def restart_menu(self) -> None:
+        """The next instructions are read as at the start (Asterisk's vms->starting)."""
+        self.starting = True
+
+    def silence(self) -> int:
+        """The owner let a menu time out once more; returns how many times in a row."""
+        self.repeats += 1
+        return self.repeats
+
+    def answered(self) -> None:
+        """A key came: the count of silent menus starts again."""
+        self.repeats = 0
+
+    def moved(self, entry: Entry, ref: MessageRef) -> None:
+        """`entry` was saved to another folder and is now `ref` there."""
+        entry.ref = ref
+        entry.deleted = False
 
     def folder_name(self, folder: Folder | None = None) -> list[str]:
         """How a folder is said in the call's language: ``vm-<Folder> vm-messages`` ("old

@@ -22,7 +22,7 @@ from imapvm.audio import language
 from imapvm.channel import Channel, ChannelHangup
 from imapvm.ivr import lang
 from imapvm.ivr import say as speech
-from imapvm.ivr.keys import ANY, menu_key, read_string, say
+from imapvm.ivr.keys import ANY, Menu, Next, menu_key, pressed, read_string, say
 from imapvm.ivr.mailbox import (
     MailboxView,
     caller_prompts,
@@ -189,22 +189,22 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
         await view.open(Folder.URGENT)  # as Asterisk: an empty mailbox starts in Urgent
     try:
         s = view.settings
-        cmd = ""
+        cmd: Next = Menu.REPEAT
         if session.password(box) == box.mailbox and (s.forcename or s.forcegreetings):
             await channel.play("vm-newuser")
             cmd = await new_user_setup(channel, view)
-        if cmd != "t":
+        if cmd is not Menu.DONE:
             await _quota_warnings(channel, view)
             if options.autoplay is not None:
                 cmd = await _autoplay(channel, view, options.autoplay)
             else:
                 cmd = await _intro(channel, view)
-        view.repeats = 0
-        view.starting = True
-        while cmd not in ("t", "#"):
+        view.answered()
+        view.restart_menu()
+        while cmd is not Menu.DONE and cmd != "#":
             if cmd in ("1", "5"):
                 if cmd == "1" or view.cur < 0:
-                    view.cur = 0
+                    view.go_to(0)
                 cmd = await _browse(channel, view)
             elif cmd == "2":
                 cmd = await _change_folder(channel, view)
@@ -223,8 +223,8 @@ async def _session(channel: Channel, session: Session, box: MailboxRef,
             elif cmd == "*":
                 cmd = await _help(channel, view)
             elif cmd == "0":
-                cmd = await mailbox_options(channel, view) or ""
-                view.starting = True
+                cmd = await mailbox_options(channel, view)
+                view.restart_menu()
             else:
                 cmd = await _instructions(channel, view, skip_advanced=False)
         await channel.play("vm-goodbye")
@@ -251,17 +251,17 @@ async def _quota_warnings(channel: Channel, view: MailboxView) -> None:
         await channel.play("vm-mailboxfull", ANY)
 
 
-async def _autoplay(channel: Channel, view: MailboxView, folder: Folder) -> str:
+async def _autoplay(channel: Channel, view: MailboxView, folder: Folder) -> Next:
     """``a(folder)``: straight to the first message (of Urgent when there are urgent ones);
     an empty folder is announced and the call ends."""
     await view.open(Folder.URGENT if view.urgent else folder)
     if view.last == -1:
         await _browse(channel, view)
-        return "t"
+        return Menu.DONE
     return "1"
 
 
-async def _intro(channel: Channel, view: MailboxView) -> str:
+async def _intro(channel: Channel, view: MailboxView) -> Next:
     """``vm-youhave`` and the counts: "you have 1 urgent and 2 new and 3 old messages"."""
     prompts: list[str] = []
     if view.settings.tempgreetwarn:
@@ -270,90 +270,86 @@ async def _intro(channel: Channel, view: MailboxView) -> str:
         if await load_greeting(view.session, view.box, GreetingKind.TEMP) is not None:
             prompts.append("vm-tempgreetactive")
     prompts += lang.current().intro(view.urgent, view.new, view.old)
-    return await say(channel, prompts) or ""
+    return pressed(await say(channel, prompts))
 
 
 # -- main menu branches -------------------------------------------------------------------
-async def _browse(channel: Channel, view: MailboxView) -> str:
+async def _browse(channel: Channel, view: MailboxView) -> Next:
     if view.last > -1:
-        return await play_message(channel, view) or ""
-    return await say(channel, lang.current().empty_folder(f"vm-{view.folder.title}")) or ""
+        return pressed(await play_message(channel, view))
+    return pressed(await say(channel, lang.current().empty_folder(f"vm-{view.folder.title}")))
 
 
-async def _previous(channel: Channel, view: MailboxView) -> str:
+async def _previous(channel: Channel, view: MailboxView) -> Next:
     if view.cur > 0:
-        view.cur -= 1
-        return await play_message(channel, view) or ""
+        view.go_to(view.cur - 1)
+        return pressed(await play_message(channel, view))
     if not view.in_urgent and view.urgent > 0:
-        await view.close()
         await view.open(Folder.URGENT)
         if view.last < 0:
-            return await channel.play("vm-nomore", ANY) or ""
-        view.cur = view.last
-        return await play_message(channel, view) or ""
+            return pressed(await channel.play("vm-nomore", ANY))
+        view.go_to(view.last)
+        return pressed(await play_message(channel, view))
     if view.settings.messagewrap and view.last > 0:
-        view.cur = view.last
-        return await play_message(channel, view) or ""
-    return await channel.play("vm-nomore", ANY) or ""
+        view.go_to(view.last)
+        return pressed(await play_message(channel, view))
+    return pressed(await channel.play("vm-nomore", ANY))
 
 
-async def _next(channel: Channel, view: MailboxView, *, wrap: bool) -> str:
+async def _next(channel: Channel, view: MailboxView, *, wrap: bool) -> Next:
     """Key 6, and the advance after 7/9 with nextaftercmd (which does not wrap)."""
     if view.cur < view.last:
-        view.cur += 1
-        return await play_message(channel, view) or ""
+        view.go_to(view.cur + 1)
+        return pressed(await play_message(channel, view))
     if view.in_urgent and view.new > 0:
-        await view.close()
         await view.open(Folder.INBOX)
         if view.last < 0:
-            return await channel.play("vm-nomore", ANY) or ""
-        return await play_message(channel, view) or ""
+            return pressed(await channel.play("vm-nomore", ANY))
+        return pressed(await play_message(channel, view))
     if wrap and view.settings.messagewrap and view.last > 0:
-        view.cur = 0
-        return await play_message(channel, view) or ""
-    return await channel.play("vm-nomore", ANY) or ""
+        view.go_to(0)
+        return pressed(await play_message(channel, view))
+    return pressed(await channel.play("vm-nomore", ANY))
 
 
-async def _delete(channel: Channel, view: MailboxView, options: MainOptions) -> str:
+async def _delete(channel: Channel, view: MailboxView, options: MainOptions) -> Next:
     if options.read_only or view.current is None:
-        return ""
+        return Menu.REPEAT
     deleted = view.toggle_delete()
-    cmd = await channel.play("vm-deleted" if deleted else "vm-undeleted", ANY) or ""
+    cmd: Next = pressed(await channel.play("vm-deleted" if deleted else "vm-undeleted", ANY))
     if view.settings.nextaftercmd:
         cmd = await _next(channel, view, wrap=False)
     return cmd
 
 
-async def _save(channel: Channel, view: MailboxView) -> str:
+async def _save(channel: Channel, view: MailboxView) -> Next:
     """Key 9: choose a folder and move the message there (a real move, §6 #17)."""
     entry = view.current
     if entry is None:
-        return ""
+        return Menu.REPEAT
     key = await choose_folder(channel, "vm-savefolder", start=1)
     if key == "#":
-        return ""
+        return Menu.REPEAT
     folder = Folder(int(key))
     try:
-        entry.ref = await view.session.store.save_to_folder(view.box, entry.ref, folder)
-        entry.deleted = False
+        view.moved(entry, await view.session.store.save_to_folder(view.box, entry.ref, folder))
         prompts = lang.current().saved_to(view.cur + 1, f"vm-{folder.title}")
     except (MailboxFull, StoreError) as exc:
         log.warning("%s: save to %s failed: %s", view.box, folder.title, exc)
         prompts = ["vm-mailboxfull"]
-    cmd = await say(channel, prompts) or ""
+    cmd: Next = pressed(await say(channel, prompts))
     if view.settings.nextaftercmd:
         cmd = await _next(channel, view, wrap=False)
     return cmd
 
 
-async def _change_folder(channel: Channel, view: MailboxView) -> str:
+async def _change_folder(channel: Channel, view: MailboxView) -> Next:
     key = await choose_folder(channel, "vm-changeto", start=0)
     if key != "#":
-        await view.close()
         await view.open(Folder(int(key)))
-    cmd = await say(channel, view.folder_name()) or ""
-    view.starting = True
-    view.cur = 0
+    cmd = pressed(await say(channel, view.folder_name()))
+    view.restart_menu()
+    view.go_to(0)
     return cmd
 
 
@@ -373,28 +369,27 @@ async def choose_folder(channel: Channel, prompt: str, start: int) -> str:
     return "#"
 
 
-async def _forward(channel: Channel, view: MailboxView) -> str:
+async def _forward(channel: Channel, view: MailboxView) -> Next:
     from imapvm.ivr.forward import forward_message
 
     if view.last > -1 and view.current is not None:
-        return await forward_message(channel, view) or ""
+        return await forward_message(channel, view)
     if view.in_urgent and view.new > 0:
-        await view.close()
         await view.open(Folder.INBOX)
         if view.last < 0:
-            return await channel.play("vm-nomore", ANY) or ""
-        return ""
-    return await channel.play("vm-nomore", ANY) or ""
+            return pressed(await channel.play("vm-nomore", ANY))
+        return Menu.REPEAT
+    return pressed(await channel.play("vm-nomore", ANY))
 
 
-async def _help(channel: Channel, view: MailboxView) -> str:
+async def _help(channel: Channel, view: MailboxView) -> Next:
     if view.starting:
-        return ""
+        return Menu.REPEAT
     key = await say(channel, ["vm-onefor", *view.folder_name(), "vm-opts"])
     return key or await _instructions(channel, view, skip_advanced=True)
 
 
-async def _instructions(channel: Channel, view: MailboxView, *, skip_advanced: bool) -> str:
+async def _instructions(channel: Channel, view: MailboxView, *, skip_advanced: bool) -> Next:
     """The menu read to the owner, then a 6 s wait; three silences in a row end the call."""
     while True:
         prompts: list[str] = []
@@ -421,42 +416,41 @@ async def _instructions(channel: Channel, view: MailboxView, *, skip_advanced: b
         key = await menu_key(channel, prompts, MENU_WAIT)
         if key:
             return key
-        view.repeats += 1
-        if view.repeats > 2:
-            return "t"
+        if view.silence() > 2:
+            return Menu.DONE
 
 
 # -- advanced options (key 3) -------------------------------------------------------------
-async def _advanced(channel: Channel, view: MailboxView) -> str:
+async def _advanced(channel: Channel, view: MailboxView) -> Next:
     s = view.settings
-    view.repeats = 0
-    cmd = ""
-    while cmd not in ("t", "#"):
+    view.answered()
+    cmd: Next = Menu.REPEAT
+    while cmd is not Menu.DONE and cmd != "#":
         has_message = view.last > -1 and not view.starting and view.current is not None
         if cmd == "1":
             if has_message:
                 await _reply(channel, view)
             else:
                 await channel.play("vm-sorry", ANY)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "2":
             if s.callback and has_message:
                 await _callback(channel, view)
             else:
                 await channel.play("vm-sorry", ANY)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "3":
             if has_message:
                 await _envelope(channel, view)
             else:
                 await channel.play("vm-sorry", ANY)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "4":
             if s.dialout:
                 await _outdial(channel, view)
             else:
                 await channel.play("vm-sorry", ANY)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "5":
             if s.sendvoicemail:
                 from imapvm.ivr.forward import send_new_message
@@ -464,9 +458,9 @@ async def _advanced(channel: Channel, view: MailboxView) -> str:
                 await send_new_message(channel, view)
             else:
                 await channel.play("vm-sorry", ANY)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "*":
-            cmd = "t"
+            cmd = Menu.DONE
         else:
             prompts: list[str] = []
             if not view.starting:
@@ -479,13 +473,11 @@ async def _advanced(channel: Channel, view: MailboxView) -> str:
             if s.sendvoicemail:
                 prompts.append("vm-leavemsg")
             prompts.append("vm-starmain")
-            cmd = await menu_key(channel, prompts, MENU_WAIT)
-            if not cmd:
-                view.repeats += 1
-                if view.repeats > 3:
-                    cmd = "t"
-    view.repeats = 0
-    return ""
+            cmd = pressed(await menu_key(channel, prompts, MENU_WAIT))
+            if cmd is Menu.REPEAT and view.silence() > 3:
+                cmd = Menu.DONE
+    view.answered()
+    return Menu.REPEAT
 
 
 async def _reply(channel: Channel, view: MailboxView) -> None:

@@ -22,7 +22,7 @@ import logging
 
 from imapvm.audio.core import Audio as AudioValue
 from imapvm.channel import Channel, ChannelHangup
-from imapvm.ivr.keys import ANY, menu_key, read_string, say
+from imapvm.ivr.keys import ANY, Menu, Next, menu_key, pressed, read_string, say
 from imapvm.ivr.mailbox import MailboxView
 from imapvm.ivr.record import RecordSettings, record_with_review
 from imapvm.message import build_greeting
@@ -40,9 +40,9 @@ GREETING_PROMPTS = {
 }
 
 
-async def record_greeting(channel: Channel, view: MailboxView, kind: GreetingKind) -> str:
-    """Record one greeting with review; stored only when the owner accepts it. Returns "t"
-    when the owner let the review menu time out (which leaves the options menu)."""
+async def record_greeting(channel: Channel, view: MailboxView, kind: GreetingKind) -> Next:
+    """Record one greeting with review; stored only when the owner accepts it. Returns
+    `Menu.DONE` when the owner let the review menu time out (which leaves the options menu)."""
     s = view.settings
     rs = RecordSettings(max_seconds=s.maxgreet, max_silence=s.maxsilence,
                         silence_threshold=s.silencethreshold, review=True,
@@ -52,12 +52,12 @@ async def record_greeting(channel: Channel, view: MailboxView, kind: GreetingKin
     if take.outcome == "hangup":
         raise ChannelHangup("hung up while recording a greeting")
     if take.outcome != "accepted" or take.audio is None:
-        return "t"
+        return Menu.DONE
     built = await asyncio.to_thread(build_greeting, kind.value,
                                     view.session.email_settings(view.box),
                                     AudioValue(take.audio))
     await view.session.store.put_greeting(view.box, kind, built.raw)
-    return ""
+    return Menu.REPEAT
 
 
 async def _has_greeting(view: MailboxView, kind: GreetingKind) -> bool:
@@ -67,11 +67,11 @@ async def _has_greeting(view: MailboxView, kind: GreetingKind) -> bool:
         return False
 
 
-async def mailbox_options(channel: Channel, view: MailboxView) -> str:
+async def mailbox_options(channel: Channel, view: MailboxView) -> Next:
     retries = 0
-    cmd = ""
-    while cmd != "t":
-        if cmd:
+    cmd: Next = Menu.REPEAT
+    while cmd is not Menu.DONE:
+        if isinstance(cmd, str):
             retries = 0
         if cmd == "1":
             cmd = await record_greeting(channel, view, GreetingKind.UNAVAIL)
@@ -84,42 +84,42 @@ async def mailbox_options(channel: Channel, view: MailboxView) -> str:
         elif cmd == "5":
             cmd = await change_password(channel, view)
         elif cmd == "*":
-            cmd = "t"
+            cmd = Menu.DONE
         else:
             prompts = ["vm-tmpexists"] if await _has_greeting(view, GreetingKind.TEMP) else []
-            cmd = await menu_key(channel, [*prompts, "vm-options"], MENU_WAIT)
-            if not cmd:
+            cmd = pressed(await menu_key(channel, [*prompts, "vm-options"], MENU_WAIT))
+            if cmd is Menu.REPEAT:
                 retries += 1
                 if retries > 3:
-                    cmd = "t"
-    return ""
+                    cmd = Menu.DONE
+    return Menu.REPEAT
 
 
-async def temp_greeting(channel: Channel, view: MailboxView) -> str:
+async def temp_greeting(channel: Channel, view: MailboxView) -> Next:
     """0-4: record one when there is none; else 1 re-record, 2 remove, * back."""
     retries = 0
-    cmd = ""
-    while cmd != "t":
-        if cmd:
+    cmd: Next = Menu.REPEAT
+    while cmd is not Menu.DONE:
+        if isinstance(cmd, str):
             retries = 0
         if not await _has_greeting(view, GreetingKind.TEMP):
             await record_greeting(channel, view, GreetingKind.TEMP)
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "1":
             cmd = await record_greeting(channel, view, GreetingKind.TEMP)
         elif cmd == "2":
             await view.session.store.delete_greeting(view.box, GreetingKind.TEMP)
             await channel.play("vm-tempremoved")
-            cmd = "t"
+            cmd = Menu.DONE
         elif cmd == "*":
-            cmd = "t"
+            cmd = Menu.DONE
         else:
-            cmd = await menu_key(channel, ["vm-tempgreeting2"], MENU_WAIT)
-            if not cmd:
+            cmd = pressed(await menu_key(channel, ["vm-tempgreeting2"], MENU_WAIT))
+            if cmd is Menu.REPEAT:
                 retries += 1
                 if retries > 3:
-                    cmd = "t"
-    return ""
+                    cmd = Menu.DONE
+    return Menu.REPEAT
 
 
 async def _valid_password(view: MailboxView, password: str) -> bool:
@@ -143,28 +143,25 @@ async def _save_password(view: MailboxView, password: str) -> bool:
     return True
 
 
-async def change_password(channel: Channel, view: MailboxView) -> str:
+async def change_password(channel: Channel, view: MailboxView) -> Next:
     """0-5: new password twice; refused for a locked (``-``) password."""
     if view.settings.password_locked:
-        return await channel.play("vm-no", ANY) or ""
+        return pressed(await channel.play("vm-no", ANY))
     first = await read_string(channel, ["vm-newpassword"])
     if not await _valid_password(view, first):
-        return await say(channel, ["vm-invalid-password",
-                                   "vm-pls-try-again"]) or ""
+        return pressed(await say(channel, ["vm-invalid-password", "vm-pls-try-again"]))
     second = await read_string(channel, ["vm-reenterpassword"])
     if first != second:
-        return await say(channel, ["vm-mismatch",
-                                   "vm-pls-try-again"]) or ""
+        return pressed(await say(channel, ["vm-mismatch", "vm-pls-try-again"]))
     if not await _save_password(view, first):
-        return await say(channel, ["vm-invalid-password",
-                                   "vm-pls-try-again"]) or ""
-    return await channel.play("vm-passchanged", ANY) or ""
+        return pressed(await say(channel, ["vm-invalid-password", "vm-pls-try-again"]))
+    return pressed(await channel.play("vm-passchanged", ANY))
 
 
-async def new_user_setup(channel: Channel, view: MailboxView) -> str:
+async def new_user_setup(channel: Channel, view: MailboxView) -> Next:
     """A new user (password = mailbox, with forcename/forcegreetings) records what is missing,
     then must choose a password; the password comes last so that hanging up early means being
-    treated as new again next time. Returns "t" when the owner gave up (the call says goodbye).
+    treated as new again next time. `Menu.DONE` when the owner gave up (the call says goodbye).
     """
     s = view.settings
     wanted = []
@@ -173,24 +170,25 @@ async def new_user_setup(channel: Channel, view: MailboxView) -> str:
     if s.forcegreetings:
         wanted += [GreetingKind.UNAVAIL, GreetingKind.BUSY]
     for kind in wanted:
-        if not await _has_greeting(view, kind) and await record_greeting(channel, view, kind):
-            return "t"
+        if (not await _has_greeting(view, kind)
+                and await record_greeting(channel, view, kind) is Menu.DONE):
+            return Menu.DONE
     for _ in range(3):
         first = await read_string(channel, ["vm-newpassword"])
         if not first:
-            return "t"
+            return Menu.DONE
         if not await _valid_password(view, first):
             await channel.play("vm-invalid-password")
             continue
         second = await read_string(channel, ["vm-reenterpassword"])
         if not second:
-            return "t"
+            return Menu.DONE
         if first == second:
             if not await _save_password(view, first):
                 await channel.play("vm-invalid-password")
                 continue
             await channel.play("vm-passchanged")
-            return ""
+            return Menu.REPEAT
         await channel.play("vm-mismatch")
     await channel.hangup()
     raise ChannelHangup("no valid new password in three tries")

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .message_summary import MessageSummary
 from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
 from .rtp.session import PortPool, RtpSession, open_rtp_session
+from .sdp import SrtpPolicy
 from .sip.core import CoreConfig, SipCore
 from .sip.digest import AuthGuard, Credentials, DigestAuth
 from .sip.errors import SipStateError
@@ -57,6 +59,7 @@ from .sip.events import (
 from .sip.kinds import SipTransport
 from .sip.transaction import TimerConfig
 from .transport import Address, TcpSipTransport, UdpSipTransport, open_udp
+from .transport_tls import TlsSettings, TlsSipTransport
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,12 @@ class SipSettings:
     rtp_timeout: float | None = 60.0  # hang up after this long without RTP (not on hold)
     auth_realm: str | None = None
     max_calls: int | None = None  # beyond this, new calls get 503 with Retry-After
+    # SIP over TLS: the files, and where to listen (port 0: any free port)
+    tls: TlsSettings | None = None
+    tls_host: str | None = None  # default: ``host``
+    tls_port: int = 5061
+    srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES keys: "optional", "required", "off"
+    sdes_in_clear: bool = False  # SDES over plain UDP/TCP (the keys would travel in clear)
 
 
 class SipServer:
@@ -130,6 +139,7 @@ class SipServer:
         self.prompt_loader = prompt_loader
         self._transport: UdpSipTransport | None = None
         self._tcp: TcpSipTransport | None = None
+        self._tls: TlsSipTransport | None = None
         self._core: SipCore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -161,19 +171,45 @@ class SipServer:
                 self._transport.close()
                 if s.port != 0 or attempt == 19:
                     raise
+        tls_port = None
+        if s.tls is not None:
+            self._tls = TlsSipTransport(self._on_tcp_message, s.tls)
+            await self._tls.start(s.tls_host or s.host, s.tls_port)
+            tls_port = self._tls.local_address[1]
         trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_networks)
         auth = None
         if self._credentials is not None:
             auth = DigestAuth(s.auth_realm or advertised, self._credentials,
                               guard=self._auth_guard, algorithms=s.digest_algorithms)
         self._core = SipCore(CoreConfig(
-            local_host=advertised, local_port=port, user_agent=s.user_agent, codecs=s.codecs,
+            local_host=advertised, local_port=port, tls_port=tls_port,
+            user_agent=s.user_agent, codecs=s.codecs, srtp=s.srtp,
+            sdes_in_clear=s.sdes_in_clear,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
             rate_limit=s.rate_limit, trusted_rate_limit=s.trusted_rate_limit, auth=auth,
         ))
         await self.mwi.resolve_targets()
         log.info("SIP listening on %s:%d (UDP%s)", host, port, ", TCP" if s.tcp else "")
+        if self._tls is not None:
+            log.info("SIP over TLS listening on %s:%d", *self._tls.local_address)
+
+    @property
+    def tls_address(self) -> Address | None:
+        return None if self._tls is None else self._tls.local_address
+
+    def reload_tls(self) -> bool:
+        """Re-read the TLS certificate, key and CA (SIGHUP); False (and logged) when the new
+        files are unusable, in which case the old certificate stays in use."""
+        if self._tls is None:
+            return False
+        try:
+            self._tls.reload()
+        except (OSError, ssl.SSLError) as exc:
+            log.error("TLS certificate reload failed, keeping the old one: %s", exc)
+            return False
+        log.info("TLS certificate reloaded from %s", self._tls.settings.certificate)
+        return True
 
     @property
     def address(self) -> Address:
@@ -200,6 +236,8 @@ class SipServer:
             self._transport.close()
         if self._tcp is not None:
             await self._tcp.close()
+        if self._tls is not None:
+            await self._tls.close()
         self._closed.set()
 
     async def __aenter__(self) -> SipServer:
@@ -260,6 +298,9 @@ class SipServer:
             for send in core.take_outgoing():
                 if send.transport == "TCP" and self._tcp is not None:
                     self._tcp.send(send.data, send.address)
+                elif send.transport == "TLS":
+                    if self._tls is not None:
+                        self._tls.send(send.data, send.address)
                 elif self._transport is not None:
                     self._transport.send(send.data, send.address)
             events = core.take_events()
@@ -353,10 +394,15 @@ class SipServer:
         out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
         return out
 
-    def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
-        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
-        return self.mwi.publish(mailbox, summary)
+    def publish_mwi(self, mailbox: str, summary: MessageSummary, *, presence: bool = True
+                    ) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and (with ``presence``) the
+        presence server; returns the number of NOTIFY/PUBLISH requests sent."""
+        return self.mwi.publish(mailbox, summary, presence=presence)
+
+    def withdraw_mwi(self, mailbox: str) -> bool:
+        """Stop publishing ``mailbox`` to the presence server (another node does now)."""
+        return self.mwi.withdraw(mailbox)
 
     async def _run(self, channel: SipChannel) -> None:
         try:

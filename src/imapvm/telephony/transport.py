@@ -69,6 +69,8 @@ class TcpSipTransport:
     is no way to find the next message boundary after a framing error.
     """
 
+    name: SipTransport = "TCP"
+
     def __init__(self, on_message: MessageHandler, max_message_bytes: int = 65535) -> None:
         self._on_message = on_message
         self._max = max_message_bytes
@@ -94,7 +96,7 @@ class TcpSipTransport:
                 data = await self._read_message(reader)
                 if data is None:
                     break
-                self._on_message(data, address, "TCP")
+                self._on_message(data, address, self.name)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..sdp import SrtpPolicy
 from .digest import DigestAuth
 from .errors import SipParseError
 from .events import Event
@@ -77,8 +78,11 @@ class CoreConfig:
 
     local_host: str
     local_port: int
+    tls_port: int | None = None  # where we take SIP over TLS (Contact and Via of TLS dialogs)
     user_agent: str = "imapvm"
     codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
+    srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES: "optional", "required" or "off"
+    sdes_in_clear: bool = False  # accept SDES keys over plain UDP/TCP (they travel in clear)
     timers: TimerConfig = field(default_factory=TimerConfig)
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
@@ -304,10 +308,15 @@ class TransactionLayer:
             return  # not even a Via to answer to
         self._out.outgoing.append(Send(data, address, transport))
 
+    def local_port_for(self, transport: SipTransport) -> int:
+        if transport == "TLS" and self.config.tls_port is not None:
+            return self.config.tls_port
+        return self.config.local_port
+
     def contact_uri(self, transport: SipTransport = "UDP") -> str:
         param = "" if transport == "UDP" else f";transport={transport.lower()}"
-        return (f"sip:imapvm@{format_host(self.config.local_host)}:{self.config.local_port}"
-                + param)
+        return (f"sip:imapvm@{format_host(self.config.local_host)}:"
+                f"{self.local_port_for(transport)}" + param)
 
     def _in_dialog_destination(
         self, remote_target: str, route_set: list[str], source: Address
@@ -354,7 +363,7 @@ class TransactionLayer:
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         headers = Headers()
         headers.add("Via", f"SIP/2.0/{transport} "
-                    f"{format_host(self.config.local_host)}:{self.config.local_port}"
+                    f"{format_host(self.config.local_host)}:{self.local_port_for(transport)}"
                     f";branch={branch};rport")
         headers.add("Max-Forwards", "70")
         headers.add("From", local)

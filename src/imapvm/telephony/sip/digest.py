@@ -8,7 +8,7 @@ Nonces are a timestamp plus an HMAC over it and the source address, so nothing i
 issue them and a nonce from another address or older than ``nonce_lifetime`` is refused
 (answered ``stale=true`` when the credentials were right, so the phone retries silently).
 Replays are refused by nonce-count tracking: for every nonce that authenticated a request, the
-highest ``nc`` seen is kept until the nonce expires, and a request must bring a higher one (a
+(cnonce, nc) pairs it came with are kept until the nonce expires, and a pair is good once (a
 nonce used without ``qop`` is good for one request only). Only nonces that carried correct
 credentials are tracked, so a flood cannot fill the table.
 
@@ -37,6 +37,7 @@ ALGORITHMS: dict[str, Callable[[str], str]] = {
     "MD5": lambda text: hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
 }
 _MAX_TRACKED_NONCES = 10_000
+_MAX_USES_PER_NONCE = 1_000  # then the phone is made to fetch a new nonce (stale=true)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.@+*#-]")
 
 
@@ -117,7 +118,7 @@ class DigestAuth:
     # clients (sipp 3.6) take the first challenge whatever it is: put "MD5" first for them
     algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # nonce -> (highest nc seen, expiry): replay protection for nonces that authenticated
-    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _seen: dict[str, tuple[set[tuple[str, int]], float]] = field(default_factory=dict)
 
     def _sign(self, stamp: str, source: str) -> str:
         return hmac.new(self.secret, f"{stamp}:{source}".encode(), "sha256").hexdigest()[:24]
@@ -181,21 +182,27 @@ class DigestAuth:
             return "bad", username
         if now - int(stamp) > self.nonce_lifetime:
             return "stale", ""  # right password, old nonce: the phone retries silently
-        if not self._fresh_count(nonce, int(nc_text, 16) if qop else 0, int(stamp), now):
+        if not self._fresh_count(nonce, p.get("cnonce", "") if qop else "",
+                                 int(nc_text, 16) if qop else 0, int(stamp), now):
             log.info("digest replay refused: source=%s user=%s", source, log_safe(username))
             return "stale", ""
         if self.guard is not None:
             self.guard.succeeded(username, source, now)
         return "ok", username
 
-    def _fresh_count(self, nonce: str, nc: int, stamp: int, now: float) -> bool:
-        """True (and remembered) when ``nc`` is above every count this nonce was used with."""
+    def _fresh_count(self, nonce: str, cnonce: str, nc: int, stamp: int, now: float) -> bool:
+        """True (and remembered) the first time this nonce comes with this (cnonce, nc).
+
+        The response hashes the cnonce and nc, so only the password's owner can make a new
+        pair: a pair seen before is a replay. (Not "nc must grow": phones such as baresip
+        start every request at nc=1 with a new cnonce, which is legitimate.)"""
         if len(self._seen) >= _MAX_TRACKED_NONCES:
             self._seen = {n: v for n, v in self._seen.items() if v[1] > now}
             if len(self._seen) >= _MAX_TRACKED_NONCES:
                 return False  # full of live nonces: make phones fetch new ones
-        last = self._seen.get(nonce)
-        if last is not None and (nc <= last[0] or nc == 0):
+        pairs, expiry = self._seen.get(nonce, (set(), stamp + self.nonce_lifetime))
+        if (cnonce, nc) in pairs or len(pairs) >= _MAX_USES_PER_NONCE:
             return False
-        self._seen[nonce] = (nc, stamp + self.nonce_lifetime)
+        pairs.add((cnonce, nc))
+        self._seen[nonce] = (pairs, expiry)
         return True
