@@ -394,10 +394,15 @@ class SipServer:
         out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
         return out
 
-    def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
-        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
-        return self.mwi.publish(mailbox, summary)
+    def publish_mwi(self, mailbox: str, summary: MessageSummary, *, presence: bool = True
+                    ) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and (with ``presence``) the
+        presence server; returns the number of NOTIFY/PUBLISH requests sent."""
+        return self.mwi.publish(mailbox, summary, presence=presence)
+
+    def withdraw_mwi(self, mailbox: str) -> bool:
+        """Stop publishing ``mailbox`` to the presence server (another node does now)."""
+        return self.mwi.withdraw(mailbox)
 
     async def _run(self, channel: SipChannel) -> None:
         try:
