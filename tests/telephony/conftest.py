@@ -42,19 +42,29 @@ def read_pcm(path: Path) -> np.ndarray:
     return data if data.ndim == 1 else data[:, 0]
 
 
-def best_correlation(reference: np.ndarray, received: np.ndarray) -> float:
-    """Peak normalised cross-correlation of ``reference`` against ``received`` (any lag)."""
+def best_correlation(reference: np.ndarray, received: np.ndarray,
+                     min_overlap: float = 0.9) -> float:
+    """Peak normalised cross-correlation of ``reference`` against ``received``, at any lag,
+    negative ones included: a recording may start a frame or two *into* the reference (on a
+    busy machine the caller's first RTP packets arrive before the flow starts recording, and
+    are rightly not recorded). At least ``min_overlap`` of the reference must overlap."""
     ref = reference.astype(np.float64)
     rec = received.astype(np.float64)
-    if len(rec) < len(ref):
-        rec = np.concatenate([rec, np.zeros(len(ref) - len(rec))])
     n = 1 << int(np.ceil(np.log2(len(ref) + len(rec))))
     corr = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)
-    lag = int(np.argmax(corr[: len(rec)]))
-    window = rec[lag : lag + len(ref)]
-    window = np.concatenate([window, np.zeros(len(ref) - len(window))])
-    denom = np.linalg.norm(ref) * np.linalg.norm(window)
-    return float(np.dot(ref, window) / denom) if denom else 0.0
+    shortest = int(len(ref) * min_overlap)
+    best = 0.0
+    for lag in np.argsort(corr)[::-1][:8]:  # the strongest few peaks, normalised properly
+        lag = int(lag) - n if lag > n - len(ref) else int(lag)
+        r0, w0 = (0, lag) if lag >= 0 else (-lag, 0)
+        length = min(len(ref) - r0, len(rec) - w0)
+        if length < shortest:
+            continue
+        a, b = ref[r0 : r0 + length], rec[w0 : w0 + length]
+        denom = np.linalg.norm(a) * np.linalg.norm(b)
+        if denom:
+            best = max(best, float(np.dot(a, b) / denom))
+    return best
 
 
 def tone(freq: float, seconds: float, amplitude: int = 8000) -> np.ndarray:

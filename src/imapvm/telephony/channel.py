@@ -24,6 +24,7 @@ from ..channel import (
 )
 from .rtp.session import RtpSession
 from .sdp import NegotiatedMedia
+from .sip.kinds import EndReason
 from .sip.message import SipRequest
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class SipChannel:
         self.target = target
         self.media = media
         self.hangup_event = asyncio.Event()
-        self.hangup_reason: str | None = None
+        self.hangup_reason: EndReason | None = None
         self.transfer_target: str | None = None
         self.rtp: RtpSession | None = None
         self.confirmed = asyncio.Event()
@@ -85,7 +86,7 @@ class SipChannel:
         if self.rtp is not None:
             self.rtp.set_media(media)
 
-    def on_ended(self, reason: str) -> None:
+    def on_ended(self, reason: EndReason) -> None:
         if self.hung_up:
             return
         self.hangup_reason = reason
@@ -157,12 +158,16 @@ class SipChannel:
         start = loop.time()
         state = {"total": 0, "loud_at": start, "loud_samples": 0}
 
+        # The loudness test only matters when silence ends the recording; it is the costliest
+        # step per frame, so it runs only then (and as an integer sum, not a float mean).
         def sink(pcm: Audio) -> None:
             frames.append(pcm)
             if tap is not None:
                 tap(pcm)
             state["total"] += len(pcm)
-            if len(pcm) and float(np.abs(pcm.astype(np.int32)).mean()) >= silence_threshold:
+            if silence_seconds is not None and len(pcm) and (
+                int(np.abs(pcm, dtype=np.int32).sum()) >= silence_threshold * len(pcm)
+            ):
                 state["loud_at"] = loop.time()
                 state["loud_samples"] = state["total"]
 

@@ -9,8 +9,12 @@ answer lines up with the offer. G.722's rtpmap says 8000 Hz (RFC 3551 §4.5.2).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import secrets
 from dataclasses import dataclass, field
+from typing import Literal
 
 STATIC_PAYLOADS = {0: "PCMU", 8: "PCMA", 9: "G722"}
 PREFERRED = ("G722",)  # chosen whenever offered and allowed
@@ -38,6 +42,7 @@ class MediaDescription:
     fmtp: dict[int, str] = field(default_factory=dict)
     direction: str | None = None
     ptime: int | None = None
+    crypto: list[str] = field(default_factory=list)  # a=crypto values (RFC 4568), in order
 
 
 @dataclass
@@ -59,10 +64,53 @@ class NegotiatedMedia:
     dtmf_payload_type: int | None
     ptime_ms: int
     direction: str  # of the remote side, as offered (sendonly = we are put on hold)
+    srtp: SrtpKeys | None = None  # SDES keys when the stream is RTP/SAVP
 
     @property
     def on_hold(self) -> bool:
         return self.direction in ("sendonly", "inactive") or self.remote_host in ("0.0.0.0", "::")
+
+
+SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+SrtpPolicy = Literal["optional", "required", "off"]
+
+
+@dataclass(frozen=True)
+class SrtpKeys:
+    """SDES (RFC 4568) for one stream: the offer's tag and suite, its key (what the caller
+    encrypts with) and ours (what we encrypt with, sent in our answer). Keys are 30 bytes:
+    16 of AES key, 14 of salt."""
+
+    tag: int
+    suite: str
+    remote_key: bytes
+    local_key: bytes
+
+    def __repr__(self) -> str:  # never print keys (logs, test failures)
+        return f"SrtpKeys(tag={self.tag}, suite={self.suite})"
+
+
+def _sdes(media: MediaDescription) -> SrtpKeys | None:
+    """The first a=crypto line we can use: a suite we have, one inline key of 30 bytes, no
+    MKI. Our own key is fresh for every answer."""
+    for value in media.crypto:
+        parts = value.split()
+        if len(parts) < 3 or not parts[0].isdigit() or parts[1] not in SRTP_SUITES:
+            continue
+        params = parts[2]
+        if not params.startswith("inline:") or ";" in params:
+            continue  # several keys (RFC 4568 §9.2) are not supported
+        key_b64, *rest = params[len("inline:"):].split("|")
+        if any(":" in r for r in rest):
+            continue  # an MKI
+        try:
+            key = base64.b64decode(key_b64, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        if len(key) != 30 or len(parts) > 3:
+            continue  # wrong size, or session parameters we do not implement
+        return SrtpKeys(int(parts[0]), parts[1], key, secrets.token_bytes(30))
+    return None
 
 
 def _is_ip(host: str) -> bool:
@@ -156,6 +204,8 @@ def _attribute(sdp: SessionDescription, media: MediaDescription | None, value: s
             (media.rtpmap if name == "rtpmap" else media.fmtp)[number] = rest.strip()
     elif name == "ptime":
         media.ptime = _small_int(arg.strip(), 4)
+    elif name == "crypto" and len(media.crypto) < 16:
+        media.crypto.append(arg.strip())
 
 
 def _encoding_of(media: MediaDescription, pt: int) -> tuple[str, int]:
@@ -169,12 +219,28 @@ def _encoding_of(media: MediaDescription, pt: int) -> tuple[str, int]:
 
 
 def negotiate(
-    offer: SessionDescription, codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    offer: SessionDescription, codecs: tuple[str, ...] = ("PCMU", "PCMA"),
+    srtp: SrtpPolicy = "optional", secure: bool = False, sdes_in_clear: bool = False,
 ) -> tuple[int, NegotiatedMedia] | None:
-    """Index of the m-line we accept and the media parameters; None when nothing fits (488)."""
+    """Index of the m-line we accept and the media parameters; None when nothing fits (488).
+
+    ``srtp``: "off" takes RTP/AVP only, "required" RTP/SAVP only, "optional" either.
+    RTP/SAVP needs an a=crypto line we can use, and a signalling path that hides the keys:
+    ``secure`` (the INVITE came over TLS), unless ``sdes_in_clear`` allows plain UDP/TCP.
+    """
     allowed = {c.upper() for c in codecs}
     for index, media in enumerate(offer.media):
-        if media.media != "audio" or media.port == 0 or media.proto.upper() != "RTP/AVP":
+        proto = media.proto.upper()
+        if media.media != "audio" or media.port == 0 or proto not in ("RTP/AVP", "RTP/SAVP"):
+            continue
+        keys = None
+        if proto == "RTP/SAVP":
+            if srtp == "off" or not (secure or sdes_in_clear):
+                continue
+            keys = _sdes(media)
+            if keys is None:
+                continue
+        elif srtp == "required":
             continue
         if any(f.isdigit() and _payload_type(f) is None for f in media.formats) or not (
             MIN_MEDIA_PORT <= media.port <= 65535
@@ -201,7 +267,7 @@ def negotiate(
         ptime = media.ptime if media.ptime in (10, 20, 30, 40) else 20
         direction = media.direction or offer.direction
         return index, NegotiatedMedia(host, media.port, chosen[0], chosen[1], dtmf, ptime,
-                                      direction)
+                                      direction, keys)
     return None
 
 
@@ -230,8 +296,12 @@ def build_answer(
         pts = [str(media.payload_type)]
         if media.dtmf_payload_type is not None:
             pts.append(str(media.dtmf_payload_type))
-        lines.append(f"m=audio {local_port} RTP/AVP {' '.join(pts)}")
+        proto = "RTP/SAVP" if media.srtp is not None else "RTP/AVP"
+        lines.append(f"m=audio {local_port} {proto} {' '.join(pts)}")
         lines.append(f"a=rtpmap:{media.payload_type} {media.encoding}/8000")
+        if media.srtp is not None:
+            key = base64.b64encode(media.srtp.local_key).decode()
+            lines.append(f"a=crypto:{media.srtp.tag} {media.srtp.suite} inline:{key}")
         if media.dtmf_payload_type is not None:
             lines.append(f"a=rtpmap:{media.dtmf_payload_type} telephone-event/8000")
             lines.append(f"a=fmtp:{media.dtmf_payload_type} 0-16")

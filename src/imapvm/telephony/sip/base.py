@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..sdp import SrtpPolicy
 from .digest import DigestAuth
 from .errors import SipParseError
 from .events import Event
@@ -80,6 +81,8 @@ class CoreConfig:
     tls_port: int | None = None  # where we take SIP over TLS (Contact and Via of TLS dialogs)
     user_agent: str = "imapvm"
     codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
+    srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES: "optional", "required" or "off"
+    sdes_in_clear: bool = False  # accept SDES keys over plain UDP/TCP (they travel in clear)
     timers: TimerConfig = field(default_factory=TimerConfig)
     limits: Limits = DEFAULT_LIMITS
     trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None

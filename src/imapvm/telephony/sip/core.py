@@ -59,7 +59,7 @@ from .events import (
     TransferProgress,
     TransferResult,
 )
-from .kinds import EndReason, SipTransport
+from .kinds import EndReason, SipTransport, TerminationReason
 from .message import (
     SipRequest,
     SipResponse,
@@ -221,7 +221,8 @@ class SipCore:
         """A message-summary NOTIFY in a subscription; ``SipStateError`` if it has ended."""
         self.notifier.notify(handle, body, now)
 
-    def end_subscriptions(self, now: float, reason: str = "deactivated") -> None:
+    def end_subscriptions(self, now: float,
+                          reason: TerminationReason = "deactivated") -> None:
         self.notifier.end_all(now, reason)
 
     def publish(
@@ -461,7 +462,7 @@ class SipCore:
             except SdpError:
                 respond(tx, req, 400, now, reason="Bad SDP")
                 return
-            accepted = negotiate_sdp(offer, self.config.codecs)
+            accepted = self._negotiate(offer, tx.transport)
             if accepted is None:
                 respond(tx, req, 488, now)
                 return
@@ -546,7 +547,7 @@ class SipCore:
             offer = parse_sdp(req.body)
         except SdpError:
             return 400
-        accepted = negotiate_sdp(offer, self.config.codecs)
+        accepted = self._negotiate(offer, call.dialog.transport)
         if accepted is None:
             return 488
         call.offer, call.accepted_index, call.media = offer, accepted[0], accepted[1]
@@ -629,7 +630,7 @@ class SipCore:
             answer = parse_sdp(ack.body)
         except SdpError:
             return
-        accepted = negotiate_sdp(answer, self.config.codecs)
+        accepted = self._negotiate(answer, call.dialog.transport)
         if accepted is not None:
             call.media = accepted[1]
             call.accepted_index = accepted[0]
@@ -652,6 +653,12 @@ class SipCore:
                 self._end(call, "cancelled")
             else:
                 respond(invite_tx, _as_invite(req), 487, now, to_tag=new_tag())
+
+    def _negotiate(self, offer: SessionDescription, transport: SipTransport
+                   ) -> tuple[int, NegotiatedMedia] | None:
+        c = self.config
+        return negotiate_sdp(offer, c.codecs, c.srtp, secure=transport == "TLS",
+                             sdes_in_clear=c.sdes_in_clear)
 
     def _local_sdp(self, call: Call, offer: bool = False) -> bytes:
         assert call.local_rtp is not None

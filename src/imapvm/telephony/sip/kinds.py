@@ -10,3 +10,7 @@ SipTransport = Literal["UDP", "TCP", "TLS"]
 EndReason = Literal["remote-bye", "local-bye", "cancelled", "rejected", "redirected",
                     "ack-timeout"]
 """Why a call ended (`CallEnded.reason`)."""
+
+TerminationReason = Literal["deactivated", "probation", "rejected", "timeout", "giveup",
+                            "noresource", "invariant"]
+"""The reason of a terminated Subscription-State (RFC 6665 §4.1.3)."""

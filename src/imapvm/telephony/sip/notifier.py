@@ -25,7 +25,7 @@ from .base import (
 )
 from .errors import SipParseError, SipStateError
 from .events import PublishResult, SubscriptionEnded, SubscriptionRefreshed, SubscriptionStarted
-from .kinds import SipTransport
+from .kinds import SipTransport, TerminationReason
 from .message import SipRequest, SipResponse
 from .timers import TimerHeap
 from .transaction import Address, ServerTransaction
@@ -180,7 +180,7 @@ class Notifier:
         remaining = max(0, int(sub.expires_at - now))
         self._send_notify(sub, f"active;expires={remaining}", body, now)
 
-    def end_all(self, now: float, reason: str = "deactivated") -> None:
+    def end_all(self, now: float, reason: TerminationReason = "deactivated") -> None:
         """Final NOTIFY to every subscriber (shutdown): with ``deactivated`` phones
         re-subscribe at once, reaching another node if there is one (RFC 6665 §4.1.3)."""
         for sub in list(self.subscriptions.values()):
@@ -209,7 +209,7 @@ class Notifier:
         )
 
     def _terminate(
-        self, sub: Subscription, now: float, reason: str | None, body: bytes = b""
+        self, sub: Subscription, now: float, reason: TerminationReason | None, body: bytes = b""
     ) -> None:
         state = "terminated" + (f";reason={reason}" if reason else "")
         self._send_notify(sub, state, body, now)
