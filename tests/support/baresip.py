@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .net import free_port, free_port_udp_and_tcp
+from .net import free_port, free_sip_port_for_baresip
 
 BARESIP = "baresip"
 MODULES = "/usr/lib/baresip/modules"
@@ -112,7 +112,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     the call up as long as the test needs it.
     """
     exe = require_baresip()
-    phone = Baresip(workdir, free_port_udp_and_tcp(),
+    phone = Baresip(workdir, free_sip_port_for_baresip(),
                     free_port(kind=socket.SOCK_DGRAM), free_port())
     _write_config(phone, audio, codec, account, extra_config)
     args = [exe, "-n", "127.0.0.1", "-f", str(workdir)]
