@@ -17,6 +17,7 @@ if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
          krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)
   PKGS+=(fail2ban)  # issue 12: fail2ban-regex checks contrib/fail2ban's filter on real log lines
+  PKGS+=(kamailio kamailio-presence-modules kamailio-sqlite-modules sqlite3)  # issue 14: the SIP edge of several nodes (dispatcher, presence_mwi)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -36,6 +36,7 @@ from imapvm.ivr.recovered import deliver_unfinished
 from imapvm.ivr.session import Exit, Session
 from imapvm.metrics import Registry
 from imapvm.mwi import config as mwi_config
+from imapvm.mwi.cluster import Membership, owned
 from imapvm.mwi.engine import MwiEngine, PendingChange
 from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
@@ -123,6 +124,11 @@ class VoicemailServer:
         self.outbox = Outbox(paths.outbox, self.deposits, on_delivered=self.notifier.stored)
         self.recordings = JournalWriter(paths.outbox / "recording")
         self.outbox_lock = OutboxLock(paths.outbox)
+        cluster = loaded.settings.cluster
+        self.membership = Membership(
+            cluster.nodes, cluster.self_url or "", interval=cluster.check_interval,
+            on_change=self._view_changed) if cluster.nodes else None
+        self.takeovers = 0
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
         self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
@@ -168,13 +174,17 @@ class VoicemailServer:
             rtp_ports=s.rtp_ports, trusted_networks=tuple(str(n) for n in s.trusted),
             routing=RoutingConfig(check_users=s.check_users), tcp=s.tcp,
             mwi_unsolicited=unsolicited,
+            mwi_presence_server=self.loaded.settings.mwi.presence_server,
+            mwi_publish_domain=self.loaded.settings.mwi.publish_domain,
+            mwi_publish_expires=self.loaded.settings.mwi.publish_expires,
             rate_limit=(s.rate_limit, max(1, int(2 * s.rate_limit))),
             trusted_rate_limit=(s.trusted_rate_limit, max(1, int(2 * s.trusted_rate_limit))),
             tls=self._tls_settings(),
             tls_host=s.tls_listen[0].host if s.tls_listen else None,
             tls_port=s.tls_listen[0].port if s.tls_listen else 5061,
             digest_algorithms=s.digest_algorithms,
-            srtp=s.srtp, sdes_in_clear=s.sdes_in_clear,
+            srtp=s.srtp, sdes_in_clear=s.sdes_in_clear, session_expires=s.session_expires,
+            min_se=s.min_se,
         )
 
     def _tls_settings(self) -> TlsSettings | None:
@@ -217,6 +227,11 @@ class VoicemailServer:
         await mwi_config.apply(self.mwi, self.loaded.voicemail)  # aliases, pollmailboxes=yes
         for spec in self._always_watched():
             await self.mwi.watch(spec)
+        if self.loaded.settings.mwi.presence_server:
+            await self._take_over([b for b in self._presence_boxes()
+                                   if self._publishes(f"{b.mailbox}@{b.context}")])
+        if self.membership is not None:
+            self._tasks.append(asyncio.create_task(self.membership.run(), name="cluster"))
         http = self.loaded.settings.http.listen
         if http is not None:
             self.http = HealthServer(self.metrics.registry.render, self.health)
@@ -243,7 +258,10 @@ class VoicemailServer:
                 "outbox_depth": self.outbox.depth(),
                 "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
-                "adopted": {str(a.directory): a.health() for a in self.adopted}}
+                "adopted": {str(a.directory): a.health() for a in self.adopted},
+                "cluster": None if self.membership is None else {
+                    "live": sorted(self.membership.live), "changes": self.membership.changes,
+                    "takeovers": self.takeovers}}
 
     def drain(self, draining: bool) -> None:
         """Stop (True) or resume (False) taking calls: OPTIONS probes and new INVITEs get 480,
@@ -255,6 +273,9 @@ class VoicemailServer:
         self._draining = draining
         if self.sip is not None:
             self.sip.set_draining(draining)
+        if self.membership is not None:  # its mailboxes are published by the others now
+            self._tasks.append(asyncio.ensure_future(
+                self.membership.set_self_live(not draining)))
 
     async def _lock_outbox(self) -> None:
         """Own the outbox directory, waiting a while for a node that adopted it to finish."""
@@ -446,10 +467,55 @@ class VoicemailServer:
         if self.sip is None:
             return
         summary = _summary(update)
+        presence = self._publishes(f"{update.mailbox}@{update.context}")
         for name in dict.fromkeys((update.mailbox, update.name)):
             if self._sip_told.get(name) != summary:  # phones hear changes only, never repeats
                 self._sip_told[name] = summary
-                self.sip.publish_mwi(name, summary)
+                # the presence server knows mailboxes by number (sip:1234@publish_domain)
+                self.sip.publish_mwi(name, summary,
+                                     presence=presence and name == update.mailbox)
+
+    # -- several nodes: one presence publisher per mailbox ------------------------------------
+    def _publishes(self, box: str) -> bool:
+        """Whether this node PUBLISHes `box` ("1234@default") to the presence server."""
+        if not self.loaded.settings.mwi.presence_server:
+            return False
+        return self.membership is None or self.membership.owns(box)
+
+    def _presence_boxes(self) -> list[MailboxRef]:
+        return [MailboxRef(ms.mailbox, ms.context)
+                for ms in self.loaded.voicemail.all_effective()]
+
+    async def _take_over(self, boxes: list[MailboxRef]) -> None:
+        """Watch `boxes` from now on, recount them and publish their state to the presence
+        server at once (their previous publisher is gone, or this node just started)."""
+        for box in boxes:
+            try:
+                await self.mwi.watch(box)
+                c = await self.store.counts(box)
+            except StoreError as exc:
+                log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
+                            "the store answers", box, exc)
+                continue
+            summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+            self._sip_told[box.mailbox] = summary
+            if self.sip is not None:
+                self.sip.publish_mwi(box.mailbox, summary, presence=True)
+        self.takeovers += 1
+
+    async def _view_changed(self, old: frozenset[str], new: frozenset[str]) -> None:
+        assert self.membership is not None
+        me = self.membership.me
+        boxes = {f"{b.mailbox}@{b.context}": b for b in self._presence_boxes()}
+        before, after = owned(boxes, me, old), owned(boxes, me, new)
+        for key in sorted(before - after):
+            if self.sip is not None:
+                self.sip.withdraw_mwi(boxes[key].mailbox)
+        gained = [boxes[k] for k in sorted(after - before)]
+        if gained:
+            log.info("publishing %d more mailbox(es) after the cluster view changed",
+                     len(gained))
+            await self._take_over(gained)
 
     async def _count_update(self, update: MwiUpdate) -> None:
         self.metrics.mwi_published.inc(stale=str(update.stale).lower())
@@ -476,7 +542,7 @@ class _DigestGuard:
         """Credentials for ``username`` will follow the 401: read what other nodes counted."""
         box = self._server.mailbox_ref(username)
         if box is not None:
-            self._server.lockouts.refresh_soon(box, max_age=1.0)
+            self._server.lockouts.refresh_soon(box)  # at most every 5 s per mailbox
 
     def allowed(self, username: str, source: str, now: float) -> bool:
         box = self._server.mailbox_ref(username)

@@ -65,7 +65,7 @@ class TalkingCaller:
         uri = getattr(self.phone, "uri", None)
         if uri is None:
             return 0
-        self.phone.send_request("BYE", uri)
+        self.phone.send_request("BYE", uri, extra=self.phone.route)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 while True:

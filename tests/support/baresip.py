@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .net import free_port, free_sip_port_for_baresip
+from .net import free_port, free_port_udp_and_tcp
 
 BARESIP = "baresip"
 MODULES = "/usr/lib/baresip/modules"
@@ -103,6 +103,20 @@ class Baresip:
             self._events_task.cancel()
 
 
+def _sip_port() -> int:
+    """A port free for UDP and TCP whose successor is free for TCP too: baresip listens for
+    SIP over TLS on the SIP port plus one."""
+    for _ in range(50):
+        port = free_port_udp_and_tcp()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no SIP port with a free successor for baresip's TLS listener")
+
+
 async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
                         codec: str = "PCMU", kill_after: float = 60.0,
                         account: str | None = None, extra_config: str = "") -> Baresip:
@@ -112,8 +126,7 @@ async def start_baresip(workdir: Path, audio: Path, dial: str | None = None,
     the call up as long as the test needs it.
     """
     exe = require_baresip()
-    phone = Baresip(workdir, free_sip_port_for_baresip(),
-                    free_port(kind=socket.SOCK_DGRAM), free_port())
+    phone = Baresip(workdir, _sip_port(), free_port(kind=socket.SOCK_DGRAM), free_port())
     _write_config(phone, audio, codec, account, extra_config)
     args = [exe, "-n", "127.0.0.1", "-f", str(workdir)]
     shell = f"ulimit -v 2000000; exec timeout -s KILL {kill_after} " + " ".join(

@@ -59,21 +59,6 @@ def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10
         proc.wait(timeout=5)
 
 
-def free_sip_port_for_baresip(host: str = "127.0.0.1") -> int:
-    """A port P free for SIP over UDP and TCP with P+1 free for TCP too: baresip also listens
-    for SIP over TLS on P+1, and a busy P+1 made it exit at start ("SIP/TLS transport failed:
-    Address already in use") when test sessions ran side by side."""
-    for _ in range(100):
-        port = free_port_udp_and_tcp(host)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tls:
-            try:
-                tls.bind((host, port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port free for baresip's UDP, TCP and TLS listeners")
-
-
 def free_port_udp_and_tcp(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP (SIP listens on both), at the time of asking."""
     for _ in range(100):

@@ -43,6 +43,8 @@ class PyPhone:
     answer_sdp: bytes = b""
     requests: list[SipRequest] = field(default_factory=list)
     ssrc: int = 0x1234
+    #: Route headers of the dialog when the answer came through a record-routing proxy.
+    route: str = ""
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,13 +132,18 @@ class PyPhone:
             self.to_header = resp.headers.get("To") or ""
             self.answer_sdp = resp.body
             self.uri = uri
+            routes = resp.headers.get_all("Record-Route")
+            if routes:  # through a proxy (Kamailio): in-dialog requests follow the route set
+                contact = resp.headers.get("Contact") or ""
+                self.uri = contact.strip().split(">")[0].lstrip("<") if contact else uri
+                self.route = "".join(f"Route: {r}\r\n" for r in reversed(routes))
             for line in resp.body.decode().splitlines():
                 if line.startswith("m=audio"):
                     port = int(line.split()[1])
                 if line.startswith("c=IN"):
                     host = line.split()[2]
             self.remote_rtp = (host, port)
-            self.send_request("ACK", uri, cseq=1)
+            self.send_request("ACK", self.uri, cseq=1, extra=self.route)
         return resp
 
     def send_rtp(self, seq: int, payload: bytes, pt: int = 0, ts: int | None = None,

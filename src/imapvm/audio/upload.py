@@ -121,12 +121,23 @@ def _check_wav(path: Path, head: bytes, size: int) -> None:
 
 def _stream(path: Path, max_seconds: float) -> Audio:
     """The first `max_seconds` through libsndfile, 10 s at a time, mixed down and resampled as
-    it goes: memory holds the 8 kHz result, never the file's own rate and channels."""
-    blocks: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+    it goes into one array of the 8 kHz result: memory holds that result once, never the
+    file's own rate and channels, nor a list of pieces to join."""
+    out = np.zeros(0, dtype=np.int16)
+    filled = 0
+
+    def put(piece: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        nonlocal out, filled
+        if filled + piece.size > out.size:  # the resampler's output length is approximate
+            out = np.resize(out, filled + piece.size + TELEPHONY_RATE)
+        out[filled:filled + piece.size] = float_to_int16(piece)
+        filled += piece.size
+
     try:
         with sf.SoundFile(str(path)) as snd:
             rate = snd.samplerate
             left = min(snd.frames, int(max_seconds * rate))
+            out = np.empty(math.ceil(left * TELEPHONY_RATE / rate) + 64, dtype=np.int16)
             stream = None if rate == TELEPHONY_RATE else soxr.ResampleStream(
                 rate, TELEPHONY_RATE, 1, dtype="float32", quality="HQ")
             while left > 0:
@@ -135,16 +146,13 @@ def _stream(path: Path, max_seconds: float) -> Audio:
                     break
                 left -= pcm.shape[0]
                 mono = pcm.mean(axis=1, dtype=np.float32)
-                if stream is not None:
-                    mono = stream.resample_chunk(mono, last=left <= 0)
-                blocks.append(float_to_int16(mono))
+                put(mono if stream is None else stream.resample_chunk(mono, last=left <= 0))
             if stream is not None and left > 0:  # the file ended before its header said
-                blocks.append(float_to_int16(stream.resample_chunk(
-                    np.zeros(0, dtype=np.float32), last=True)))
+                put(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioFormatError(
             f"{path}: cannot decode ({formats.libsndfile_reason(exc)})") from None
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
-    if samples.size == 0:
+    if filled == 0:
         raise AudioFormatError(f"{path}: holds no audio (0 s)")
-    return Audio(samples, TELEPHONY_RATE)
+    return Audio(out[:filled].copy() if filled < out.size // 2 else out[:filled],
+                 TELEPHONY_RATE)

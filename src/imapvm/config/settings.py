@@ -116,6 +116,11 @@ class SipSettings:
     "required" refuses RTP/AVP with 488, "off" takes RTP/AVP only. SDES keys are accepted only
     from INVITEs over TLS unless sdes_in_clear = true."""
     sdes_in_clear: bool = False
+    session_expires: int = 1800
+    """RFC 4028 session timers: seconds granted to a caller that supports timers but asks for
+    none (0: no timer then); a call not refreshed in time is hung up."""
+    min_se: int = 90
+    """Shortest Session-Expires accepted; shorter ones get 422 with this Min-SE."""
     default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
     """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
     reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
@@ -156,6 +161,24 @@ class MwiSettings:
     unsolicited: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Mailbox (`1234` or `1234@context`) -> SIP URIs told by NOTIFY without subscribing
     (phones that do not SUBSCRIBE); URIs need an IP address and port."""
+    presence_server: str | None = None
+    """SIP URI (IP address and port) of a presence server (Kamailio presence_mwi) that every
+    mailbox's message-summary is PUBLISHed to (RFC 3903); phones subscribe there."""
+    publish_domain: str | None = None
+    """Domain of the published AORs (`sip:1234@<domain>`); default: the server's address."""
+    publish_expires: int = 600
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several nodes sharing the mailboxes' publishing (README, "Running several nodes")."""
+
+    nodes: tuple[str, ...] = ()
+    """Every node's health URL (`http://host:port`, this node's included); empty: one node."""
+    self_url: str | None = None
+    """Which of `nodes` this node is."""
+    check_interval: float = 1.0
+    """Seconds between health checks of the other nodes."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +231,7 @@ class ServerSettings:
     smtp: SmtpSettings | None = None
     """None: notifications go through `mailcmd`."""
     source: str | None = None
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
 
 # --------------------------------------------------------------------------------- validation
@@ -420,6 +444,14 @@ def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> d
     return out
 
 
+def _seconds(check: _Checker, table: Mapping[str, object], key: str, default: int) -> int:
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+        check.error(key, f"must be a number of seconds from 0 to 86400, not {value!r}")
+        return default
+    return value
+
+
 def _sip_tls(check: _Checker, sip: Mapping[str, object]
              ) -> tuple[tuple[Endpoint, ...], dict[str, Path | None], bool]:
     """[sip] tls_*: the listen addresses and the PEM files (which must exist)."""
@@ -446,10 +478,10 @@ def _sip_tls(check: _Checker, sip: Mapping[str, object]
 def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> ServerSettings:
     check = _Checker(diags, where)
     for name in raw:
-        if name not in {"sip", "mwi", "paths", "http", "imap", "smtp"}:
+        if name not in {"sip", "mwi", "paths", "http", "imap", "smtp", "cluster"}:
             diags.warning(
                 f"{name}: unknown section ignored"
-                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap", "smtp"}),
+                + did_you_mean(name, {"sip", "mwi", "paths", "http", "imap", "smtp", "cluster"}),
                 where(name),
             )
     defaults = ServerSettings()
@@ -458,6 +490,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
                                    "tcp", "exit_uri", "default_greeting", "tls_listen",
                                    "tls_certificate", "tls_private_key", "tls_ca",
                                    "tls_verify_client", "srtp", "sdes_in_clear",
+                                   "session_expires", "min_se",
                                    *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
@@ -511,7 +544,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         srtp = "optional"
     sip_settings = replace(sip_settings,
                            srtp=cast(Literal["optional", "required", "off"], srtp),
-                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False))
+                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False),
+                           session_expires=_seconds(check, sip, "sip.session_expires", 1800),
+                           min_se=_seconds(check, sip, "sip.min_se", 90))
     tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
     sip_settings = replace(sip_settings, tls_listen=tls_listen,
                            tls_certificate=tls_files["tls_certificate"],
@@ -519,7 +554,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
                            tls_ca=tls_files["tls_ca"], tls_verify_client=tls_verify)
     sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
-    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited"})
+    mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited",
+                                   "presence_server", "publish_domain", "publish_expires"})
     unsolicited: dict[str, tuple[str, ...]] = {}
     raw_unsolicited = mwi.get("unsolicited", {})
     if not isinstance(raw_unsolicited, dict):
@@ -557,9 +593,21 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         )
         if isinstance(table, dict) and table and not ami.username:
             check.error("mwi.ami.username", "is required to log in to the AMI")
+    presence = check.string(mwi, "mwi.presence_server", "") or None
+    if presence and re.fullmatch(r"sip:([^@\s]+@)?([0-9.]+|\[[0-9a-fA-F:]+\])(:\d+)?",
+                                 presence) is None:
+        check.error("mwi.presence_server",
+                    f"'{presence}' must be a SIP URI with an IP address (no DNS lookups)")
+        presence = None
+    expires = mwi.get("publish_expires", 600)
+    if isinstance(expires, bool) or not isinstance(expires, int) or not 60 <= expires <= 86400:
+        check.error("mwi.publish_expires", f"must be seconds from 60 to 86400, not {expires!r}")
+        expires = 600
     mwi_settings = MwiSettings(
         sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami,
-        unsolicited=unsolicited,
+        unsolicited=unsolicited, presence_server=presence,
+        publish_domain=check.string(mwi, "mwi.publish_domain", "") or None,
+        publish_expires=expires,
     )
 
     paths = check.table(raw, "paths", {"spool", "outbox", "sounds", "cache"})
@@ -592,7 +640,27 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     return ServerSettings(sip_settings, mwi_settings, path_settings, HttpSettings(http_listen),
                           ImapClientSettings(gssapi, check.string(imap, "imap.gssapi_host", ""),
                                              command),
-                          smtp=_smtp(check, raw))
+                          smtp=_smtp(check, raw), cluster=_cluster(check, raw))
+
+
+def _cluster(check: _Checker, raw: Mapping[str, object]) -> ClusterSettings:
+    table = check.table(raw, "cluster", {"nodes", "self", "check_interval"})
+    nodes: list[str] = []
+    for item in check.string_list(table, "cluster.nodes") or []:
+        url = urlparse(str(item))
+        if url.scheme != "http" or not url.netloc:
+            check.error("cluster.nodes", f"'{item}' is not a node's http://host:port")
+        else:
+            nodes.append(str(item).rstrip("/"))
+    me = check.string(table, "cluster.self", "").rstrip("/") or None
+    if nodes and me not in nodes:
+        check.error("cluster.self", "must be one of cluster.nodes (this node's health URL)")
+    interval = table.get("check_interval", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+            or not 0.1 <= interval <= 60:
+        check.error("cluster.check_interval", f"must be 0.1 to 60 seconds, not {interval!r}")
+        interval = 1.0
+    return ClusterSettings(tuple(nodes), me, float(interval))
 
 
 def _smtp(check: _Checker, raw: Mapping[str, object]) -> SmtpSettings | None:

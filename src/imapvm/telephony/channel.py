@@ -158,12 +158,16 @@ class SipChannel:
         start = loop.time()
         state = {"total": 0, "loud_at": start, "loud_samples": 0}
 
+        # The loudness test only matters when silence ends the recording; it is the costliest
+        # step per frame, so it runs only then (and as an integer sum, not a float mean).
         def sink(pcm: Audio) -> None:
             frames.append(pcm)
             if tap is not None:
                 tap(pcm)
             state["total"] += len(pcm)
-            if len(pcm) and float(np.abs(pcm.astype(np.int32)).mean()) >= silence_threshold:
+            if silence_seconds is not None and len(pcm) and (
+                int(np.abs(pcm, dtype=np.int32).sum()) >= silence_threshold * len(pcm)
+            ):
                 state["loud_at"] = loop.time()
                 state["loud_samples"] = state["total"]
 

@@ -67,6 +67,7 @@ class MwiSink:
         self._state: dict[str, MessageSummary] = {}
         # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
         self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
+        self._withdrawn: set[str] = set()
         self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
         # Subscriptions (re)started that have not had their NOTIFY yet (RFC 6665 §4.2.1.2:
         # one at once). `publish` pays the debt too, so a count published while a new
@@ -118,8 +119,9 @@ class MwiSink:
             return  # the subscription ended during the lookup
         self._pump()
 
-    def publish(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox``, configured phones and the presence server."""
+    def publish(self, mailbox: str, summary: MessageSummary, *, presence: bool = True) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and (with ``presence``) the
+        presence server."""
         self._state[mailbox] = summary
         now, sent = self._clock(), 0
         for handle in self._core().subscriptions_for(mailbox):
@@ -127,7 +129,7 @@ class MwiSink:
             self._core().notify(handle, summary.render(sub.account), now)
             self._owed.discard(handle)
             sent += 1
-        if self._settings.mwi_presence_server:
+        if self._settings.mwi_presence_server and presence:
             sent += self._publish(mailbox, summary)
         for target in self._settings.mwi_unsolicited.get(mailbox, ()):
             address = self._resolved.get(target)
@@ -182,11 +184,33 @@ class MwiSink:
         if timer is not None:
             timer.cancel()
         self._published[aor] = (etag, body, None)
+        log.debug("PUBLISH %s (etag %s)", aor, etag)
         self._core().publish(aor, address, body, self._clock(), etag,
                           self._settings.mwi_publish_expires)
         return 1
 
+    def withdraw(self, mailbox: str) -> bool:
+        """Stop refreshing this node's publication of ``mailbox``: another node publishes it
+        now. The publication is left to expire rather than removed (Expires: 0), so the
+        presence server never holds no state at all between the two; the successor's newer
+        publication is the one it notifies, and a refresh of ours can never make an old state
+        the newest there."""
+        address = self._presence_address() if self._settings.mwi_presence_server else None
+        if address is None:
+            return False
+        domain = self._settings.mwi_publish_domain or address[0]
+        aor = f"sip:{mailbox}@{domain}"
+        etag, _, timer = self._published.pop(aor, (None, b"", None))
+        if timer is not None:
+            timer.cancel()
+        self._withdrawn.add(aor)
+        return etag is not None
+
     def on_publish_result(self, event: PublishResult) -> None:
+        if event.aor in self._withdrawn and event.aor not in self._published:
+            self._withdrawn.discard(event.aor)  # the answer to a withdrawal: nothing to keep
+            return
+        self._withdrawn.discard(event.aor)
         _, body, timer = self._published.get(event.aor, (None, b"", None))
         if timer is not None:
             timer.cancel()

@@ -110,6 +110,8 @@ class SipSettings:
     tls_host: str | None = None  # default: ``host``
     tls_port: int = 5061
     srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES keys: "optional", "required", "off"
+    session_expires: int = 1800  # RFC 4028: granted when the caller supports timers (0: none)
+    min_se: int = 90  # shorter Session-Expires get 422
     sdes_in_clear: bool = False  # SDES over plain UDP/TCP (the keys would travel in clear)
 
 
@@ -184,7 +186,8 @@ class SipServer:
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, tls_port=tls_port,
             user_agent=s.user_agent, codecs=s.codecs, srtp=s.srtp,
-            sdes_in_clear=s.sdes_in_clear,
+            sdes_in_clear=s.sdes_in_clear, session_expires=s.session_expires,
+            min_se=s.min_se,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
             rate_limit=s.rate_limit, trusted_rate_limit=s.trusted_rate_limit, auth=auth,
@@ -394,10 +397,15 @@ class SipServer:
         out["rtp_packets_lost"] = sum(r.reorder_stats["lost"] for r in rtp)
         return out
 
-    def publish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
-        """Tell every subscriber of ``mailbox``, configured phones and the presence server;
-        returns the number of NOTIFY/PUBLISH requests sent (the MWI engine calls this)."""
-        return self.mwi.publish(mailbox, summary)
+    def publish_mwi(self, mailbox: str, summary: MessageSummary, *, presence: bool = True
+                    ) -> int:
+        """Tell every subscriber of ``mailbox``, configured phones and (with ``presence``) the
+        presence server; returns the number of NOTIFY/PUBLISH requests sent."""
+        return self.mwi.publish(mailbox, summary, presence=presence)
+
+    def withdraw_mwi(self, mailbox: str) -> bool:
+        """Stop publishing ``mailbox`` to the presence server (another node does now)."""
+        return self.mwi.withdraw(mailbox)
 
     async def _run(self, channel: SipChannel) -> None:
         try:

@@ -30,6 +30,9 @@ class StreamCodec:
         self.wideband = self.rate > 8000
         self._encoder = g722.G722Encoder() if self.wideband else None
         self._decoder = g722.G722Decoder() if self.wideband else None
+        # G.711: the table lookups chosen once, not by name for every packet
+        self._g711_encode = g711.alaw_encode if self.encoding == "PCMA" else g711.ulaw_encode
+        self._g711_decode = g711.alaw_decode if self.encoding == "PCMA" else g711.ulaw_decode
 
     def from_menu_audio(self, pcm: Pcm, rate: int = 8000) -> Pcm:
         """Menu audio (8 kHz, or a 16 kHz wideband prompt) at the line's rate."""
@@ -43,10 +46,10 @@ class StreamCodec:
         """One frame of line-rate samples."""
         if self._encoder is not None:
             return self._encoder.encode(pcm)
-        return g711.encode(self.encoding, pcm)
+        return self._g711_encode(pcm)
 
     def decode(self, payload: bytes) -> Pcm:
         """One payload to line-rate samples."""
         if self._decoder is not None:
             return self._decoder.decode(payload)
-        return g711.decode(self.encoding, payload)
+        return self._g711_decode(payload)

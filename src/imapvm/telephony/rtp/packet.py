@@ -7,13 +7,12 @@ anything inconsistent returns None (RTP is never answered, only dropped).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _HEADER = struct.Struct("!BBHII")
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):  # a tuple: 25,000 of these a second at 500 calls
     payload_type: int
     marker: bool
     sequence: int

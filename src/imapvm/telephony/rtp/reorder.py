@@ -46,6 +46,12 @@ class ReorderBuffer:
             self._next_seq, self._next_ts, self._strays = seq, timestamp, 0
             return out + self.push(seq, timestamp, payload)
         self._strays = 0
+        if offset == 0 and not self._pending:  # in order, nothing held: the usual case
+            self.stats.received += 1
+            gap = (timestamp - self._next_ts) & 0xFFFFFFFF
+            self._next_ts = (timestamp + len(payload)) & 0xFFFFFFFF
+            self._next_seq = (self._next_seq + 1) & 0xFFFF
+            return [gap, payload] if 0 < gap <= self.max_gap_samples else [payload]
         if offset >= 0x8000:
             self.stats.late += 1
             return []

@@ -4,10 +4,18 @@ Audio from and to the voice menus is 8 kHz; on a G.722 call it is carried at 16 
 (upsampled when played, decoded to 16 kHz and decimated for the menus when received), and a
 ``wide_sink`` can take the received 16 kHz audio as it is, for recordings of full bandwidth.
 
-Pacing is one ``loop.call_at`` chain per stream on an absolute schedule (start + n·ptime), the
-option measured best in reference/test-infra.md §8 (p99 ≈ 4 ms for 200 calls at about a third of
-a core; a shared tick was cheaper but burstier). If the loop stalls for more than a few frames
-the schedule restarts from now instead of bursting to catch up.
+Pacing is one shared clock for all streams of the loop (``pacer.py``): a tick every 2 ms on an
+absolute schedule, each stream due on a tick of its own phase, so the calls' packets are spread
+evenly over the ptime instead of costing one asyncio timer each (measured with
+``bench/sip_load.py``). If the loop stalls for more than a few frames a stream's schedule
+restarts instead of bursting to catch up.
+
+A session owns a non-blocking UDP socket and no asyncio transport: on each of its ticks it
+sends its frame with the socket's own ``sendto`` (a full socket buffer drops the frame, which
+for RTP is better than queueing it late), then reads what arrived since its last tick (one
+packet at 50 packets a second, read 20 ms late at most). So the loop has no reader per call
+and a tick's sends never wait behind a burst of reads. G.711 prompts are encoded once when
+they start playing, not frame by frame.
 
 We send continuously (silence when nothing plays) so NATs stay open and the far end can latch
 onto us; we stop sending only when the caller puts us on hold.
@@ -19,9 +27,9 @@ import asyncio
 import errno
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +38,7 @@ from ...audio import g722
 from ..sdp import NegotiatedMedia
 from .codecs import StreamCodec
 from .dtmf import DtmfReceiver
+from .pacer import Pacer
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
 from .srtp import SrtpError, SrtpStream
@@ -53,12 +62,17 @@ class RtpStats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-class RtpSession(asyncio.DatagramProtocol):
+class RtpSession:
     """Created by ``open_rtp_session``; the Channel plays into it and listens to it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, measure: bool = False) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, measure: bool = False
+    ) -> None:
         self._loop = loop
-        self.transport: asyncio.DatagramTransport | None = None
+        self._pacer = Pacer.for_loop(loop)
+        self._paced = False
+        self._sock = sock
+        self._open = True
         self.stats = RtpStats(send_errors_ms=[] if measure else None)
         self.media: NegotiatedMedia | None = None
         self._remote: Address | None = None
@@ -71,6 +85,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.codec = StreamCodec("PCMU")
         self._frame_samples = 160  # line samples per frame
         self._silence = np.zeros(160, dtype=np.int16)
+        # G.711 only (one byte per sample, no state): silence and the prompt encoded once
+        self._silence_enc: bytes | None = self.codec.encode(self._silence)
+        self._play_enc: bytes | None = None
         self._play: npt.NDArray[np.int16] = self._silence[:0]  # at the line's rate
         self._play_pcm: npt.NDArray[np.int16] | None = None  # as given, for a codec change
         self._play_rate = SAMPLE_RATE
@@ -79,9 +96,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.srtp: SrtpStream | None = None
         self._play_done: asyncio.Future[bool] | None = None
         self._marker = True
-        self._t0 = 0.0
         self._n = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._on_hold = False
+        self._rx_seen = False
         self._reorder = ReorderBuffer()
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
@@ -100,21 +117,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._last_rx = loop.time()
         self.closed = asyncio.Event()
 
-    # ---- asyncio protocol -------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.set()
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket error: %s", exc)  # ICMP unreachable before the peer listens
-
     @property
     def local_address(self) -> Address:
-        assert self.transport is not None
-        sock = self.transport.get_extra_info("sockname")
-        return sock[0], sock[1]
+        name = self._sock.getsockname()
+        return str(name[0]), int(name[1])
 
     # ---- media control ----------------------------------------------------------------
     def set_media(self, media: NegotiatedMedia) -> None:
@@ -126,26 +132,38 @@ class RtpSession(asyncio.DatagramProtocol):
                 done = self._play_pos / len(self._play)
                 self._play = self.codec.from_menu_audio(self._play_pcm, self._play_rate)
                 self._play_pos = int(done * len(self._play))
+                self._play_enc = self._encode_whole(self._play)
         if media.srtp is None:
             self.srtp = None
         elif self.srtp is None or self.srtp.keys != media.srtp:
             self.srtp = SrtpStream(media.srtp)
         self.media = media
+        self._on_hold = media.on_hold
         self._remote = (media.remote_host, media.remote_port)
         self._latched = False
-        self._ptime = media.ptime_ms / 1000
+        ptime = media.ptime_ms / 1000
         self._frame = SAMPLE_RATE * media.ptime_ms // 1000
         self._frame_samples = self.codec.rate * media.ptime_ms // 1000
         self._silence = np.zeros(self._frame_samples, dtype=np.int16)
-        if self._timer is None and self.transport is not None:
-            self._t0, self._n = self._loop.time(), 0
-            self._schedule()
+        self._silence_enc = self._encode_whole(self._silence)
+        if not self._paced and self._open and self.failed is None:
+            self._paced, self._ptime = True, ptime
+            self._pacer.add(self, ptime)
+        elif self._paced and ptime != self._ptime:
+            self._ptime = ptime
+            self._pacer.change(self, ptime)
+
+    def _encode_whole(self, pcm: npt.NDArray[np.int16]) -> bytes | None:
+        """G.711 audio encoded in one go (sliced per frame later); None for G.722, whose
+        encoder state must follow the frames as they are sent."""
+        return None if self.codec.wideband else self.codec.encode(pcm)
 
     def play(self, pcm: npt.NDArray[np.int16], rate: int = SAMPLE_RATE) -> asyncio.Future[bool]:
         """Queue audio at ``rate`` (replacing what plays); the future is True when it was sent
         to the end."""
         self.stop_playback()
         self._play = self.codec.from_menu_audio(pcm, rate)
+        self._play_enc = self._encode_whole(self._play)
         self._play_pcm, self._play_rate = pcm, rate
         self._play_pos = 0
         self._marker = True
@@ -158,7 +176,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if self._play_done is not None and not self._play_done.done():
             self._play_done.set_result(False)
         self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
-        self._play_pcm = None
+        self._play_pcm, self._play_enc = None, None
 
     def flush_audio(self) -> None:
         """Hand over audio held back for reordering (end of a recording)."""
@@ -166,30 +184,37 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.stop_playback()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._unpace()
         self._emit_audio(self._reorder.flush())
-        if self.transport is not None:
-            self.transport.close()
+        if self._open:
+            self._open = False
+            self._sock.close()
+            self.closed.set()
+
+    def _unpace(self) -> None:
+        if self._paced:
+            self._pacer.remove(self)
+            self._paced = False
 
     # ---- sending ----------------------------------------------------------------------
-    def _schedule(self) -> None:
-        self._n += 1
-        self._timer = self._loop.call_at(self._t0 + self._n * self._ptime, self._tick)
-
-    def _tick(self) -> None:
-        now = self._loop.time()
-        due = self._t0 + self._n * self._ptime
-        if self.stats.send_errors_ms is not None:
-            self.stats.send_errors_ms.append((now - due) * 1000)
-        if now - due > 5 * self._ptime:  # the loop stalled: restart the schedule, no burst
-            self._t0, self._n = now, 0
+    def on_tick(self, due: float, now: float) -> None:
+        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran)."""
+        errors = self.stats.send_errors_ms
         try:
             try:
                 self._send_frame()
             except OSError as exc:  # the network said no: keep the clock running regardless
                 log.debug("RTP send failed: %s", exc)
+            if errors is not None:  # measured after the send: what the packet really waited
+                errors.append((self._loop.time() - due) * 1000)
+        except Exception as exc:
+            self._fail(exc)
+
+    def after_tick(self, now: float) -> None:
+        """Every frame of this tick has gone out: read what arrived since the last tick."""
+        try:
+            self._read()
+            self._n += 1
             if self._n % 25 == 0:  # twice a second is plenty for these two checks
                 self._check_inactivity(now)
                 for digit, duration in self._dtmf.expire(now):
@@ -197,8 +222,6 @@ class RtpSession(asyncio.DatagramProtocol):
                         self.digit_sink(digit, duration)
         except Exception as exc:
             self._fail(exc)
-            return
-        self._schedule()
 
     def _fail(self, exc: BaseException) -> None:
         """Stop this stream for good and tell the call (never a silent, hanging call)."""
@@ -207,15 +230,15 @@ class RtpSession(asyncio.DatagramProtocol):
         self.failed = exc
         log.error("RTP media loop failed (%s: %s): ending the call", type(exc).__name__, exc,
                   exc_info=exc)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._unpace()
         self.stop_playback()
         callback, self.on_failure = self.on_failure, None
         if callback is not None:
             callback(exc)
 
     def _check_inactivity(self, now: float) -> None:
+        if self._rx_seen:  # set per packet; the clock is read here, twice a second
+            self._rx_seen, self._last_rx = False, now
         media, limit = self.media, self.inactivity_timeout
         if limit is None or media is None or media.direction != "sendrecv":
             self._last_rx = now  # on hold the far end may legitimately be silent
@@ -226,24 +249,34 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def _send_frame(self) -> None:
         media = self.media
-        if media is None or self._remote is None or self.transport is None:
+        if media is None or self._remote is None or not self._open:
             return
-        pcm = self._silence
+        n = self._frame_samples
         if self._play_done is not None:
-            chunk = self._play[self._play_pos : self._play_pos + self._frame_samples]
-            self._play_pos += self._frame_samples
-            if len(chunk) < self._frame_samples:
-                chunk = np.concatenate([chunk, self._silence[: self._frame_samples - len(chunk)]])
-            pcm = chunk
+            pos = self._play_pos
+            encoded = self._play_enc
+            if encoded is not None:  # G.711: a slice of the prompt encoded at play()
+                payload = encoded[pos : pos + n]
+                if len(payload) < n:
+                    assert self._silence_enc is not None
+                    payload += self._silence_enc[: n - len(payload)]
+            else:
+                chunk = self._play[pos : pos + n]
+                if len(chunk) < n:
+                    chunk = np.concatenate([chunk, self._silence[: n - len(chunk)]])
+                payload = self.codec.encode(chunk)
+            self._play_pos = pos + n
             if self._play_pos >= len(self._play):
                 done = self._play_done
                 self._play, self._play_pos, self._play_done = self._silence[:0], 0, None
+                self._play_enc = None
                 if not done.done():
                     done.set_result(True)
-        payload = self.codec.encode(pcm)
+        else:
+            payload = self._silence_enc or self.codec.encode(self._silence)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + self._frame) & 0xFFFFFFFF
-        if media.on_hold:
+        if self._on_hold:
             self.stats.withheld += 1
             return  # keep the clock running, send nothing: the peer said it won't listen
         packet = build_rtp(media.payload_type, self._seq, self._ts, self._ssrc, payload,
@@ -251,10 +284,31 @@ class RtpSession(asyncio.DatagramProtocol):
         self._marker = False
         if self.srtp is not None:
             packet = self.srtp.protect(packet)
-        self.transport.sendto(packet, self._remote)
+        try:
+            self._sock.sendto(packet, self._remote)
+        except BlockingIOError:  # the socket buffer is full: a late frame is a useless one
+            self.stats.extra["send_dropped"] = self.stats.extra.get("send_dropped", 0) + 1
+            return
         self.stats.sent += 1
 
     # ---- receiving --------------------------------------------------------------------
+    def _read(self, limit: int = 4) -> None:
+        """Handle what arrived since the last tick: one packet normally; a backlog after a
+        stall drains at up to ``limit`` per tick, so no tick grows long enough to delay the
+        next one's sends (beyond that the kernel buffer holds a few seconds)."""
+        sock = self._sock
+        for _ in range(limit):
+            if not self._open or self.failed is not None:
+                return
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP unreachable before the peer listens
+                log.debug("RTP socket error: %s", exc)
+                return
+            self.datagram_received(data, addr)
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
             return
@@ -277,16 +331,16 @@ class RtpSession(asyncio.DatagramProtocol):
         if media is None or packet is None:
             self.stats.ignored += 1
             return
-        source = (str(addr[0]), int(addr[1]))
         if not self._latched:
             # Symmetric RTP: answer wherever the caller's media really comes from (NAT).
+            source = (str(addr[0]), int(addr[1]))
             self._remote, self._latched = source, True
             self.stats.latched = source
-        elif self._remote is not None and source[0] != self._remote[0]:
+        elif self._remote is not None and addr[0] != self._remote[0]:
             self.stats.ignored += 1  # another host: never mix its audio into the call
             return
         self.stats.received += 1
-        self._last_rx = self._loop.time()
+        self._rx_seen = True
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
@@ -300,7 +354,9 @@ class RtpSession(asyncio.DatagramProtocol):
             self._emit_audio(self._reorder.flush())
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
-        self._emit_audio(self._reorder.push(packet.sequence, packet.timestamp, packet.payload))
+        chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
+        if chunks and (self.audio_sink is not None or self.wide_sink is not None):
+            self._emit_audio(chunks)
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
         sink, wide, media = self.audio_sink, self.wide_sink, self.media
@@ -357,17 +413,19 @@ async def open_rtp_session(
     """Bind a session on the first free port of the pool (port 0 = any when no pool)."""
     loop = asyncio.get_running_loop()
     last: OSError | None = None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in pool.candidates() if pool else [0]:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: RtpSession(loop, measure), local_addr=(host, port)
-            )
+            sock.setblocking(False)
+            sock.bind((host, port))
         except OSError as exc:
+            sock.close()
             if exc.errno != errno.EADDRINUSE:
                 raise  # not a busy port: no other port will do better
             last = exc
             continue
-        return protocol
+        return RtpSession(loop, sock, measure)
     if pool is None:
         raise RtpPortsExhausted(errno.EADDRINUSE, f"no free UDP port on {host}: {last}")
     raise RtpPortsExhausted(
