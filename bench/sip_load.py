@@ -115,8 +115,8 @@ async def run_level(
         await channel.answer()
         answered_at.append(time.monotonic())
         await channel.play(prompt_audio)
-        audio, _ = await channel.record(max_seconds=talk + 30)
-        recordings.append(len(audio))
+        result = await channel.record(max_seconds=talk + 30)
+        recordings.append(len(result[0]))  # RecordResult: (audio, reason, ...)
 
     settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(36000, 39998), measure_rtp=True)
     scenario = work / "load.xml"

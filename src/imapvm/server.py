@@ -183,7 +183,8 @@ class VoicemailServer:
             tls_host=s.tls_listen[0].host if s.tls_listen else None,
             tls_port=s.tls_listen[0].port if s.tls_listen else 5061,
             digest_algorithms=s.digest_algorithms,
-            srtp=s.srtp, sdes_in_clear=s.sdes_in_clear,
+            srtp=s.srtp, sdes_in_clear=s.sdes_in_clear, session_expires=s.session_expires,
+            min_se=s.min_se,
         )
 
     def _tls_settings(self) -> TlsSettings | None:
@@ -541,7 +542,7 @@ class _DigestGuard:
         """Credentials for ``username`` will follow the 401: read what other nodes counted."""
         box = self._server.mailbox_ref(username)
         if box is not None:
-            self._server.lockouts.refresh_soon(box, max_age=1.0)
+            self._server.lockouts.refresh_soon(box)  # at most every 5 s per mailbox
 
     def allowed(self, username: str, source: str, now: float) -> bool:
         box = self._server.mailbox_ref(username)

@@ -1,5 +1,6 @@
 """Fuzzing the running `imapvm serve` (a subprocess, as deployed): a seeded mutation loop over
-the RFC 4475-style corpus, for a bounded time, from a trusted and an untrusted source. After
+the RFC 4475-style corpus, for a bounded time, from a trusted and an untrusted source over UDP,
+then as TCP streams. After
 (and during) the storm the server must still answer OPTIONS, and its log must hold no
 traceback. ``IMAPVM_FUZZ_SECONDS`` (default 5) and ``IMAPVM_FUZZ_SEED`` tune a run; a failure
 prints the seed to replay it."""
@@ -7,6 +8,7 @@ prints the seed to replay it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -81,6 +83,33 @@ async def _alive(sock: _Socket, server: tuple[str, int], n: int) -> bool:
         return False
 
 
+async def _tcp_storm(rng: random.Random, seeds: list[bytes], server: tuple[str, int]) -> int:
+    """The same mutations as a byte stream: 20 connections, each a few messages glued
+    together (framing by a Content-Length that may lie), some cut off mid-message."""
+    sent = 0
+    for _ in range(20):
+        try:
+            reader, writer = await asyncio.open_connection(*server)
+        except OSError:
+            continue
+        try:
+            stream = b"".join(mutate(rng, seeds) for _ in range(rng.randint(1, 6)))
+            if rng.random() < 0.3:
+                stream = stream[: rng.randint(0, len(stream))]
+            writer.write(stream)
+            await writer.drain()
+            sent += 1
+            with contextlib.suppress(TimeoutError, OSError):
+                await asyncio.wait_for(reader.read(65536), 0.05)
+        except OSError:
+            pass  # the server may close a connection that sent garbage: that is its right
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    return sent
+
+
 async def test_live_server_survives_a_mutation_storm(tmp_path: Path) -> None:
     seed = int(os.environ.get("IMAPVM_FUZZ_SEED", "4475"))
     seconds = float(os.environ.get("IMAPVM_FUZZ_SECONDS", "5"))
@@ -117,6 +146,7 @@ async def test_live_server_survives_a_mutation_storm(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)  # ~2,500 datagrams/s: a storm, not a kernel-buffer test
             if sent % 1000 == 0:
                 assert await _alive(sockets[0], server, sent), f"no OPTIONS answer (seed {seed})"
+        sent += await _tcp_storm(rng, seeds, server)
         for _ in range(3):  # after the storm (answers to it may still be queued)
             if await _alive(sockets[0], server, sent + 1):
                 break

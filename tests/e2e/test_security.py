@@ -251,3 +251,23 @@ async def test_two_nodes_on_dovecot_share_the_lock(
     finally:
         for node in nodes:
             await node.stop(grace=1)
+
+
+async def test_a_call_for_a_mailbox_that_does_not_exist_gets_404_and_a_log_line(
+        make_server: Factory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    server = await make_server("")
+    phone = PyPhone("127.0.0.1", address(server))
+    await phone.open()
+    try:
+        assert (await phone.call(user="999")).status == 404  # never answered
+        phone.call_id = "second-call"
+        assert (await phone.call(user="1234")).status == 200  # a real one still is
+        assert phone.uri is not None
+        phone.send_request("BYE", phone.uri)
+        while getattr(await phone.next_sip(), "status", 0) < 200:
+            pass
+    finally:
+        phone.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no mailbox 999, refused with 404" in line for line in lines)

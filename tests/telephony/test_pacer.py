@@ -54,9 +54,13 @@ class Stream:
     def __init__(self, loop: ManualLoop) -> None:
         self.loop = loop
         self.sent: list[tuple[float, float]] = []  # (due, now)
+        self.reads = 0
 
     def on_tick(self, due: float, now: float) -> None:
         self.sent.append((due, now))
+
+    def after_tick(self, now: float) -> None:
+        self.reads += 1
 
 
 def make() -> tuple[ManualLoop, Pacer]:
@@ -76,6 +80,7 @@ def test_streams_are_spread_over_the_phases_and_keep_their_period() -> None:
         assert len(dues) >= 24
         gaps = {round(b - a, 9) for a, b in pairwise(dues)}
         assert gaps == {0.02}  # an exact 20 ms schedule, no drift
+        assert s.reads == len(s.sent)  # each send followed by its read phase
         for due in dues:
             per_tick[round(due, 6)] = per_tick.get(round(due, 6), 0) + 1
     assert set(per_tick.values()) == {2}  # 20 streams over 10 phases: two per tick
@@ -125,3 +130,28 @@ def test_period_follows_ptime(ptime: float) -> None:
     dues = [due for due, _ in s.sent]
     assert {round(b - a, 9) for a, b in pairwise(dues)} == {ptime}
     assert round(ptime / TICK) * TICK == pytest.approx(ptime)
+
+
+def test_a_tick_sends_for_every_stream_before_any_reads() -> None:
+    loop, pacer = make()
+    order: list[str] = []
+
+    class Logged(Stream):
+        def __init__(self, name: str) -> None:
+            super().__init__(loop)
+            self.name = name
+
+        def on_tick(self, due: float, now: float) -> None:
+            order.append(f"send {self.name}")
+
+        def after_tick(self, now: float) -> None:
+            order.append(f"read {self.name}")
+
+    streams = [Logged(str(i)) for i in range(20)]  # two per phase
+    for s in streams:
+        pacer.add(s, 0.020)
+    loop.run_until(100.03)
+    pairs = [order[i : i + 4] for i in range(0, len(order), 4)]
+    assert pairs
+    for group in pairs:
+        assert [g.split()[0] for g in group] == ["send", "send", "read", "read"]

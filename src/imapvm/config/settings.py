@@ -116,6 +116,11 @@ class SipSettings:
     "required" refuses RTP/AVP with 488, "off" takes RTP/AVP only. SDES keys are accepted only
     from INVITEs over TLS unless sdes_in_clear = true."""
     sdes_in_clear: bool = False
+    session_expires: int = 1800
+    """RFC 4028 session timers: seconds granted to a caller that supports timers but asks for
+    none (0: no timer then); a call not refreshed in time is hung up."""
+    min_se: int = 90
+    """Shortest Session-Expires accepted; shorter ones get 422 with this Min-SE."""
     default_greeting: Literal["unavailable", "busy", "none"] = "unavailable"
     """The greeting of a deposit call that says neither why (no RFC 4458 cause, Diversion
     reason or History-Info cause) nor which (no `b`/`u` in `vm-opts`). "none" is VoiceMail()
@@ -439,6 +444,14 @@ def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> d
     return out
 
 
+def _seconds(check: _Checker, table: Mapping[str, object], key: str, default: int) -> int:
+    value = table.get(key.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+        check.error(key, f"must be a number of seconds from 0 to 86400, not {value!r}")
+        return default
+    return value
+
+
 def _sip_tls(check: _Checker, sip: Mapping[str, object]
              ) -> tuple[tuple[Endpoint, ...], dict[str, Path | None], bool]:
     """[sip] tls_*: the listen addresses and the PEM files (which must exist)."""
@@ -477,6 +490,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
                                    "tcp", "exit_uri", "default_greeting", "tls_listen",
                                    "tls_certificate", "tls_private_key", "tls_ca",
                                    "tls_verify_client", "srtp", "sdes_in_clear",
+                                   "session_expires", "min_se",
                                    *_SIP_SECURITY_KEYS})
     listen: list[Endpoint] = []
     for i, item in enumerate(check.string_list(sip, "sip.listen") or []):
@@ -530,7 +544,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         srtp = "optional"
     sip_settings = replace(sip_settings,
                            srtp=cast(Literal["optional", "required", "off"], srtp),
-                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False))
+                           sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False),
+                           session_expires=_seconds(check, sip, "sip.session_expires", 1800),
+                           min_se=_seconds(check, sip, "sip.min_se", 90))
     tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
     sip_settings = replace(sip_settings, tls_listen=tls_listen,
                            tls_certificate=tls_files["tls_certificate"],

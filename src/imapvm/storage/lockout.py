@@ -159,8 +159,8 @@ class Lockouts:
         self._spawn(self.refresh(box))
 
     async def _read(self, box: MailboxRef) -> FailureState | None:
-        if self.shared is None:
-            return None
+        if self.shared is None or box in self._unshared_warned:
+            return None  # no store, or one known not to keep it: no round trip for nothing
         try:
             return FailureState.from_bytes(await self.shared.read_lockout(box))
         except LockoutUnsupported as exc:
@@ -262,7 +262,7 @@ class Lockouts:
             await self._write(box, cleared)
 
     async def _write(self, box: MailboxRef, state: FailureState | None) -> None:
-        if self.shared is None:
+        if self.shared is None or box in self._unshared_warned:
             return
         try:
             await self.shared.write_lockout(box, state.to_bytes() if state else None)

@@ -110,6 +110,8 @@ class SipSettings:
     tls_host: str | None = None  # default: ``host``
     tls_port: int = 5061
     srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES keys: "optional", "required", "off"
+    session_expires: int = 1800  # RFC 4028: granted when the caller supports timers (0: none)
+    min_se: int = 90  # shorter Session-Expires get 422
     sdes_in_clear: bool = False  # SDES over plain UDP/TCP (the keys would travel in clear)
 
 
@@ -184,7 +186,8 @@ class SipServer:
         self._core = SipCore(CoreConfig(
             local_host=advertised, local_port=port, tls_port=tls_port,
             user_agent=s.user_agent, codecs=s.codecs, srtp=s.srtp,
-            sdes_in_clear=s.sdes_in_clear,
+            sdes_in_clear=s.sdes_in_clear, session_expires=s.session_expires,
+            min_se=s.min_se,
             timers=s.timers, trusted=trusted, symmetric_signalling=s.symmetric_signalling,
             min_expires=s.mwi_min_expires, max_expires=s.mwi_max_expires,
             rate_limit=s.rate_limit, trusted_rate_limit=s.trusted_rate_limit, auth=auth,

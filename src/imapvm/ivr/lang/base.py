@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from imapvm.ivr import say
+from imapvm.ivr.lang.dates import DateWords
+
+Words = list[str]
+
+
+def signed(n: int, positive: Callable[[int], Words]) -> Words:
+    """Zero and negative numbers as every language's say function starts them."""
+    if n == 0:
+        return ["digits/0"]
+    if n < 0:
+        return ["digits/minus", *positive(-n)]
+    return positive(n)
 
 
 class Language:
@@ -13,6 +27,9 @@ class Language:
     envelope_format = say.DEFAULT_ENVELOPE_FORMAT
     #: Prompts this grammar plays beyond the shared menu prompts (``imapvm doctor`` checks them).
     extra_prompts: tuple[str, ...] = ()
+    #: The say-format letters, when the language says them otherwise than English does
+    #: (None: English letters over this language's numbers, as Asterisk's default formatter).
+    date_words: type[DateWords] | None = None
 
     # -- numbers and dates -------------------------------------------------------------------
     def number(self, n: int, gender: str | None = None) -> list[str]:
@@ -22,7 +39,10 @@ class Language:
     def date(self, when: float, fmt: str | None = None, *, tz: str | None = None,
              now: float | None = None) -> list[str]:
         """The moment ``when`` by a say format (the language's envelope format by default)."""
-        return say.date(when, fmt or self.envelope_format, tz=tz, now=now)
+        fmt = fmt or self.envelope_format
+        if self.date_words is None:
+            return say.date(when, fmt, tz=tz, now=now, number=self.number)
+        return self.date_words(self.number).say(when, fmt, tz=tz, now=now)
 
     def duration_minutes(self, seconds: int) -> list[str]:
         """``vm-duration N vm-minutes`` (play_message_duration's default branch)."""
@@ -44,6 +64,18 @@ class Language:
             out += [*self.number(old), "vm-Old", plural(old)]
         if not (urgent or new or old):
             out += ["vm-no", "vm-messages"]
+        return out
+
+    def new_and_old(self, new: int, old: int, one: Mapping[str, Words],
+                    many: Mapping[str, Words]) -> Words:
+        """"N new [and] M old" for grammars whose words after a count are fixed: ``one[kind]``
+        is said for a count of one, ``number + many[kind]`` otherwise (kind: new, old)."""
+        out: Words = []
+        for kind, count, more in (("new", new, old), ("old", old, 0)):
+            if count:
+                out += one[kind] if count == 1 else [*self.number(count), *many[kind]]
+                if more:
+                    out.append("vm-and")
         return out
 
     def folder_name(self, box: str) -> list[str]:

@@ -3,7 +3,7 @@ ast_say_date_with_format_es)."""
 
 from __future__ import annotations
 
-from imapvm.ivr.lang.base import Language
+from imapvm.ivr.lang.base import Language, signed
 from imapvm.ivr.lang.dates import DateWords
 
 
@@ -11,12 +11,11 @@ def number(n: int, gender: str | None = None) -> list[str]:
     """"veintiuno", "ciento uno", "mil", "dos mil", "un millón", "dos millones".
 
     ``gender`` ``f`` says one as "una" (``digits/1F``), ``m`` as "un" (``digits/1M``)."""
-    if n == 0:
-        return ["digits/0"]
+    return signed(n, lambda m: _positive(m, gender))
+
+
+def _positive(n: int, gender: str | None) -> list[str]:
     out: list[str] = []
-    if n < 0:
-        out.append("digits/minus")
-        n = -n
     and_next = False
     while n:
         if and_next:
@@ -46,14 +45,14 @@ def number(n: int, gender: str | None = None) -> list[str]:
             out.append("digits/thousand")
             n %= 1000
         elif n < 1_000_000:
-            out += [*number(n // 1000, gender), "digits/thousand"]
+            out += [*_positive(n // 1000, gender), "digits/thousand"]
             n %= 1000
         else:
             millions = n // 1_000_000
             if millions == 1:
-                out += [*number(1, "m"), "digits/million"]
+                out += [*_positive(1, "m"), "digits/million"]
             else:
-                out += [*number(millions, gender), "digits/millions"]
+                out += [*_positive(millions, gender), "digits/millions"]
             n %= 1_000_000
     return out
 
@@ -85,13 +84,10 @@ class Spanish(Language):
                      "digits/100-and", "digits/millions", "digits/afternoon", "digits/es-el",
                      "digits/es-de")
 
+    date_words = _SpanishDates
+
     def number(self, n: int, gender: str | None = None) -> list[str]:
         return number(n, gender)
-
-    def date(self, when: float, fmt: str | None = None, *, tz: str | None = None,
-             now: float | None = None) -> list[str]:
-        return _SpanishDates(self.number).say(when, fmt or self.envelope_format, tz=tz,
-                                                now=now)
 
     def intro(self, urgent: int, new: int, old: int) -> list[str]:
         # Asterisk's Spanish intro never says urgent messages, so a mailbox holding only
@@ -99,16 +95,10 @@ class Spanish(Language):
         new += urgent
         if not (new or old):
             return ["vm-youhaveno", "vm-messages"]
-        out = ["vm-youhave"]
-        if new:
-            out += (["digits/1M", "vm-message", "vm-INBOXs"] if new == 1
-                    else [*self.number(new), "vm-messages", "vm-INBOX"])
-            if old:
-                out.append("vm-and")
-        if old:
-            out += (["digits/1M", "vm-message", "vm-Olds"] if old == 1
-                    else [*self.number(old), "vm-messages", "vm-Old"])
-        return out
+        return ["vm-youhave", *self.new_and_old(
+            new, old, {"new": ["digits/1M", "vm-message", "vm-INBOXs"],
+                       "old": ["digits/1M", "vm-message", "vm-Olds"]},
+            {"new": ["vm-messages", "vm-INBOX"], "old": ["vm-messages", "vm-Old"]})]
 
     def folder_name(self, box: str) -> list[str]:
         return ["vm-messages", box]  # "mensajes antiguos"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imapvm.ivr.lang.base import Language
+from imapvm.ivr.lang.base import Language, signed
 from imapvm.ivr.lang.dates import DateWords
 
 
@@ -10,12 +10,11 @@ def number(n: int, gender: str | None = None) -> list[str]:
     """"vingt et un", "soixante et onze", "quatre-vingt-douze", "deux cent", "deux mille".
 
     ``gender`` ``f`` says one as "une" (``digits/1F``)."""
-    if n == 0:
-        return ["digits/0"]
+    return signed(n, lambda m: _positive(m, gender))
+
+
+def _positive(n: int, gender: str | None) -> list[str]:
     out: list[str] = []
-    if n < 0:
-        out.append("digits/minus")
-        n = -n
     hundred_next = et_next = False
     while n or hundred_next or et_next:
         if hundred_next:
@@ -52,10 +51,10 @@ def number(n: int, gender: str | None = None) -> list[str]:
             out.append("digits/thousand")
             n -= 1000
         elif n < 1_000_000:
-            out += [*number(n // 1000, gender), "digits/thousand"]
+            out += [*_positive(n // 1000, gender), "digits/thousand"]
             n %= 1000
         else:
-            out += [*number(n // 1_000_000, gender), "digits/million"]
+            out += [*_positive(n // 1_000_000, gender), "digits/million"]
             n %= 1_000_000
     return out
 
@@ -85,13 +84,10 @@ class French(Language):
     code = "fr"
     extra_prompts = ("digits/et",)
 
+    date_words = _FrenchDates
+
     def number(self, n: int, gender: str | None = None) -> list[str]:
         return number(n, gender)
-
-    def date(self, when: float, fmt: str | None = None, *, tz: str | None = None,
-             now: float | None = None) -> list[str]:
-        return _FrenchDates(self.number).say(when, fmt or self.envelope_format, tz=tz,
-                                               now=now)
 
     def intro(self, urgent: int, new: int, old: int) -> list[str]:
         new += urgent  # as in Spanish: Asterisk's French intro drops urgent messages

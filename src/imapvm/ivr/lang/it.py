@@ -3,7 +3,7 @@ ast_say_date_with_format_it)."""
 
 from __future__ import annotations
 
-from imapvm.ivr.lang.base import Language
+from imapvm.ivr.lang.base import Language, signed
 from imapvm.ivr.lang.dates import DateWords
 
 #: Tens and units that elide into one word ("ventuno", "ventotto"): one recording each.
@@ -12,12 +12,11 @@ _ELIDED = {t + u for t in range(20, 100, 10) for u in (1, 8)}
 
 def number(n: int, gender: str | None = None) -> list[str]:
     """"ventuno", "cento", "duecento", "mille", "duemila", "un milione", "due milioni"."""
-    if n == 0:
-        return ["digits/0"]
+    return signed(n, _positive)
+
+
+def _positive(n: int) -> list[str]:
     out: list[str] = []
-    if n < 0:
-        out.append("digits/minus")
-        n = -n
     hundred_next = False
     while n or hundred_next:
         if hundred_next:
@@ -39,13 +38,13 @@ def number(n: int, gender: str | None = None) -> list[str]:
         elif n < 1_000_000:
             thousands = n // 1000
             if thousands > 1:
-                out += number(thousands)
+                out += _positive(thousands)
             out.append("digits/thousands" if thousands > 1 else "digits/thousand")
             n %= 1000
         else:
             millions = n // 1_000_000
             if millions > 1:
-                out += number(millions)
+                out += _positive(millions)
             out.append("digits/millions" if millions > 1 else "digits/million")
             n %= 1_000_000
     return out
@@ -80,28 +79,19 @@ class Italian(Language):
                      "digits/ore-mezzanotte", "digits/ore-una", "digits/hours", "digits/e",
                      "digits/minutes")
 
+    date_words = _ItalianDates
+
     def number(self, n: int, gender: str | None = None) -> list[str]:
         return number(n, gender)
-
-    def date(self, when: float, fmt: str | None = None, *, tz: str | None = None,
-             now: float | None = None) -> list[str]:
-        return _ItalianDates(self.number).say(when, fmt or self.envelope_format, tz=tz,
-                                                now=now)
 
     def intro(self, urgent: int, new: int, old: int) -> list[str]:
         new += urgent  # Asterisk's Italian intro drops urgent messages; they are new ones
         if not (new or old):
             return ["vm-no", "vm-message"]  # "nessun messaggio"
-        out = ["vm-youhave"]
-        if new:
-            out += (["digits/un", "vm-nuovo", "vm-message"] if new == 1
-                    else [*self.number(new), "vm-nuovi", "vm-messages"])
-            if old:
-                out.append("vm-and")
-        if old:
-            out += (["digits/un", "vm-vecchio", "vm-message"] if old == 1
-                    else [*self.number(old), "vm-vecchi", "vm-messages"])
-        return out
+        return ["vm-youhave", *self.new_and_old(
+            new, old, {"new": ["digits/un", "vm-nuovo", "vm-message"],
+                       "old": ["digits/un", "vm-vecchio", "vm-message"]},
+            {"new": ["vm-nuovi", "vm-messages"], "old": ["vm-vecchi", "vm-messages"]})]
 
     def folder_name(self, box: str) -> list[str]:
         return ["vm-messages", box]  # "messaggi vecchi"

@@ -10,8 +10,7 @@ as Asterisk's default formatter does.
 
 from __future__ import annotations
 
-from imapvm.ivr import say
-from imapvm.ivr.lang.base import Language
+from imapvm.ivr.lang.base import Language, signed
 
 
 def _last(n: int) -> int:
@@ -28,12 +27,11 @@ def _last(n: int) -> int:
 def number(n: int, gender: str | None = None) -> list[str]:
     """``gender`` (one letter: ``n``, ``f``) picks the recordings of one and two
     (``digits/1n``); thousands take the feminine (тысяча: одна, две)."""
-    if n == 0:
-        return ["digits/0"]
+    return signed(n, lambda m: _positive(m, gender))
+
+
+def _positive(n: int, gender: str | None) -> list[str]:
     out: list[str] = []
-    if n < 0:
-        out.append("digits/minus")
-        n = -n
     while n:
         if n < 20:
             suffix = gender if gender and len(gender) == 1 and n < 3 else ""
@@ -47,13 +45,13 @@ def number(n: int, gender: str | None = None) -> list[str]:
             n %= 100
         elif n < 1_000_000:
             last = _last(n // 1000)
-            out += number(n // 1000, "f" if last < 3 else None)
+            out += _positive(n // 1000, "f" if last < 3 else None)
             out.append("digits/thousand" if last == 1 else
                        "digits/thousands-i" if 1 < last < 5 else "digits/thousands")
             n %= 1000
         else:
             last = _last(n // 1_000_000)
-            out += number(n // 1_000_000)
+            out += _positive(n // 1_000_000, None)
             out.append("digits/million" if last == 1 else
                        "digits/million-a" if 1 < last < 5 else "digits/millions")
             n %= 1_000_000
@@ -83,10 +81,6 @@ class Russian(Language):
 
     def number(self, n: int, gender: str | None = None) -> list[str]:
         return number(n, gender)
-
-    def date(self, when: float, fmt: str | None = None, *, tz: str | None = None,
-             now: float | None = None) -> list[str]:
-        return say.date(when, fmt or self.envelope_format, tz=tz, now=now, number=self.number)
 
     def intro(self, urgent: int, new: int, old: int) -> list[str]:
         new += urgent  # as Asterisk's multilang intro counts them: with the new ones

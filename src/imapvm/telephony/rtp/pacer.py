@@ -25,6 +25,9 @@ class Paced(Protocol):
     def on_tick(self, due: float, now: float) -> None:
         """Send one frame that was due at ``due`` (loop time); ``now`` is the tick's time."""
 
+    def after_tick(self, now: float) -> None:
+        """Called once every stream of the tick has sent: the work that may wait (reading)."""
+
 
 class Pacer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -93,16 +96,20 @@ class Pacer:
             if slot is None:
                 continue
             due = self._t0 + tick * TICK
-            for stream, period in slot:
+            sent: list[Paced] = []
+            for stream, period in slot:  # every due frame first: sends are what is timed
                 if streams.get(stream) != tick:
                     continue  # removed, or moved to another schedule
                 stream.on_tick(due, now)
                 if stream not in streams:
                     continue  # closed itself while sending
+                sent.append(stream)
                 following = tick + period
                 if following <= current and (current - tick) * TICK > 5 * period * TICK:
                     following = current + 1 + (following - current - 1) % period
                 self._put(stream, following, period)
+            for stream in sent:
+                stream.after_tick(now)
         self._done = current
         if streams and self._slots:
             self._arm(min(self._slots))  # the next tick with work (stale entries included)

@@ -198,8 +198,7 @@ class RtpSession:
 
     # ---- sending ----------------------------------------------------------------------
     def on_tick(self, due: float, now: float) -> None:
-        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran): send it,
-        then read what arrived since the last tick."""
+        """The pacer says a frame is due (at ``due``; ``now`` is when its tick ran)."""
         errors = self.stats.send_errors_ms
         try:
             try:
@@ -208,6 +207,12 @@ class RtpSession:
                 log.debug("RTP send failed: %s", exc)
             if errors is not None:  # measured after the send: what the packet really waited
                 errors.append((self._loop.time() - due) * 1000)
+        except Exception as exc:
+            self._fail(exc)
+
+    def after_tick(self, now: float) -> None:
+        """Every frame of this tick has gone out: read what arrived since the last tick."""
+        try:
             self._read()
             self._n += 1
             if self._n % 25 == 0:  # twice a second is plenty for these two checks
@@ -287,8 +292,10 @@ class RtpSession:
         self.stats.sent += 1
 
     # ---- receiving --------------------------------------------------------------------
-    def _read(self, limit: int = 32) -> None:
-        """Handle what arrived since the last tick (bounded: a backlog drains over ticks)."""
+    def _read(self, limit: int = 4) -> None:
+        """Handle what arrived since the last tick: one packet normally; a backlog after a
+        stall drains at up to ``limit`` per tick, so no tick grows long enough to delay the
+        next one's sends (beyond that the kernel buffer holds a few seconds)."""
         sock = self._sock
         for _ in range(limit):
             if not self._open or self.failed is not None:

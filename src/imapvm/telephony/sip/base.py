@@ -47,6 +47,7 @@ REASONS = {
     202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 423: "Interval Too Brief",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    422: "Session Interval Too Small",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
     489: "Bad Event", 491: "Request Pending", 500: "Server Internal Error",
@@ -81,6 +82,10 @@ class CoreConfig:
     tls_port: int | None = None  # where we take SIP over TLS (Contact and Via of TLS dialogs)
     user_agent: str = "imapvm"
     codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
+    # RFC 4028 session timers: the interval granted to a caller that supports timers but asks
+    # for none (0: none), and the shortest accepted (shorter requests get 422 with Min-SE)
+    session_expires: int = 1800
+    min_se: int = 90
     srtp: SrtpPolicy = "optional"  # RTP/SAVP with SDES: "optional", "required" or "off"
     sdes_in_clear: bool = False  # accept SDES keys over plain UDP/TCP (they travel in clear)
     timers: TimerConfig = field(default_factory=TimerConfig)

@@ -102,6 +102,9 @@ class Call:
     sdp_session_id: int = 0
     sdp_version: int = 0
     local_rtp: Address | None = None
+    # RFC 4028: the negotiated interval and who refreshes ("uac": the caller; "uas": we do)
+    session_interval: int | None = None
+    session_refresher: str | None = None
 
     @property
     def state(self) -> DialogState:
@@ -128,6 +131,7 @@ class SipCore:
         self._by_invite_tx: dict[tuple[str, ...], Call] = {}
         self._registers: dict[str, tuple[ServerTransaction, SipRequest]] = {}  # held REGISTERs
         self._register_seq = 0
+        self._last_now = 0.0  # the driver's clock at the latest input (for response callbacks)
         #: Draining for shutdown or upgrade: OPTIONS probes and new calls are answered 480
         #: (Temporarily Unavailable), so a dispatcher (Kamailio) sends new calls elsewhere.
         self.draining = False
@@ -152,6 +156,7 @@ class SipCore:
         ``transport`` is "UDP" or "TCP"; over TCP, ``source`` names the connection that
         responses and in-dialog requests go back on.
         """
+        self._last_now = now
         try:
             msg = parse_message(data, self.config.limits)
         except SipParseError as exc:
@@ -188,6 +193,7 @@ class SipCore:
 
     def handle_timer(self, now: float) -> None:
         """Fire every deadline up to ``now``; only the due heap entries are looked at."""
+        self._last_now = now
         for kind, ident in self.timers.pop_due(now):
             if kind in ("server", "client"):
                 self.transactions.on_timer(kind, ident, now)
@@ -195,6 +201,8 @@ class SipCore:
                 self._ack_timer(ident[0], now)
             elif kind == "sub":
                 self.notifier.on_timer(ident[0], now)
+            elif kind == "session":
+                self._session_timer_fired(ident[0], now)
             elif kind == "register":
                 held = self._registers.pop(ident[0], None)
                 if held is not None:
@@ -257,7 +265,7 @@ class SipCore:
         call.local_rtp = rtp
         call.sdp_session_id = secrets.randbelow(2**31)
         body = self._local_sdp(call)
-        extra = self._session_timer_headers(call.invite)
+        extra = self._session_timer_headers(call.invite, call, now)
         data = self.transactions.respond(call.invite_tx, call.invite, 200, now,
                                          to_tag=call.dialog.local_tag, contact=True,
                                          body=body, extra=extra)
@@ -451,6 +459,9 @@ class SipCore:
         if not remote_target:
             respond(tx, req, 400, now, reason="Missing or bad Contact")
             return
+        if isinstance(self._session_timer(req), int):
+            respond(tx, req, 422, now, extra=[("Min-SE", str(self.config.min_se))])
+            return
         offer: SessionDescription | None = None
         accepted: tuple[int, NegotiatedMedia] | None = None
         if req.body:
@@ -564,6 +575,10 @@ class SipCore:
         if call.local_rtp is None:
             respond(tx, req, 500, now, extra=[("Retry-After", "1")])
             return
+        if isinstance(self._session_timer(req), int):
+            respond(tx, req, 422, now, to_tag=call.dialog.local_tag,
+                    extra=[("Min-SE", str(self.config.min_se))])
+            return
         self._refresh_target(call, req)
         if req.body:
             result = self._apply_offer(call, req)
@@ -574,14 +589,17 @@ class SipCore:
         else:
             body = self._local_sdp(call, offer=True)
         data = respond(tx, req, 200, now, to_tag=call.dialog.local_tag, contact=True,
-                       body=body, extra=self._session_timer_headers(req))
+                       body=body, extra=self._session_timer_headers(req, call, now))
         call.dialog.reinvited(self._pending_ack(data, req.cseq[0], now))
         self.timers.schedule(("ack", (call.handle,)), now + self.config.timers.t1)
 
     def _update(self, call: Call, req: SipRequest, tx: ServerTransaction, now: float) -> None:
         respond = self.transactions.respond
         self._refresh_target(call, req)
-        extra = self._session_timer_headers(req)
+        if isinstance(self._session_timer(req), int):
+            respond(tx, req, 422, now, extra=[("Min-SE", str(self.config.min_se))])
+            return
+        extra = self._session_timer_headers(req, call, now)
         if req.body and call.local_rtp is not None:
             result = self._apply_offer(call, req)
             if isinstance(result, int):
@@ -670,19 +688,74 @@ class SipCore:
         return build_answer(call.offer, call.accepted_index, call.media, host, port,
                             call.sdp_session_id, call.sdp_version)
 
-    def _session_timer_headers(self, req: SipRequest) -> list[tuple[str, str]]:
-        """Tolerate RFC 4028 session timers: accept the interval, let the caller refresh."""
+    def _session_timer(self, req: SipRequest) -> tuple[int, str, bool] | int | None:
+        """RFC 4028 for this request: (interval, refresher, caller supports timers), 422
+        when the interval asked for is below our Min-SE, or None for no session timer."""
+        supported = any(t.strip().lower() == "timer"
+                        for v in req.headers.get_all("Supported") for t in v.split(","))
         se = req.headers.get("Session-Expires")
-        if not se:
+        refresher: str | None = None
+        if se:
+            head, *params = (p.strip() for p in se.split(";"))
+            if not head.isdigit():
+                return None
+            interval = int(head)
+            if interval < self.config.min_se:
+                return 422
+            for p in params:
+                name, _, value = p.partition("=")
+                if name.strip().lower() == "refresher":
+                    refresher = value.strip().lower()
+        elif supported and self.config.session_expires:
+            interval = self.config.session_expires
+            min_se = (req.headers.get("Min-SE") or "").split(";")[0].strip()
+            if min_se.isdigit():
+                interval = max(interval, int(min_se))
+        else:
+            return None
+        if refresher not in ("uac", "uas") or (refresher == "uac" and not supported):
+            refresher = "uac" if supported else "uas"
+        return interval, refresher, supported
+
+    def _session_timer_headers(self, req: SipRequest, call: Call | None = None,
+                               now: float = 0.0) -> list[tuple[str, str]]:
+        """Session-Expires for our 2xx, and (for a call) the timer armed: when the caller
+        refreshes, the call ends unless a refresh comes before the interval runs out (less
+        min(32 s, a third), RFC 4028 §10); when we refresh, an UPDATE goes at half of it."""
+        timer = self._session_timer(req)
+        if not isinstance(timer, tuple):
             return [("Supported", "timer")]
-        interval = se.split(";")[0].strip()
-        if not interval.isdigit():
-            return [("Supported", "timer")]
-        extra = [("Session-Expires", f"{interval};refresher=uac")]
-        supported = [s.lower() for s in req.headers.get_all("Supported")]
-        if "timer" in supported:
+        interval, refresher, supported = timer
+        if call is not None:
+            call.session_interval, call.session_refresher = interval, refresher
+            when = (now + interval / 2 if refresher == "uas"
+                    else now + interval - min(32.0, interval / 3))
+            self.timers.schedule(("session", (call.handle,)), when)
+        extra = [("Session-Expires", f"{interval};refresher={refresher}")]
+        if supported:
             extra.append(("Require", "timer"))
         return extra
+
+    def _session_timer_fired(self, handle: str, now: float) -> None:
+        call = self._calls.get(handle)
+        if call is None or call.session_interval is None:
+            return
+        if call.session_refresher == "uac":
+            log.info("call %s: no session refresh within %d s; ending it with BYE", handle,
+                     call.session_interval)
+            self._send_bye(call, now, reason="session-expired")
+            return
+        interval = call.session_interval
+
+        def refreshed(status: int, _resp: SipResponse | None) -> None:
+            if status in (408, 481) and handle in self._calls:
+                log.info("call %s: session refresh got %d; ending it", handle, status)
+                self._send_bye(self._calls[handle], self._last_now, reason="session-expired")
+
+        self._send_in_dialog(call, "UPDATE", now, extra=[
+            ("Session-Expires", f"{interval};refresher=uas"), ("Supported", "timer")],
+            on_final=refreshed)
+        self.timers.schedule(("session", (handle,)), now + interval / 2)
 
     # ---- 2xx retransmission, BYE, ending ------------------------------------------------
     def _pending_ack(self, data: bytes, cseq: int, now: float) -> PendingAck:
@@ -723,6 +796,7 @@ class SipCore:
 
     def _end(self, call: Call, reason: EndReason) -> None:
         self.timers.cancel(("ack", (call.handle,)))
+        self.timers.cancel(("session", (call.handle,)))
         if not call.dialog.end():
             return
         self._calls.pop(call.handle, None)

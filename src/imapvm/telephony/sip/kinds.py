@@ -8,7 +8,7 @@ SipTransport = Literal["UDP", "TCP", "TLS"]
 """How a request came in and how its responses (and in-dialog requests) go out."""
 
 EndReason = Literal["remote-bye", "local-bye", "cancelled", "rejected", "redirected",
-                    "ack-timeout"]
+                    "ack-timeout", "session-expired"]
 """Why a call ended (`CallEnded.reason`)."""
 
 TerminationReason = Literal["deactivated", "probation", "rejected", "timeout", "giveup",
