@@ -24,6 +24,16 @@ class ServeProcess:
     http_port: int
     proc: asyncio.subprocess.Process | None = None
     args: list[str] = field(default_factory=list)
+    waits_seen: int = 0
+
+    async def menu_waits(self, within: float = 60.0) -> None:
+        """Until a voice menu has said its prompts and waits for the caller, once more than
+        when this last returned (the server runs with --log-level debug): press keys then,
+        rather than after a sleep matched to prompt lengths."""
+        from imapvm.ivr.keys import WAITING
+
+        await eventually(lambda: self.log.count(WAITING) > self.waits_seen, within)
+        self.waits_seen = self.log.count(WAITING)
 
     @property
     def log(self) -> str:
@@ -103,7 +113,7 @@ async def serve_config(tmp_path: Path, conf_text: str) -> ServeProcess:
     """`imapvm serve` with this voicemail.conf, spool and outbox under `tmp_path`, healthy."""
     conf = tmp_path / "voicemail.conf"
     await asyncio.to_thread(conf.write_text, conf_text)
-    serve = await start_serve(tmp_path / "run", "--config", str(conf),
+    serve = await start_serve(tmp_path / "run", "--config", str(conf), "--log-level", "debug",
                               "--set", f"paths.spool={tmp_path / 'spool'}",
                               "--set", f"paths.outbox={tmp_path / 'outbox'}")
     await serve.wait_healthy()

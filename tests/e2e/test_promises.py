@@ -22,7 +22,7 @@ from tests.support.mailclient import AsyncMailClient
 from tests.support.speech import speech
 from tests.telephony.pyphone import PyPhone
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # real-time prompts on a busy machine
 
 SUB = "Event: message-summary\r\nAccept: application/simple-message-summary\r\nExpires: 600\r\n"
 
@@ -140,9 +140,9 @@ async def _check_call(tmp_path: Path, serve: ServeProcess, name: str):  # type: 
     phone = await start_baresip(tmp_path / name, quiet,
                                 dial=f"sip:*97@127.0.0.1:{serve.sip_port}", kill_after=120)
     await phone.wait_event("CALL_ESTABLISHED", within=10)
-    await asyncio.sleep(3.0)  # vm-login
+    await serve.menu_waits()  # vm-login said
     await _keys(phone, "1234#")
-    await asyncio.sleep(1.5)  # vm-password
+    await serve.menu_waits()  # vm-password said
     await _keys(phone, "4242#")
     return phone
 
@@ -169,16 +169,16 @@ async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
         # promise 1: hearing it on the phone makes the mail client see it read
         phone = await _check_call(tmp_path, serve, "check1")
         try:
-            await asyncio.sleep(5.0)  # "you have 2 new messages", then the instructions
+            await serve.menu_waits()  # "you have 2 new messages", then the instructions
             await _keys(phone, "1")  # play the first message
             async with asyncio.timeout(10):
                 while "\\Seen" not in await mail.flags(first):  # noqa: ASYNC110 - other process
                     await asyncio.sleep(0.2)
             assert "\\Seen" not in await mail.flags(second)
             # promise 2: deleting it on the phone removes it from the mail client
-            await asyncio.sleep(8.0)  # envelope and the 3 s message
+            await serve.menu_waits()  # envelope, the 3 s message, the instructions
             await _keys(phone, "7")
-            await asyncio.sleep(2.5)  # "message deleted"
+            await serve.menu_waits()  # "message deleted", the instructions
             await _keys(phone, "#")
             await phone.wait_event("CALL_CLOSED", within=20)
         finally:
@@ -192,7 +192,7 @@ async def test_phone_and_mail_client_see_one_state(tmp_path: Path,
         await mail.delete([second])
         phone = await _check_call(tmp_path, serve, "check2")
         try:
-            await asyncio.sleep(6.0)  # the intro plays
+            await serve.menu_waits()  # the intro and the instructions
             await _keys(phone, "#")
             await phone.wait_event("CALL_CLOSED", within=20)
         finally:

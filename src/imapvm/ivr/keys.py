@@ -10,9 +10,16 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 
 from imapvm.channel import Channel
+
+log = logging.getLogger(__name__)
+
+#: Logged (debug) each time a menu has said its prompts and waits for the caller: what an
+#: end-to-end test waits for before pressing keys, instead of guessing prompt lengths.
+WAITING = "menu: prompts said, waiting for the caller"
 
 ANY = "0123456789*#"
 
@@ -49,6 +56,7 @@ async def menu_key(channel: Channel, prompts: Iterable[str], wait: float) -> str
     digit = await say(channel, prompts)
     if digit:
         return digit
+    log.debug(WAITING)
     return await channel.get_digits(1, wait, terminators="")
 
 
@@ -57,6 +65,7 @@ async def read_string(channel: Channel, prompts: Iterable[str], max_len: int = 8
                       terminators: str = "#") -> str:
     digit = await say(channel, prompts)
     if digit is None:
+        log.debug(WAITING)
         first = await channel.get_digits(1, first_timeout, terminators)
     else:
         first = "" if digit in terminators else digit
