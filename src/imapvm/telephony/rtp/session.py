@@ -29,6 +29,9 @@ import errno
 import logging
 import secrets
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +54,9 @@ Address = tuple[str, int]
 AudioSink = Callable[[npt.NDArray[np.int16]], None]
 DigitSink = Callable[[str, int], None]
 SAMPLE_RATE = 8000
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lacks the name
+_TIMESPEC = struct.Struct("@qq")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 READ_EVERY = 4  # frames between reads of a stream's socket: 80 ms at 20 ms ptime
 
 
@@ -108,6 +114,7 @@ class RtpSession:
         self._n = 0
         self._on_hold = False
         self._rx_seen = False
+        self._arrival: float | None = None  # of the packet being handled (loop clock)
         self._reorder = ReorderBuffer()
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
@@ -320,17 +327,27 @@ class RtpSession:
         after a stall drains at up to ``limit`` per read, so no tick grows long enough to
         delay the next one's sends (the kernel buffer holds a few seconds meanwhile)."""
         sock = self._sock
+        # Packets read in a batch arrived at different times: the kernel's receive time
+        # (SO_TIMESTAMPNS, wall clock) is moved onto the loop's clock for RTCP jitter.
+        loop_now, wall_now = self._loop.time(), time.time()
         for _ in range(limit):
             if not self._open or self.failed is not None:
-                return
+                break
             try:
-                data, addr = sock.recvfrom(2048)
+                data, ancillary, _flags, addr = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # ICMP unreachable before the peer listens
                 log.debug("RTP socket error: %s", exc)
-                return
+                break
+            arrival = loop_now
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    arrival = loop_now - max(0.0, wall_now - (sec + nsec * 1e-9))
+            self._arrival = arrival
             self.datagram_received(data, addr)
+        self._arrival = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
@@ -365,7 +382,8 @@ class RtpSession:
         self.stats.received += 1
         self._rx_seen = True
         if self.rtcp is not None and packet.payload_type != media.dtmf_payload_type:
-            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, self._loop.time())
+            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp,
+                             self._arrival if self._arrival is not None else self._loop.time())
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
@@ -488,6 +506,8 @@ async def open_rtp_session(
         try:
             sock.setblocking(False)
             rtcp.setblocking(False)
+            if sys.platform.startswith("linux"):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.bind((host, port))
             rtp_port = sock.getsockname()[1]
             if rtp_port % 2:
