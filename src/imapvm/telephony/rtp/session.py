@@ -115,6 +115,7 @@ class RtpSession:
         self._on_hold = False
         self._rx_seen = False
         self._arrival: float | None = None  # of the packet being handled (loop clock)
+        self._batch: list[bytes | int] | None = None  # audio of the packets being read
         self._reorder = ReorderBuffer()
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
@@ -330,6 +331,7 @@ class RtpSession:
         # Packets read in a batch arrived at different times: the kernel's receive time
         # (SO_TIMESTAMPNS, wall clock) is moved onto the loop's clock for RTCP jitter.
         loop_now, wall_now = self._loop.time(), time.time()
+        self._batch = []
         for _ in range(limit):
             if not self._open or self.failed is not None:
                 break
@@ -348,6 +350,9 @@ class RtpSession:
             self._arrival = arrival
             self.datagram_received(data, addr)
         self._arrival = None
+        batch, self._batch = self._batch, None
+        if batch and self.failed is None:
+            self._emit_audio(batch)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
@@ -394,12 +399,20 @@ class RtpSession:
             self.stats.ignored += 1  # comfort noise, another codec: not ours to decode
             return
         if packet.ssrc != self._audio_ssrc:
-            self._emit_audio(self._reorder.flush())
+            self._deliver(self._reorder.flush())
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
         chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
         if chunks and (self.audio_sink is not None or self.wide_sink is not None
                        or self.codec.wideband):  # G.722's decoder must see every packet
+            self._deliver(chunks)
+
+    def _deliver(self, chunks: list[bytes | int]) -> None:
+        """Audio in order: collected while a batch is read (decoded together at its end),
+        else handed over at once."""
+        if self._batch is not None:
+            self._batch.extend(chunks)
+        else:
             self._emit_audio(chunks)
 
     # ---- RTCP -------------------------------------------------------------------------
@@ -451,6 +464,8 @@ class RtpSession:
         # drifts from the caller's encoder and what is recorded later is noise.
         if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
             return
+        if not codec.wideband and len(chunks) > 1:
+            chunks = _joined(chunks)  # G.711 is stateless: one table lookup for the batch
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
@@ -466,6 +481,23 @@ class RtpSession:
     def reorder_stats(self) -> dict[str, int]:
         s = self._reorder.stats
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
+
+
+def _joined(chunks: list[bytes | int]) -> list[bytes | int]:
+    """Runs of payloads joined into one (gaps stay apart)."""
+    out: list[bytes | int] = []
+    run: list[bytes] = []
+    for chunk in chunks:
+        if isinstance(chunk, int):
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(chunk)
+        else:
+            run.append(chunk)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class RtpPortsExhausted(OSError):
