@@ -1,7 +1,6 @@
 """SIP/RTP load: sipp places N concurrent calls; each hears a prompt, then talks for a while.
 
 Run from the repository root:  .venv/bin/python bench/sip_load.py --calls 50 100 200
-(or e.g. ``--calls 200 --codec g722 --srtp``)
 Measures, per load level, with our server in this process and sipp as the callers:
 CPU of this process while all calls are up (the window starts once every call is talking and
 ends before the first caller hangs up; a run where a call ended inside it says so), RTP
@@ -11,10 +10,6 @@ recording has the length the caller talked for. Last line per level:
 ``calls=N cpu_pct= send_p99_ms= lost_packets= recordings_complete=``
 Goal (issue 18): 500 calls within 60 % of one core, p99 <= 5 ms, nothing lost.
 ``--profile FILE`` writes a cProfile of the CPU window (pstats format) to FILE.
-``--codec g722`` and ``--srtp`` (RTP/SAVP, SDES AES_CM_128_HMAC_SHA1_80, keys accepted over UDP
-for the bench) use the Python callers of bench/load_callers.py (sipp 3.6 has neither);
-``--callers python`` uses them for plain G.711 too, the baseline to compare the cost per call
-with. Per-level line then also says ``codec= srtp= callers= cpu_per_call_pct=``.
 """
 
 from __future__ import annotations
@@ -106,8 +101,7 @@ def free_udp_port() -> int:
 
 
 async def run_level(
-    calls: int, talk: float, prompt: float, work: Path, profile: str | None = None,
-    codec: str = "pcmu", srtp: bool = False, callers: str = "sipp",
+    calls: int, talk: float, prompt: float, work: Path, profile: str | None = None
 ) -> str:
     channels: list[SipChannel] = []
     recordings: list[int] = []
@@ -124,8 +118,7 @@ async def run_level(
         result = await channel.record(max_seconds=talk + 30)
         recordings.append(len(result[0]))  # RecordResult: (audio, reason, ...)
 
-    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(36000, 39998), measure_rtp=True,
-                           srtp="optional", sdes_in_clear=srtp)
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(36000, 39998), measure_rtp=True)
     scenario = work / "load.xml"
     audio_file = work / "caller.ul"
     scenario.write_text(
@@ -136,21 +129,13 @@ async def run_level(
     rate = max(10, calls // 5)
     async with SipServer(settings, handler) as server:
         host, port = server.address
-        if callers == "sipp":
-            sipp = await asyncio.create_subprocess_exec(
-                "sipp", "-sf", str(scenario), "-s", "1234", "-i", "127.0.0.1",
-                "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-mp", "50000",
-                "-cp", str(free_udp_port()), "-m", str(calls), "-l", str(calls),
-                "-r", str(rate), "-nostdin", "-timeout", str(int(talk + prompt + 60)),
-                f"{host}:{port}",
-                cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            )
-        else:
-            sipp = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "bench" / "load_callers.py"), host, str(port),
-                str(calls), str(rate), str(prompt), str(talk), codec, "1" if srtp else "0",
-                str(work / "caller.raw"), cwd=work, stdout=asyncio.subprocess.PIPE,
-            )
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(scenario), "-s", "1234", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            "-p", str(free_udp_port()), "-mp", "50000", "-cp", str(free_udp_port()),
+            "-m", str(calls), "-l", str(calls), "-r", str(rate), "-nostdin",
+            "-timeout", str(int(talk + prompt + 60)), f"{host}:{port}",
+            cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
         # Steady state: every call is up and talking. Measure CPU from then until just
         # before the first caller hangs up (its ACK + prompt + talk), never across hang-ups.
         while len(answered_at) < calls and sipp.returncode is None:  # noqa: ASYNC110
@@ -177,10 +162,6 @@ async def run_level(
             profiler.dump_stats(profile)
         print(f"  CPU window {t1 - t0:.1f} s with {up0}..{up1} calls up"
               + ("" if up0 == up1 == calls else "  (NOT all calls up: figure invalid)"))
-        caller_line = ""
-        if sipp.stdout is not None:
-            out = (await sipp.stdout.read()).decode().strip().splitlines()
-            caller_line = out[-1] if out else "callers_ok=0"
         await sipp.wait()
         for _ in range(50):
             if len(recordings) >= calls:
@@ -198,21 +179,15 @@ async def run_level(
     minimum = int((talk - 1.0) * 8000)
     complete = sum(1 for n in recordings if n >= minimum)
     print(
-        f"  callers rc={sipp.returncode} answered={len(channels)} send p50="
+        f"  sipp rc={sipp.returncode} answered={len(channels)} send p50="
         f"{percentile(errors, 50):.2f} ms p99={percentile(errors, 99):.2f} ms "
         f"max={errors.max() if len(errors) else float('nan'):.1f} ms packets={len(errors)}"
     )
     print(f"  inside the CPU window: send p50={percentile(in_window, 50):.2f} ms "
           f"p99={percentile(in_window, 99):.2f} ms max={in_window.max():.1f} ms "
           f"packets={len(in_window)}")
-    failures = sum(c.rtp.stats.extra.get("srtp_auth_failures", 0)
-                   for c in channels if c.rtp is not None)
-    encrypted = sum(1 for c in channels if c.rtp is not None and c.rtp.srtp is not None)
-    if caller_line:
-        print(f"  {caller_line}; calls on SRTP: {encrypted}; SRTP auth failures: {failures}")
     return (
-        f"calls={calls} codec={codec} srtp={int(srtp)} callers={callers} cpu_pct={cpu:.0f} "
-        f"cpu_per_call_pct={cpu / calls:.3f} send_p99_ms={percentile(errors, 99):.1f} "
+        f"calls={calls} cpu_pct={cpu:.0f} send_p99_ms={percentile(errors, 99):.1f} "
         f"lost_packets={lost} recordings_complete={complete}/{calls}"
     )
 
@@ -222,8 +197,6 @@ def make_audio(speech: Path, raw: Path) -> None:
     # sipp 3.6.1 rtp_stream does not skip WAV headers: give it raw u-law.
     subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-t", "ul", str(raw)],
                    check=True)
-    subprocess.run(["sox", str(speech), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed",
-                    "-t", "raw", str(raw.with_suffix(".raw"))], check=True)
 
 
 async def main() -> None:
@@ -232,14 +205,7 @@ async def main() -> None:
     parser.add_argument("--talk", type=float, default=30.0, help="seconds each caller talks")
     parser.add_argument("--prompt", type=float, default=2.0, help="seconds of prompt first")
     parser.add_argument("--profile", help="write a cProfile of the CPU window to this file")
-    parser.add_argument("--codec", choices=["pcmu", "g722"], default="pcmu")
-    parser.add_argument("--srtp", action="store_true", help="RTP/SAVP with SDES keys")
-    parser.add_argument("--callers", choices=["sipp", "python"],
-                        help="who calls (default: sipp for PCMU/RTP, python otherwise)")
     args = parser.parse_args()
-    callers = args.callers or ("sipp" if args.codec == "pcmu" and not args.srtp else "python")
-    if callers == "sipp" and (args.codec != "pcmu" or args.srtp):
-        raise SystemExit("sipp 3.6 calls with PCMU over plain RTP only: use --callers python")
     if shutil.which("sipp") is None or shutil.which("sox") is None:
         raise SystemExit("needs sipp and sox")
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,8 +213,7 @@ async def main() -> None:
         speech = work / "speech.wav"
         make_audio(speech, work / "caller.ul")
         for calls in args.calls:
-            print(await run_level(calls, args.talk, args.prompt, work, args.profile,
-                                  args.codec, args.srtp, callers), flush=True)
+            print(await run_level(calls, args.talk, args.prompt, work, args.profile), flush=True)
 
 
 if __name__ == "__main__":
