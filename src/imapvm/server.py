@@ -52,6 +52,7 @@ from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
 from imapvm.telephony.routing import RoutingConfig
+from imapvm.telephony.rtp.rtcp import RtcpState
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 from imapvm.telephony.sip.digest import log_safe
@@ -75,6 +76,16 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
+        self.rtp_expected = r.counter("imapvm_rtp_expected_packets_total",
+                                      "RTP packets callers sent us, by sequence (ended calls)")
+        self.rtp_lost = r.counter("imapvm_rtp_lost_packets_total",
+                                  "RTP packets from callers that never arrived (ended calls)")
+        self.rtp_peer_lost = r.counter(
+            "imapvm_rtp_peer_lost_packets_total",
+            "Our RTP packets the callers' RTCP reports say they lost (ended calls)")
+        self.rtp_jitter = r.histogram(
+            "imapvm_rtp_jitter_seconds", "Interarrival jitter of callers' RTP at the call's end",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16))
         self.sip_internal_errors = r.counter(
             "imapvm_sip_internal_errors_total",
             "Bugs caught at the SIP core's boundary (logged with a traceback)")
@@ -215,6 +226,7 @@ class VoicemailServer:
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
                              auth_guard=_DigestGuard(self),
                              on_internal_error=self.metrics.sip_internal_errors.inc)
+        self.sip.on_media_summary = self._media_summary
         try:
             await self.sip.start()
         except OSError as exc:
@@ -393,6 +405,15 @@ class VoicemailServer:
         finally:
             self._active.discard(task)
             self.metrics.active_calls.set(len(self._active))
+
+    def _media_summary(self, rtcp: RtcpState) -> None:
+        """An ended call's RTP quality (its RTCP view) into /metrics."""
+        m = self.metrics
+        m.rtp_expected.inc(rtcp.expected)
+        m.rtp_lost.inc(rtcp.lost)
+        m.rtp_peer_lost.inc(max(0, rtcp.peer.cumulative_lost))
+        if rtcp.expected:
+            m.rtp_jitter.observe(rtcp.jitter_ms / 1000)
 
     def _sip_password(self, username: str) -> str | None:
         """Digest secret of a phone outside the trusted networks: `[sip.credentials]` for its

@@ -305,3 +305,65 @@ async def test_g722_message_is_stored_wideband_and_narrowband(vm: Harness, tmp_p
     spectrum = np.abs(np.fft.rfft(stored.astype(np.float64)))
     assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(stored) - 6000) < 20
     assert (inbox / "msg0000.gsm").stat().st_size > 0
+
+
+async def test_rtcp_loss_and_jitter_in_the_log_and_metrics(
+    vm: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five of the caller's packets never reach us and the caller's RR says it lost seven of
+    ours: both are in the call's log line and in /metrics, and our last report (an SR with a
+    block on the caller's stream) reaches the caller's RTCP socket."""
+    import socket
+    import struct
+
+    from imapvm.telephony.rtp.packet import parse_rtp
+    from imapvm.telephony.rtp.rtcp import RtcpState
+    from tests.e2e.serve import eventually
+
+    caplog.set_level("INFO", logger="imapvm.telephony.server")
+    phone = vm.phone()
+    await phone.open()
+    rtcp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp_sock.bind(("127.0.0.1", 0))
+    rtcp_sock.setblocking(False)
+    try:
+        resp = await phone.call("1234", codecs="0")
+        assert resp.status == 200
+        await asyncio.wait_for(vm.seen.recording.wait(), 15)
+        ours = parse_rtp((await asyncio.wait_for(phone.rtp.queue.get(), 5))[0])
+        assert ours is not None
+        payload = g711.encode("PCMU", TONE)
+        for i in range(50):
+            if not 10 <= i < 15:  # five packets lost on the way
+                phone.send_rtp(1 + i, payload[160 * i : 160 * i + 160])
+            await asyncio.sleep(0.02)  # a phone's pacing
+        assert phone.remote_rtp is not None
+        report = RtcpState(0x1234, "phone@test")  # what the phone says about our stream
+        report.on_rtp(ours.ssrc, 1, 0, 0.0)
+        report.on_rtp(ours.ssrc, 9, 8 * 160, 0.16)  # 7 of ours missing
+        rtcp_sock.sendto(report.build(0, 1.0), (phone.remote_rtp[0], phone.remote_rtp[1] + 1))
+        [channel] = vm.server.sip.channels.values()  # type: ignore[union-attr]
+        assert channel.rtp is not None
+        rtcp = channel.rtp.rtcp
+        assert rtcp is not None
+        await eventually(lambda: rtcp.peer.reports == 1, 5)
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+        await eventually(lambda: "media: received 45, lost 5" in caplog.text, 5)
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(rtcp_sock, 2048), 5)
+    finally:
+        rtcp_sock.close()
+        phone.close()
+    first, pt = data[0], data[1]
+    assert (first >> 6, pt) == (2, 200)  # an SR: we sent RTP
+    assert first & 0x1F == 1  # with a report block on the phone's stream
+    ssrc, _fraction, cumulative = struct.unpack_from("!IB3s", data, 28)
+    assert ssrc == 0x1234
+    assert int.from_bytes(cumulative, "big") == 5
+    assert "the caller reports lost 7" in caplog.text
+    metrics = vm.server.metrics.registry.render()
+    assert "imapvm_rtp_lost_packets_total 5" in metrics
+    assert "imapvm_rtp_peer_lost_packets_total 7" in metrics
+    assert "imapvm_rtp_expected_packets_total 50" in metrics
+    assert "imapvm_rtp_jitter_seconds_count 1" in metrics
