@@ -78,6 +78,7 @@ class Topology:
             await launch(node)
         for node in nodes:
             await node.serve.wait_healthy()
+        await kam.wait_nodes_up()
         return topo
 
     async def stop(self) -> None:

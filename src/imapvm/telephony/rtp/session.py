@@ -12,10 +12,11 @@ restarts instead of bursting to catch up.
 
 A session owns a non-blocking UDP socket and no asyncio transport: on each of its ticks it
 sends its frame with the socket's own ``sendto`` (a full socket buffer drops the frame, which
-for RTP is better than queueing it late), then reads what arrived since its last tick (one
-packet at 50 packets a second, read 20 ms late at most). So the loop has no reader per call
-and a tick's sends never wait behind a burst of reads. G.711 prompts are encoded once when
-they start playing, not frame by frame.
+for RTP is better than queueing it late); after every stream of the tick has sent, and every
+READ_EVERY frames, it reads what arrived meanwhile (four packets at 50 a second, at most 80 ms
+late; the end of a recording reads everything first). So the loop has no reader per call, a
+tick's sends never wait behind reads, and few reads come back empty. G.711 prompts are
+encoded once when they start playing, not frame by frame.
 
 We send continuously (silence when nothing plays) so NATs stay open and the far end can latch
 onto us; we stop sending only when the caller puts us on hold.
@@ -50,6 +51,7 @@ Address = tuple[str, int]
 AudioSink = Callable[[npt.NDArray[np.int16]], None]
 DigitSink = Callable[[str, int], None]
 SAMPLE_RATE = 8000
+READ_EVERY = 4  # frames between reads of a stream's socket: 80 ms at 20 ms ptime
 
 
 @dataclass
@@ -186,7 +188,9 @@ class RtpSession:
         self._play_pcm, self._play_enc = None, None
 
     def flush_audio(self) -> None:
-        """Hand over audio held back for reordering (end of a recording)."""
+        """Hand over what arrived and what is held back for reordering (end of a
+        recording): nothing the caller said before it ended is left unread."""
+        self._read(limit=64)
         self._emit_audio(self._reorder.flush())
 
     def close(self) -> None:
@@ -221,10 +225,13 @@ class RtpSession:
             self._fail(exc)
 
     def after_tick(self, now: float) -> None:
-        """Every frame of this tick has gone out: read what arrived since the last tick."""
+        """Every frame of this tick has gone out: every READ_EVERY ticks, read what arrived
+        meanwhile (reading a few packets at once saves the empty read that ends each batch:
+        one per packet when reading every tick)."""
         try:
-            self._read()
             self._n += 1
+            if self._n % READ_EVERY == 0:
+                self._read()
             if self._rtcp_sock is not None and self._n % 25 == 0:
                 self._read_rtcp(now)
                 if self._n % 250 == 0:  # a report every 5 s (RFC 3550 §6.2 minimum)
@@ -308,10 +315,10 @@ class RtpSession:
             self.rtcp.on_sent(len(payload))
 
     # ---- receiving --------------------------------------------------------------------
-    def _read(self, limit: int = 4) -> None:
-        """Handle what arrived since the last tick: one packet normally; a backlog after a
-        stall drains at up to ``limit`` per tick, so no tick grows long enough to delay the
-        next one's sends (beyond that the kernel buffer holds a few seconds)."""
+    def _read(self, limit: int = 2 * READ_EVERY) -> None:
+        """Handle what arrived since the last read: READ_EVERY packets normally; a backlog
+        after a stall drains at up to ``limit`` per read, so no tick grows long enough to
+        delay the next one's sends (the kernel buffer holds a few seconds meanwhile)."""
         sock = self._sock
         for _ in range(limit):
             if not self._open or self.failed is not None:
