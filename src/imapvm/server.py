@@ -60,6 +60,9 @@ from imapvm.telephony.transport_tls import TlsSettings
 
 log = logging.getLogger("imapvm")
 
+#: Mailboxes recounted at once when this node takes over another's (cluster view change).
+TAKEOVER_PARALLEL = 32
+
 @dataclass
 class Metrics:
     registry: Registry = field(default_factory=Registry)
@@ -509,19 +512,28 @@ class VoicemailServer:
 
     async def _take_over(self, boxes: list[MailboxRef]) -> None:
         """Watch `boxes` from now on, recount them and publish their state to the presence
-        server at once (their previous publisher is gone, or this node just started)."""
-        for box in boxes:
-            try:
-                await self.mwi.watch(box)
-                c = await self.store.counts(box)
-            except StoreError as exc:
-                log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
-                            "the store answers", box, exc)
-                continue
+        server at once (their previous publisher is gone, or this node just started). Boxes
+        are counted side by side (TAKEOVER_PARALLEL at a time): a dead node's thousands of
+        mailboxes must be published again within seconds, not one round trip after another."""
+        gate = asyncio.Semaphore(TAKEOVER_PARALLEL)
+
+        async def one(box: MailboxRef) -> None:
+            async with gate:
+                try:
+                    await self.mwi.watch(box)
+                    c = await self.store.counts(box)
+                except StoreError as exc:
+                    log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
+                                "the store answers", box, exc)
+                    return
+            if not self._publishes(f"{box.mailbox}@{box.context}"):
+                return  # the view changed again meanwhile
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
             self._sip_told[box.mailbox] = summary
             if self.sip is not None:
                 self.sip.publish_mwi(box.mailbox, summary, presence=True)
+
+        await asyncio.gather(*(one(box) for box in boxes))
         self.takeovers += 1
 
     async def _view_changed(self, old: frozenset[str], new: frozenset[str]) -> None:

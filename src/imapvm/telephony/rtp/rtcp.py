@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 to 1970
 RTP_SEQ_MOD = 1 << 16
+RTP_TS_HALF = 1 << 31
 
 
 @dataclass
@@ -65,7 +66,8 @@ class RtcpState:
         self._received += 1
         transit = arrival * self.clock - timestamp
         if self._transit is not None:
-            d = abs(transit - self._transit)
+            # the difference modulo 2**32: the RTP timestamp may wrap within the call
+            d = abs((transit - self._transit + RTP_TS_HALF) % (2 * RTP_TS_HALF) - RTP_TS_HALF)
             self._jitter += (d - self._jitter) / 16
         self._transit = transit
 
