@@ -10,6 +10,9 @@ recording has the length the caller talked for. Last line per level:
 ``calls=N cpu_pct= send_p99_ms= lost_packets= recordings_complete=``
 Goal (issue 18): 500 calls within 60 % of one core, p99 <= 5 ms, nothing lost.
 ``--profile FILE`` writes a cProfile of the CPU window (pstats format) to FILE.
+``--codec g722`` and/or ``--srtp`` (SDES, AES_CM_128_HMAC_SHA1_80; the bench lets SDES travel
+over UDP) use Python callers in a separate process (bench/_rtp_callers.py) instead of sipp, which
+plays neither; ``--caller python`` uses them for G.711/RTP too, for a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ def free_udp_port() -> int:
 
 
 async def run_level(
-    calls: int, talk: float, prompt: float, work: Path, profile: str | None = None
+    calls: int, talk: float, prompt: float, work: Path, profile: str | None = None,
+    codec: str = "pcmu", srtp: bool = False, caller: str = "sipp",
 ) -> str:
     channels: list[SipChannel] = []
     recordings: list[int] = []
@@ -118,7 +122,8 @@ async def run_level(
         result = await channel.record(max_seconds=talk + 30)
         recordings.append(len(result[0]))  # RecordResult: (audio, reason, ...)
 
-    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(36000, 39998), measure_rtp=True)
+    settings = SipSettings(host="127.0.0.1", port=0, rtp_ports=(36000, 39998), measure_rtp=True,
+                           srtp="required" if srtp else "optional", sdes_in_clear=srtp)
     scenario = work / "load.xml"
     audio_file = work / "caller.ul"
     scenario.write_text(
@@ -129,13 +134,20 @@ async def run_level(
     rate = max(10, calls // 5)
     async with SipServer(settings, handler) as server:
         host, port = server.address
-        sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-sf", str(scenario), "-s", "1234", "-i", "127.0.0.1", "-mi", "127.0.0.1",
-            "-p", str(free_udp_port()), "-mp", "50000", "-cp", str(free_udp_port()),
-            "-m", str(calls), "-l", str(calls), "-r", str(rate), "-nostdin",
-            "-timeout", str(int(talk + prompt + 60)), f"{host}:{port}",
-            cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )
+        if caller == "python":
+            sipp = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "bench" / "_rtp_callers.py"), host, str(port),
+                str(calls), codec, "1" if srtp else "0", str(prompt), str(talk), str(rate),
+                cwd=work, stdout=asyncio.subprocess.DEVNULL,
+            )
+        else:
+            sipp = await asyncio.create_subprocess_exec(
+                "sipp", "-sf", str(scenario), "-s", "1234", "-i", "127.0.0.1", "-mi",
+                "127.0.0.1", "-p", str(free_udp_port()), "-mp", "50000", "-cp",
+                str(free_udp_port()), "-m", str(calls), "-l", str(calls), "-r", str(rate),
+                "-nostdin", "-timeout", str(int(talk + prompt + 60)), f"{host}:{port}",
+                cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
         # Steady state: every call is up and talking. Measure CPU from then until just
         # before the first caller hangs up (its ACK + prompt + talk), never across hang-ups.
         while len(answered_at) < calls and sipp.returncode is None:  # noqa: ASYNC110
@@ -186,8 +198,12 @@ async def run_level(
     print(f"  inside the CPU window: send p50={percentile(in_window, 50):.2f} ms "
           f"p99={percentile(in_window, 99):.2f} ms max={in_window.max():.1f} ms "
           f"packets={len(in_window)}")
+    codecs = {c.rtp.codec.encoding for c in channels if c.rtp is not None}
+    encrypted = sum(1 for c in channels if c.rtp is not None and c.rtp.srtp is not None)
     return (
-        f"calls={calls} cpu_pct={cpu:.0f} send_p99_ms={percentile(errors, 99):.1f} "
+        f"calls={calls} codec={'/'.join(sorted(codecs))} srtp_calls={encrypted} "
+        f"caller={caller} cpu_pct={cpu:.0f} cpu_pct_per_call={cpu / max(calls, 1):.3f} "
+        f"send_p99_ms={percentile(errors, 99):.1f} "
         f"lost_packets={lost} recordings_complete={complete}/{calls}"
     )
 
@@ -205,7 +221,14 @@ async def main() -> None:
     parser.add_argument("--talk", type=float, default=30.0, help="seconds each caller talks")
     parser.add_argument("--prompt", type=float, default=2.0, help="seconds of prompt first")
     parser.add_argument("--profile", help="write a cProfile of the CPU window to this file")
+    parser.add_argument("--codec", choices=("pcmu", "g722"), default="pcmu")
+    parser.add_argument("--srtp", action="store_true", help="SRTP (SDES) on every call")
+    parser.add_argument("--caller", choices=("sipp", "python"), default=None,
+                        help="who calls (default: sipp for G.711/RTP, python otherwise)")
     args = parser.parse_args()
+    caller = args.caller or ("python" if args.codec != "pcmu" or args.srtp else "sipp")
+    if caller == "sipp" and (args.codec != "pcmu" or args.srtp):
+        raise SystemExit("sipp plays neither G.722 nor SRTP here: use --caller python")
     if shutil.which("sipp") is None or shutil.which("sox") is None:
         raise SystemExit("needs sipp and sox")
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +236,8 @@ async def main() -> None:
         speech = work / "speech.wav"
         make_audio(speech, work / "caller.ul")
         for calls in args.calls:
-            print(await run_level(calls, args.talk, args.prompt, work, args.profile), flush=True)
+            print(await run_level(calls, args.talk, args.prompt, work, args.profile,
+                                  args.codec, args.srtp, caller), flush=True)
 
 
 if __name__ == "__main__":

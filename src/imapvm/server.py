@@ -52,12 +52,16 @@ from imapvm.storage.router import RoutingStore
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.message_summary import MessageSummary
 from imapvm.telephony.routing import RoutingConfig
+from imapvm.telephony.rtp.rtcp import RtcpState
 from imapvm.telephony.server import SipServer
 from imapvm.telephony.server import SipSettings as SipServerSettings
 from imapvm.telephony.sip.digest import log_safe
 from imapvm.telephony.transport_tls import TlsSettings
 
 log = logging.getLogger("imapvm")
+
+#: Mailboxes recounted at once when this node takes over another's (cluster view change).
+TAKEOVER_PARALLEL = 32
 
 @dataclass
 class Metrics:
@@ -75,6 +79,16 @@ class Metrics:
             "From the IMAP server's push to the recounted lamp state",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.reloads = r.counter("imapvm_reloads_total", "Configuration reloads, by result")
+        self.rtp_expected = r.counter("imapvm_rtp_expected_packets_total",
+                                      "RTP packets callers sent us, by sequence (ended calls)")
+        self.rtp_lost = r.counter("imapvm_rtp_lost_packets_total",
+                                  "RTP packets from callers that never arrived (ended calls)")
+        self.rtp_peer_lost = r.counter(
+            "imapvm_rtp_peer_lost_packets_total",
+            "Our RTP packets the callers' RTCP reports say they lost (ended calls)")
+        self.rtp_jitter = r.histogram(
+            "imapvm_rtp_jitter_seconds", "Interarrival jitter of callers' RTP at the call's end",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16))
         self.sip_internal_errors = r.counter(
             "imapvm_sip_internal_errors_total",
             "Bugs caught at the SIP core's boundary (logged with a traceback)")
@@ -215,6 +229,7 @@ class VoicemailServer:
                              mwi_lookup=self._mwi_lookup, credentials=self._sip_password,
                              auth_guard=_DigestGuard(self),
                              on_internal_error=self.metrics.sip_internal_errors.inc)
+        self.sip.on_media_summary = self._media_summary
         try:
             await self.sip.start()
         except OSError as exc:
@@ -394,6 +409,15 @@ class VoicemailServer:
             self._active.discard(task)
             self.metrics.active_calls.set(len(self._active))
 
+    def _media_summary(self, rtcp: RtcpState) -> None:
+        """An ended call's RTP quality (its RTCP view) into /metrics."""
+        m = self.metrics
+        m.rtp_expected.inc(rtcp.expected)
+        m.rtp_lost.inc(rtcp.lost)
+        m.rtp_peer_lost.inc(max(0, rtcp.peer.cumulative_lost))
+        if rtcp.expected:
+            m.rtp_jitter.observe(rtcp.jitter_ms / 1000)
+
     def _sip_password(self, username: str) -> str | None:
         """Digest secret of a phone outside the trusted networks: `[sip.credentials]` for its
         mailbox; the mailbox PIN only with `sip.pin_as_sip_password` (an empty secret never
@@ -488,19 +512,28 @@ class VoicemailServer:
 
     async def _take_over(self, boxes: list[MailboxRef]) -> None:
         """Watch `boxes` from now on, recount them and publish their state to the presence
-        server at once (their previous publisher is gone, or this node just started)."""
-        for box in boxes:
-            try:
-                await self.mwi.watch(box)
-                c = await self.store.counts(box)
-            except StoreError as exc:
-                log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
-                            "the store answers", box, exc)
-                continue
+        server at once (their previous publisher is gone, or this node just started). Boxes
+        are counted side by side (TAKEOVER_PARALLEL at a time): a dead node's thousands of
+        mailboxes must be published again within seconds, not one round trip after another."""
+        gate = asyncio.Semaphore(TAKEOVER_PARALLEL)
+
+        async def one(box: MailboxRef) -> None:
+            async with gate:
+                try:
+                    await self.mwi.watch(box)
+                    c = await self.store.counts(box)
+                except StoreError as exc:
+                    log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
+                                "the store answers", box, exc)
+                    return
+            if not self._publishes(f"{box.mailbox}@{box.context}"):
+                return  # the view changed again meanwhile
             summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
             self._sip_told[box.mailbox] = summary
             if self.sip is not None:
                 self.sip.publish_mwi(box.mailbox, summary, presence=True)
+
+        await asyncio.gather(*(one(box) for box in boxes))
         self.takeovers += 1
 
     async def _view_changed(self, old: frozenset[str], new: frozenset[str]) -> None:

@@ -77,6 +77,24 @@ class Kamailio:
         finally:
             phone.close()
 
+    def nodes_down(self) -> list[str]:
+        """Nodes whose last dispatcher event in the log is "down" (none yet counts as up)."""
+        state: dict[str, str] = {}
+        for line in self.log.splitlines():
+            for word in ("down", "up"):
+                marker = f"imapvm node {word}: "
+                if marker in line:
+                    uri = line.split(marker, 1)[1].strip()
+                    state[uri.removeprefix("sip:").split("@")[-1]] = word  # host:port
+        return [uri for uri, word in state.items() if word == "down"]
+
+    async def wait_nodes_up(self, within: float = 20.0) -> None:
+        """Until the dispatcher counts every node active again (the nodes start after
+        Kamailio, whose first probes find them missing)."""
+        async with asyncio.timeout(within):
+            while self.nodes_down():  # noqa: ASYNC110 - Kamailio's log: another process
+                await asyncio.sleep(0.1)
+
     def stop(self) -> None:
         if self.process is None:
             return

@@ -305,3 +305,103 @@ async def test_g722_message_is_stored_wideband_and_narrowband(vm: Harness, tmp_p
     spectrum = np.abs(np.fft.rfft(stored.astype(np.float64)))
     assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(stored) - 6000) < 20
     assert (inbox / "msg0000.gsm").stat().st_size > 0
+
+
+async def test_rtcp_loss_and_jitter_in_the_log_and_metrics(
+    vm: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five of the caller's packets never reach us and the caller's RR says it lost seven of
+    ours: both are in the call's log line and in /metrics, and our last report (an SR with a
+    block on the caller's stream) reaches the caller's RTCP socket."""
+    import socket
+    import struct
+
+    from imapvm.telephony.rtp.packet import parse_rtp
+    from imapvm.telephony.rtp.rtcp import RtcpState
+    from tests.e2e.serve import eventually
+
+    caplog.set_level("INFO", logger="imapvm.telephony.server")
+    phone = vm.phone()
+    await phone.open()
+    rtcp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp_sock.bind(("127.0.0.1", 0))
+    rtcp_sock.setblocking(False)
+    try:
+        resp = await phone.call("1234", codecs="0")
+        assert resp.status == 200
+        await asyncio.wait_for(vm.seen.recording.wait(), 15)
+        ours = parse_rtp((await asyncio.wait_for(phone.rtp.queue.get(), 5))[0])
+        assert ours is not None
+        payload = g711.encode("PCMU", TONE)
+        for i in range(50):
+            if not 10 <= i < 15:  # five packets lost on the way
+                phone.send_rtp(1 + i, payload[160 * i : 160 * i + 160])
+            await asyncio.sleep(0.02)  # a phone's pacing
+        assert phone.remote_rtp is not None
+        report = RtcpState(0x1234, "phone@test")  # what the phone says about our stream
+        report.on_rtp(ours.ssrc, 1, 0, 0.0)
+        report.on_rtp(ours.ssrc, 9, 8 * 160, 0.16)  # 7 of ours missing
+        rtcp_sock.sendto(report.build(0, 1.0), (phone.remote_rtp[0], phone.remote_rtp[1] + 1))
+        [channel] = vm.server.sip.channels.values()  # type: ignore[union-attr]
+        assert channel.rtp is not None
+        rtcp = channel.rtp.rtcp
+        assert rtcp is not None
+        await eventually(lambda: rtcp.peer.reports == 1, 5)
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+        await eventually(lambda: "media: received 45, lost 5" in caplog.text, 5)
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(rtcp_sock, 2048), 5)
+    finally:
+        rtcp_sock.close()
+        phone.close()
+    first, pt = data[0], data[1]
+    assert (first >> 6, pt) == (2, 200)  # an SR: we sent RTP
+    assert first & 0x1F == 1  # with a report block on the phone's stream
+    ssrc, _fraction, cumulative = struct.unpack_from("!IB3s", data, 28)
+    assert ssrc == 0x1234
+    assert int.from_bytes(cumulative, "big") == 5
+    assert "the caller reports lost 7" in caplog.text
+    metrics = vm.server.metrics.registry.render()
+    assert "imapvm_rtp_lost_packets_total 5" in metrics
+    assert "imapvm_rtp_peer_lost_packets_total 7" in metrics
+    assert "imapvm_rtp_expected_packets_total 50" in metrics
+    assert "imapvm_rtp_jitter_seconds_count 1" in metrics
+
+
+async def test_g722_greeting_is_stored_wideband(vm: Harness, tmp_path: Path) -> None:
+    """VoiceMailMain over G.722 (mailbox given, s): 0 options, 1 record the unavailable
+    greeting, talk, #, 1 accept: unavail.wav16 keeps the 6 kHz tone at 16 kHz."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    wide_tone = (6000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16)
+    phone = vm.phone()
+    await phone.open()
+    try:
+        resp = await phone.call("*97", codecs="9", params=";target=1234;vm-opts=s")
+        assert resp.status == 200
+        await vm.seen.wait_played("vm-youhave")
+        seq = await phone.send_dtmf("0", seq=1, ts=160)
+        await vm.seen.wait_played("vm-options")
+        seq = await phone.send_dtmf("1", seq=seq, ts=3200)
+        await asyncio.wait_for(vm.seen.recording.wait(), 15)
+        payload = g722.encode(wide_tone)
+        for i in range(0, len(payload), 160):
+            phone.send_rtp(seq, payload[i : i + 160], pt=9, ts=8000 + i)
+            seq += 1
+            await asyncio.sleep(0.02)  # a phone's pacing
+        seq = await phone.send_dtmf("#", seq=seq, ts=8000 + len(payload) + 160)
+        await vm.seen.wait_played("vm-review")
+        await phone.send_dtmf("1", seq=seq, ts=8000 + len(payload) + 3200)
+        await vm.seen.wait_played("vm-msgsaved")  # hanging up now keeps the greeting
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+    finally:
+        phone.close()
+    greeting = tmp_path / "spool" / "default" / "1234" / "unavail.wav16"
+    stored, rate = sf.read(str(greeting), dtype="int16")
+    assert rate == 16000
+    spectrum = np.abs(np.fft.rfft(stored.astype(np.float64)))
+    assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(stored) - 6000) < 20
+    assert (greeting.parent / "unavail.gsm").stat().st_size > 0

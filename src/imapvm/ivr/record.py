@@ -12,6 +12,7 @@ One function serves the three, because Asterisk's differ only in who records:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -107,7 +108,7 @@ async def record_with_review(
                 else:
                     journal.restart()
                     result = await channel.record(*limits, tap=journal.append)
-                wide = result.wide if caller else None
+                wide = result.wide
                 if result.reason == "hangup":
                     if caller and len(result.audio):
                         return Take(np.asarray(result.audio, dtype=np.int16), "hangup", urgent,
@@ -124,7 +125,9 @@ async def record_with_review(
                     cmd = "3"
                     continue
                 if not forward_intro:
-                    await channel.play("vm-msgsaved")
+                    # accepted is accepted: hanging up during "message saved" keeps it
+                    with contextlib.suppress(ChannelHangup):
+                        await channel.play("vm-msgsaved")
                 return Take(audio, "accepted", urgent, wide)
             elif cmd == "2":
                 cmd = (await channel.play(audio, ANY) if audio is not None else None) or None

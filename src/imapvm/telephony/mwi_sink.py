@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
+#: Times a PUBLISH the presence server failed (5xx, 408) is sent again, with growing pauses.
+PUBLISH_RETRIES = 5
+
 
 class MwiSinkSettings(Protocol):
     """What the sink reads of the SIP settings (`server.SipSettings` has it)."""
@@ -68,6 +71,7 @@ class MwiSink:
         # PUBLISH state per AOR: entity tag, last body, refresh timer (RFC 3903 §4)
         self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
         self._withdrawn: set[str] = set()
+        self._retries: dict[str, int] = {}
         self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
         # Subscriptions (re)started that have not had their NOTIFY yet (RFC 6665 §4.2.1.2:
         # one at once). `publish` pays the debt too, so a count published while a new
@@ -230,8 +234,35 @@ class MwiSink:
         elif event.status == 423 and address is not None and body and event.min_expires:
             self._core().publish(event.aor, address, body, self._clock(), None, event.min_expires)
             self._pump()
+        elif (event.status >= 500 or event.status == 408) and body and address is not None:
+            # The presence server failed this once (busy database, overload): the state must
+            # still reach it, or the lamp stays wrong until the next change.
+            tries = self._retries.get(event.aor, 0) + 1
+            self._retries[event.aor] = tries
+            if tries > PUBLISH_RETRIES:
+                log.warning("PUBLISH for %s answered %d %d times; giving up until the next "
+                            "change", event.aor, event.status, tries - 1)
+                return
+            log.info("PUBLISH for %s answered %d; retrying", event.aor, event.status)
+            etag = self._published.get(event.aor, (None, b"", None))[0]
+            handle = asyncio.get_running_loop().call_later(
+                0.2 * tries, self._resend, event.aor, etag, body)
+            self._published[event.aor] = (etag, body, handle)
+            return
         else:
             log.warning("PUBLISH for %s answered %d", event.aor, event.status)
+        if 200 <= event.status < 300:
+            self._retries.pop(event.aor, None)
+
+    def _resend(self, aor: str, etag: str | None, body: bytes) -> None:
+        address = self._presence_address()
+        current = self._published.get(aor)
+        if address is None or current is None or current[1] != body:
+            return  # withdrawn, or a newer state went out meanwhile
+        self._published[aor] = (etag, body, None)
+        self._core().publish(aor, address, body, self._clock(), etag,
+                             self._settings.mwi_publish_expires)
+        self._pump()
 
     def _refresh_publication(self, aor: str) -> None:
         etag, body, _ = self._published.get(aor, (None, b"", None))

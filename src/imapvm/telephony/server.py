@@ -37,6 +37,7 @@ from .channel import PromptLoader, SipChannel
 from .message_summary import MessageSummary
 from .mwi_sink import MwiLookup, MwiSink
 from .routing import RoutingConfig, caller_id, resolve_target
+from .rtp.rtcp import RtcpState
 from .rtp.session import PortPool, RtpSession, open_rtp_session
 from .sdp import SrtpPolicy
 from .sip.core import CoreConfig, SipCore
@@ -151,6 +152,8 @@ class SipServer:
         self._closed = asyncio.Event()
         self._transfers: dict[str, asyncio.Future[int]] = {}
         self.internal_errors = 0
+        #: Told each ended call's RTCP view (loss, jitter, the caller's reports): metrics.
+        self.on_media_summary: Callable[[RtcpState], None] | None = None
         self._on_internal_error = on_internal_error
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -356,6 +359,11 @@ class SipServer:
             log.info("call %s ended: %s", event.handle, event.reason)
             self.channels.pop(event.handle, None)
             channel.on_ended(event.reason)
+            rtcp = channel.rtp.rtcp if channel.rtp is not None else None
+            if rtcp is not None and (rtcp.expected or rtcp.peer.reports):
+                log.info("call %s media: %s", event.handle, rtcp.summary())
+                if self.on_media_summary is not None:
+                    self.on_media_summary(rtcp)
 
     def _incoming(self, event: IncomingCall) -> None:
         limit = self.settings.max_calls

@@ -12,10 +12,11 @@ restarts instead of bursting to catch up.
 
 A session owns a non-blocking UDP socket and no asyncio transport: on each of its ticks it
 sends its frame with the socket's own ``sendto`` (a full socket buffer drops the frame, which
-for RTP is better than queueing it late), then reads what arrived since its last tick (one
-packet at 50 packets a second, read 20 ms late at most). So the loop has no reader per call
-and a tick's sends never wait behind a burst of reads. G.711 prompts are encoded once when
-they start playing, not frame by frame.
+for RTP is better than queueing it late); after every stream of the tick has sent, and every
+READ_EVERY frames, it reads what arrived meanwhile (four packets at 50 a second, at most 80 ms
+late; the end of a recording reads everything first). So the loop has no reader per call, a
+tick's sends never wait behind reads, and few reads come back empty. G.711 prompts are
+encoded once when they start playing, not frame by frame.
 
 We send continuously (silence when nothing plays) so NATs stay open and the far end can latch
 onto us; we stop sending only when the caller puts us on hold.
@@ -28,6 +29,9 @@ import errno
 import logging
 import secrets
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +45,7 @@ from .dtmf import DtmfReceiver
 from .pacer import Pacer
 from .packet import build_rtp, parse_rtp
 from .reorder import ReorderBuffer
+from .rtcp import RtcpState
 from .srtp import SrtpError, SrtpStream
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,10 @@ Address = tuple[str, int]
 AudioSink = Callable[[npt.NDArray[np.int16]], None]
 DigitSink = Callable[[str, int], None]
 SAMPLE_RATE = 8000
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lacks the name
+_TIMESPEC = struct.Struct("@qq")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+READ_EVERY = 4  # frames between reads of a stream's socket: 80 ms at 20 ms ptime
 
 
 @dataclass
@@ -66,9 +75,12 @@ class RtpSession:
     """Created by ``open_rtp_session``; the Channel plays into it and listens to it."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, measure: bool = False
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, measure: bool = False,
+        rtcp_sock: socket.socket | None = None,
     ) -> None:
         self._loop = loop
+        self._rtcp_sock = rtcp_sock
+        self._rtcp_remote: Address | None = None
         self._pacer = Pacer.for_loop(loop)
         self._paced = False
         self._sock = sock
@@ -78,6 +90,9 @@ class RtpSession:
         self._remote: Address | None = None
         self._latched = False
         self._ssrc = secrets.randbits(32)
+        #: RTCP (RFC 3550) reports and what they say, on the port above RTP.
+        self.rtcp: RtcpState | None = (
+            RtcpState(self._ssrc, f"imapvm@{sock.getsockname()[0]}") if rtcp_sock else None)
         self._seq = secrets.randbits(16)
         self._ts = secrets.randbits(32)
         self._ptime = 0.02
@@ -99,6 +114,8 @@ class RtpSession:
         self._n = 0
         self._on_hold = False
         self._rx_seen = False
+        self._arrival: float | None = None  # of the packet being handled (loop clock)
+        self._batch: list[bytes | int] | None = None  # audio of the packets being read
         self._reorder = ReorderBuffer()
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
@@ -179,7 +196,9 @@ class RtpSession:
         self._play_pcm, self._play_enc = None, None
 
     def flush_audio(self) -> None:
-        """Hand over audio held back for reordering (end of a recording)."""
+        """Hand over what arrived and what is held back for reordering (end of a
+        recording): nothing the caller said before it ended is left unread."""
+        self._read(limit=64)
         self._emit_audio(self._reorder.flush())
 
     def close(self) -> None:
@@ -189,6 +208,9 @@ class RtpSession:
         if self._open:
             self._open = False
             self._sock.close()
+            if self._rtcp_sock is not None:
+                self._send_rtcp()  # a last report: what we saw of the caller, to the end
+                self._rtcp_sock.close()
             self.closed.set()
 
     def _unpace(self) -> None:
@@ -211,10 +233,17 @@ class RtpSession:
             self._fail(exc)
 
     def after_tick(self, now: float) -> None:
-        """Every frame of this tick has gone out: read what arrived since the last tick."""
+        """Every frame of this tick has gone out: every READ_EVERY ticks, read what arrived
+        meanwhile (reading a few packets at once saves the empty read that ends each batch:
+        one per packet when reading every tick)."""
         try:
-            self._read()
             self._n += 1
+            if self._n % READ_EVERY == 0:
+                self._read()
+            if self._rtcp_sock is not None and self._n % 25 == 0:
+                self._read_rtcp(now)
+                if self._n % 250 == 0:  # a report every 5 s (RFC 3550 §6.2 minimum)
+                    self._send_rtcp()
             if self._n % 25 == 0:  # twice a second is plenty for these two checks
                 self._check_inactivity(now)
                 for digit, duration in self._dtmf.expire(now):
@@ -290,24 +319,40 @@ class RtpSession:
             self.stats.extra["send_dropped"] = self.stats.extra.get("send_dropped", 0) + 1
             return
         self.stats.sent += 1
+        if self.rtcp is not None:
+            self.rtcp.on_sent(len(payload))
 
     # ---- receiving --------------------------------------------------------------------
-    def _read(self, limit: int = 4) -> None:
-        """Handle what arrived since the last tick: one packet normally; a backlog after a
-        stall drains at up to ``limit`` per tick, so no tick grows long enough to delay the
-        next one's sends (beyond that the kernel buffer holds a few seconds)."""
+    def _read(self, limit: int = 2 * READ_EVERY) -> None:
+        """Handle what arrived since the last read: READ_EVERY packets normally; a backlog
+        after a stall drains at up to ``limit`` per read, so no tick grows long enough to
+        delay the next one's sends (the kernel buffer holds a few seconds meanwhile)."""
         sock = self._sock
+        # Packets read in a batch arrived at different times: the kernel's receive time
+        # (SO_TIMESTAMPNS, wall clock) is moved onto the loop's clock for RTCP jitter.
+        loop_now, wall_now = self._loop.time(), time.time()
+        self._batch = []
         for _ in range(limit):
             if not self._open or self.failed is not None:
-                return
+                break
             try:
-                data, addr = sock.recvfrom(2048)
+                data, ancillary, _flags, addr = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # ICMP unreachable before the peer listens
                 log.debug("RTP socket error: %s", exc)
-                return
+                break
+            arrival = loop_now
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    arrival = loop_now - max(0.0, wall_now - (sec + nsec * 1e-9))
+            self._arrival = arrival
             self.datagram_received(data, addr)
+        self._arrival = None
+        batch, self._batch = self._batch, None
+        if batch and self.failed is None:
+            self._emit_audio(batch)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
@@ -341,6 +386,9 @@ class RtpSession:
             return
         self.stats.received += 1
         self._rx_seen = True
+        if self.rtcp is not None and packet.payload_type != media.dtmf_payload_type:
+            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp,
+                             self._arrival if self._arrival is not None else self._loop.time())
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
@@ -351,12 +399,63 @@ class RtpSession:
             self.stats.ignored += 1  # comfort noise, another codec: not ours to decode
             return
         if packet.ssrc != self._audio_ssrc:
-            self._emit_audio(self._reorder.flush())
+            self._deliver(self._reorder.flush())
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
         chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
-        if chunks and (self.audio_sink is not None or self.wide_sink is not None):
+        if chunks and (self.audio_sink is not None or self.wide_sink is not None
+                       or self.codec.wideband):  # G.722's decoder must see every packet
+            self._deliver(chunks)
+
+    def _deliver(self, chunks: list[bytes | int]) -> None:
+        """Audio in order: collected while a batch is read (decoded together at its end),
+        else handed over at once."""
+        if self._batch is not None:
+            self._batch.extend(chunks)
+        else:
             self._emit_audio(chunks)
+
+    # ---- RTCP -------------------------------------------------------------------------
+    def _rtcp_destination(self) -> Address | None:
+        if self._rtcp_remote is not None:
+            return self._rtcp_remote  # where the caller's RTCP comes from (symmetric)
+        if self._remote is None:
+            return None
+        return self._remote[0], self._remote[1] + 1
+
+    def _send_rtcp(self) -> None:
+        rtcp, sock, dest = self.rtcp, self._rtcp_sock, self._rtcp_destination()
+        if rtcp is None or sock is None or dest is None or self.media is None or self._on_hold:
+            return
+        data = rtcp.build(self._ts, self._loop.time())
+        try:
+            if self.srtp is not None:
+                data = self.srtp.protect_rtcp(data)
+            sock.sendto(data, dest)
+            self.stats.extra["rtcp_sent"] = self.stats.extra.get("rtcp_sent", 0) + 1
+        except (OSError, SrtpError) as exc:
+            log.debug("RTCP send failed: %s", exc)
+
+    def _read_rtcp(self, now: float) -> None:
+        rtcp, sock = self.rtcp, self._rtcp_sock
+        if rtcp is None or sock is None:
+            return
+        for _ in range(8):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except OSError:  # nothing waiting (BlockingIOError) or an ICMP error
+                return
+            if self._remote is not None and addr[0] != self._remote[0]:
+                continue  # not the caller's host
+            try:
+                if self.srtp is not None:
+                    data = self.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                continue
+            if rtcp.parse(data, now):
+                self._rtcp_remote = (str(addr[0]), int(addr[1]))
+                self.stats.extra["rtcp_received"] = (
+                    self.stats.extra.get("rtcp_received", 0) + 1)
 
     def _emit_audio(self, chunks: list[bytes | int]) -> None:
         sink, wide, media = self.audio_sink, self.wide_sink, self.media
@@ -365,6 +464,8 @@ class RtpSession:
         # drifts from the caller's encoder and what is recorded later is noise.
         if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
             return
+        if not codec.wideband and len(chunks) > 1:
+            chunks = _joined(chunks)  # G.711 is stateless: one table lookup for the batch
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
@@ -382,14 +483,31 @@ class RtpSession:
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
 
 
+def _joined(chunks: list[bytes | int]) -> list[bytes | int]:
+    """Runs of payloads joined into one (gaps stay apart)."""
+    out: list[bytes | int] = []
+    run: list[bytes] = []
+    for chunk in chunks:
+        if isinstance(chunk, int):
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(chunk)
+        else:
+            run.append(chunk)
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
 class RtpPortsExhausted(OSError):
     """Every port of the pool is taken: the call is refused (503), not answered silently."""
 
 
 class PortPool:
-    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11). One port
-    per call is bound (RTP); the odd port above it stays free for RTCP, which imapvm does not
-    send, so a range of N ports carries N/2 calls."""
+    """Even RTP ports from a configured range, handed out round-robin (RFC 3550 §11). Each
+    call binds an even port for RTP and the odd one above it for RTCP, so a range of N ports
+    carries N/2 calls."""
 
     def __init__(self, first: int, last: int) -> None:
         if first > last:
@@ -414,18 +532,27 @@ async def open_rtp_session(
     loop = asyncio.get_running_loop()
     last: OSError | None = None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for port in pool.candidates() if pool else [0]:
+    for port in pool.candidates() if pool else [0] * 20:
         sock = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            rtcp.setblocking(False)
+            if sys.platform.startswith("linux"):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.bind((host, port))
+            rtp_port = sock.getsockname()[1]
+            if rtp_port % 2:
+                raise OSError(errno.EADDRINUSE, "odd port")  # port 0 chose an odd one
+            rtcp.bind((host, rtp_port + 1))  # RTCP on the port above (RFC 3550 §11)
         except OSError as exc:
             sock.close()
+            rtcp.close()
             if exc.errno != errno.EADDRINUSE:
                 raise  # not a busy port: no other port will do better
             last = exc
             continue
-        return RtpSession(loop, sock, measure)
+        return RtpSession(loop, sock, measure, rtcp)
     if pool is None:
         raise RtpPortsExhausted(errno.EADDRINUSE, f"no free UDP port on {host}: {last}")
     raise RtpPortsExhausted(

@@ -32,6 +32,12 @@ class SrtpStream:
     def protect(self, packet: bytes) -> bytes:
         return bytes(self._tx.protect(packet))
 
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        return bytes(self._tx.protect_rtcp(packet))
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes:
+        return bytes(self._rx.unprotect_rtcp(packet))
+
     def unprotect(self, packet: bytes) -> bytes:
         """The plain RTP packet; raises SrtpError when it does not authenticate (or replays)."""
         return bytes(self._rx.unprotect(packet))
