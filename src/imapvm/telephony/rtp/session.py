@@ -25,10 +25,14 @@ onto us; we stop sending only when the caller puts us on hold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import secrets
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +50,21 @@ from .rtcp import RtcpState
 from .srtp import SrtpError, SrtpStream
 
 log = logging.getLogger(__name__)
+
+# Python has no name for it; 29 on Linux (asm-generic and x86, arm, mips, sparc alike)
+_SO_TIMESTAMP: int | None = getattr(socket, "SO_TIMESTAMP",
+                                    29 if sys.platform == "linux" else None)
+_TIMEVAL = struct.Struct("@ll")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size)
+
+
+def _kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The SO_TIMESTAMP of a received datagram (Unix time), if the kernel gave one."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
+            sec, usec = _TIMEVAL.unpack_from(data)
+            return float(sec) + float(usec) / 1e6
+    return None
 
 Address = tuple[str, int]
 AudioSink = Callable[[npt.NDArray[np.int16]], None]
@@ -85,6 +104,7 @@ class RtpSession:
         self._latched = False
         self._ssrc = secrets.randbits(32)
         #: RTCP (RFC 3550) reports and what they say, on the port above RTP.
+        self._arrival: float | None = None  # kernel receive time of the packet being read
         self.rtcp: RtcpState | None = (
             RtcpState(self._ssrc, f"imapvm@{sock.getsockname()[0]}") if rtcp_sock else None)
         self._seq = secrets.randbits(16)
@@ -324,12 +344,15 @@ class RtpSession:
             if not self._open or self.failed is not None:
                 return
             try:
-                data, addr = sock.recvfrom(2048)
+                data, ancillary, _flags, addr = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ICMP unreachable before the peer listens
                 log.debug("RTP socket error: %s", exc)
                 return
+            # when the kernel took the packet in: reads come in batches of READ_EVERY, so
+            # the time of the read would show every batch as jitter
+            self._arrival = _kernel_arrival(ancillary)
             self.datagram_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
@@ -364,8 +387,10 @@ class RtpSession:
             return
         self.stats.received += 1
         self._rx_seen = True
-        if self.rtcp is not None and packet.payload_type != media.dtmf_payload_type:
-            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, self._loop.time())
+        if self.rtcp is not None:  # RFC 4733 events share the sequence space, not the timing
+            arrival, self._arrival = self._arrival or time.time(), None
+            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, arrival,
+                             timing=packet.payload_type != media.dtmf_payload_type)
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
@@ -488,6 +513,9 @@ async def open_rtp_session(
         try:
             sock.setblocking(False)
             rtcp.setblocking(False)
+            if _SO_TIMESTAMP is not None:
+                with contextlib.suppress(OSError):  # without it: the time of the read
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMP, 1)
             sock.bind((host, port))
             rtp_port = sock.getsockname()[1]
             if rtp_port % 2:
