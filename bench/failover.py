@@ -268,7 +268,8 @@ async def run(args: argparse.Namespace) -> str:
             lamp.close()
         await topo.stop()
         await asyncio.to_thread(dovecot.stop)
-        await asyncio.to_thread(shutil.rmtree, root, True)
+        if not args.keep:
+            await asyncio.to_thread(shutil.rmtree, root, True)
 
 
 def main() -> None:
@@ -280,6 +281,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--talk", type=float, default=4.0, help="seconds each caller speaks")
     p.add_argument("--verbose", action="store_true", help="each message's lamp lag")
+    p.add_argument("--keep", action="store_true", help="keep the nodes' directories and logs")
     args = p.parse_args()
     print(asyncio.run(run(args)), flush=True)
     sys.exit(0)

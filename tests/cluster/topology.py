@@ -64,7 +64,8 @@ class Topology:
                     "--set", f'mwi.publish_domain="{DOMAIN}"',
                     "--set", "cluster.nodes=[" + ",".join(f'"{u}"' for u in urls) + "]",
                     "--set", f'cluster.self="{urls[i]}"',
-                    "--set", "cluster.check_interval=0.5"]
+                    "--set", "cluster.check_interval=0.5",
+                    "--log-level", os.environ.get("IMAPVM_NODE_LOG_LEVEL", "info")]
             if adopt:
                 for j in range(count):
                     if j != i:

@@ -25,6 +25,7 @@ class ServeProcess:
     proc: asyncio.subprocess.Process | None = None
     args: list[str] = field(default_factory=list)
     waits_seen: int = 0
+    recordings_seen: int = 0
 
     async def menu_waits(self, within: float = 60.0) -> None:
         """Until a voice menu has said its prompts and waits for the caller, once more than
@@ -34,6 +35,13 @@ class ServeProcess:
 
         await eventually(lambda: self.log.count(WAITING) > self.waits_seen, within)
         self.waits_seen = self.log.count(WAITING)
+
+    async def recording_starts(self, within: float = 60.0) -> None:
+        """Until one more recording has started (after its beep) than when this last returned."""
+        from imapvm.ivr.record import RECORDING
+
+        await eventually(lambda: self.log.count(RECORDING) > self.recordings_seen, within)
+        self.recordings_seen = self.log.count(RECORDING)
 
     @property
     def log(self) -> str:

@@ -219,15 +219,21 @@ async def test_forward_with_comment_by_phone(tmp_path: Path, dovecot_slash: Dove
     assert await proc.wait() == 0
     # the forwarding user talks all the time; what is recorded is what she says as a comment
     talk = tmp_path / "talk.wav"
-    soundfile.write(talk, speech(90.0).samples, 8000, subtype="PCM_16")
+    # (long enough to hear every menu out: baresip hangs up when its file ends)
+    soundfile.write(talk, speech(200.0).samples, 8000, subtype="PCM_16")
     phone = await start_baresip(tmp_path / "fwd", talk,
-                                dial=f"sip:*97@127.0.0.1:{serve.sip_port}", kill_after=150)
+                                dial=f"sip:*97@127.0.0.1:{serve.sip_port}", kill_after=280)
     try:
         await phone.wait_event("CALL_ESTABLISHED", within=10)
-        for wait, keys in ((3.0, "1234#"), (1.5, "4242#"), (5.0, "1"), (8.0, "8"),
-                           (1.5, "1235#"), (5.0, "1"), (8.5, ""), (3.0, "#"), (2.0, "1"),
-                           (4.5, "#")):
-            await asyncio.sleep(wait)
+        # login, play message 1, 8 forward, to 1235, 1 prepend a comment
+        for keys in ("1234#", "4242#", "1", "8", "1235#", "1"):
+            await serve.menu_waits()
+            await _keys(phone, keys)
+        await serve.recording_starts()
+        await asyncio.sleep(3.0)  # what Alice says as her comment (content, not a wait)
+        await _keys(phone, "#")  # ends the comment
+        for keys in ("1", "#"):  # review: 1 accept; then # leaves the mailbox
+            await serve.menu_waits()
             await _keys(phone, keys)
         await phone.wait_event("CALL_CLOSED", within=20)
     finally:

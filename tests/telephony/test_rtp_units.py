@@ -104,3 +104,23 @@ def test_port_pool_rotates_even_ports() -> None:
     pool = PortPool(10001, 10008)
     assert pool.candidates() == [10002, 10004, 10006, 10008]
     assert pool.candidates()[0] == 10004
+
+
+def test_a_read_batch_is_decoded_as_runs_with_gaps_kept_apart() -> None:
+    from imapvm.telephony.rtp.session import _joined
+
+    assert _joined([b"ab", b"cd", 160, b"ef", 80, 40, b"g"]) == [b"abcd", 160, b"ef", 80, 40, b"g"]
+    assert _joined([]) == []
+
+
+def test_silence_is_judged_per_20_ms_frame_within_a_chunk() -> None:
+    import numpy as np
+
+    from imapvm.telephony.channel import _last_loud_frame
+
+    loud = np.full(160, 3000, dtype=np.int16)
+    quiet = np.zeros(160, dtype=np.int16)
+    assert _last_loud_frame(np.concatenate([loud, quiet, quiet, quiet]), 128) == 160
+    assert _last_loud_frame(np.concatenate([quiet, quiet, loud, quiet]), 128) == 480
+    assert _last_loud_frame(np.concatenate([quiet, quiet]), 128) is None
+    assert _last_loud_frame(np.concatenate([quiet, loud[:80]]), 128) == 240  # a short tail

@@ -367,3 +367,41 @@ async def test_rtcp_loss_and_jitter_in_the_log_and_metrics(
     assert "imapvm_rtp_peer_lost_packets_total 7" in metrics
     assert "imapvm_rtp_expected_packets_total 50" in metrics
     assert "imapvm_rtp_jitter_seconds_count 1" in metrics
+
+
+async def test_g722_greeting_is_stored_wideband(vm: Harness, tmp_path: Path) -> None:
+    """VoiceMailMain over G.722 (mailbox given, s): 0 options, 1 record the unavailable
+    greeting, talk, #, 1 accept: unavail.wav16 keeps the 6 kHz tone at 16 kHz."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    wide_tone = (6000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16)
+    phone = vm.phone()
+    await phone.open()
+    try:
+        resp = await phone.call("*97", codecs="9", params=";target=1234;vm-opts=s")
+        assert resp.status == 200
+        await vm.seen.wait_played("vm-youhave")
+        seq = await phone.send_dtmf("0", seq=1, ts=160)
+        await vm.seen.wait_played("vm-options")
+        seq = await phone.send_dtmf("1", seq=seq, ts=3200)
+        await asyncio.wait_for(vm.seen.recording.wait(), 15)
+        payload = g722.encode(wide_tone)
+        for i in range(0, len(payload), 160):
+            phone.send_rtp(seq, payload[i : i + 160], pt=9, ts=8000 + i)
+            seq += 1
+            await asyncio.sleep(0.02)  # a phone's pacing
+        seq = await phone.send_dtmf("#", seq=seq, ts=8000 + len(payload) + 160)
+        await vm.seen.wait_played("vm-review")
+        await phone.send_dtmf("1", seq=seq, ts=8000 + len(payload) + 3200)
+        await vm.seen.wait_played("vm-msgsaved")  # hanging up now keeps the greeting
+        phone.send_request("BYE", phone.uri)
+        await asyncio.wait_for(vm.seen.ended.wait(), 15)
+    finally:
+        phone.close()
+    greeting = tmp_path / "spool" / "default" / "1234" / "unavail.wav16"
+    stored, rate = sf.read(str(greeting), dtype="int16")
+    assert rate == 16000
+    spectrum = np.abs(np.fft.rfft(stored.astype(np.float64)))
+    assert abs(float(np.argmax(spectrum[1:]) + 1) * 16000 / len(stored) - 6000) < 20
+    assert (greeting.parent / "unavail.gsm").stat().st_size > 0

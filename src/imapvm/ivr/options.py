@@ -53,9 +53,11 @@ async def record_greeting(channel: Channel, view: MailboxView, kind: GreetingKin
         raise ChannelHangup("hung up while recording a greeting")
     if take.outcome != "accepted" or take.audio is None:
         return Menu.DONE
+    # A greeting recorded on a G.722 call keeps its 16 kHz where the format can hold it.
+    audio = (AudioValue(take.wide, 16000) if take.wide is not None and len(take.wide)
+             else AudioValue(take.audio))
     built = await asyncio.to_thread(build_greeting, kind.value,
-                                    view.session.email_settings(view.box),
-                                    AudioValue(take.audio))
+                                    view.session.email_settings(view.box), audio)
     await view.session.store.put_greeting(view.box, kind, built.raw)
     return Menu.REPEAT
 

@@ -12,6 +12,8 @@ One function serves the three, because Asterisk's differ only in who records:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -19,6 +21,11 @@ import numpy as np
 
 from imapvm.channel import Audio, Channel, ChannelHangup
 from imapvm.ivr.keys import ANY, menu_key, say
+
+log = logging.getLogger(__name__)
+
+#: Logged (debug) as recording starts (after the beep): what end-to-end tests wait for.
+RECORDING = "recording: the beep was played, recording"
 
 #: Asterisk's maxsecs=0 means no limit; a call still needs one.
 UNLIMITED_SECONDS = 3 * 3600.0
@@ -95,12 +102,13 @@ async def record_with_review(
                 limits = (float(rs.max_seconds) if rs.max_seconds > 0 else UNLIMITED_SECONDS,
                           float(rs.max_silence) if rs.max_silence > 0 else None,
                           rs.silence_threshold, stop)
+                log.debug(RECORDING)
                 if journal is None:
                     result = await channel.record(*limits)
                 else:
                     journal.restart()
                     result = await channel.record(*limits, tap=journal.append)
-                wide = result.wide if caller else None
+                wide = result.wide
                 if result.reason == "hangup":
                     if caller and len(result.audio):
                         return Take(np.asarray(result.audio, dtype=np.int16), "hangup", urgent,
@@ -117,7 +125,9 @@ async def record_with_review(
                     cmd = "3"
                     continue
                 if not forward_intro:
-                    await channel.play("vm-msgsaved")
+                    # accepted is accepted: hanging up during "message saved" keeps it
+                    with contextlib.suppress(ChannelHangup):
+                        await channel.play("vm-msgsaved")
                 return Take(audio, "accepted", urgent, wide)
             elif cmd == "2":
                 cmd = (await channel.play(audio, ANY) if audio is not None else None) or None

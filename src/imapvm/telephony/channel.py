@@ -164,12 +164,16 @@ class SipChannel:
             frames.append(pcm)
             if tap is not None:
                 tap(pcm)
+            start = state["total"]
             state["total"] += len(pcm)
-            if silence_seconds is not None and len(pcm) and (
-                int(np.abs(pcm, dtype=np.int32).sum()) >= silence_threshold * len(pcm)
-            ):
+            if silence_seconds is None or not len(pcm):
+                return
+            # 20 ms frames judged one by one (RTP hands over a few frames at a time): the
+            # recording is trimmed after the last loud frame, not the last loud chunk.
+            last = _last_loud_frame(pcm, silence_threshold)
+            if last is not None:
                 state["loud_at"] = loop.time()
-                state["loud_samples"] = state["total"]
+                state["loud_samples"] = start + last
 
         self.flush_digits()
         self.rtp.audio_sink = sink
@@ -297,3 +301,20 @@ class SipChannel:
                 if isinstance(t, asyncio.Task) and not t.done():
                     t.cancel()
         return bool(done)
+
+
+def _last_loud_frame(pcm: Audio, threshold: int, frame: int = 160) -> int | None:
+    """The end (in samples) of the last 20 ms frame of ``pcm`` whose mean level reaches
+    ``threshold``, or None when every frame is quieter."""
+    level = np.abs(pcm, dtype=np.int32)
+    whole = len(level) // frame * frame
+    ends: list[int] = []
+    if whole:
+        sums = level[:whole].reshape(-1, frame).sum(axis=1)
+        loud = np.flatnonzero(sums >= threshold * frame)
+        if loud.size:
+            ends.append(int(loud[-1] + 1) * frame)
+    rest = level[whole:]
+    if len(rest) and int(rest.sum()) >= threshold * len(rest):
+        ends.append(len(level))
+    return max(ends) if ends else None

@@ -25,7 +25,6 @@ onto us; we stop sending only when the caller puts us on hold.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import secrets
@@ -51,25 +50,13 @@ from .srtp import SrtpError, SrtpStream
 
 log = logging.getLogger(__name__)
 
-# Python has no name for it; 29 on Linux (asm-generic and x86, arm, mips, sparc alike)
-_SO_TIMESTAMP: int | None = getattr(socket, "SO_TIMESTAMP",
-                                    29 if sys.platform == "linux" else None)
-_TIMEVAL = struct.Struct("@ll")
-_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size)
-
-
-def _kernel_arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The SO_TIMESTAMP of a received datagram (Unix time), if the kernel gave one."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMP and len(data) >= _TIMEVAL.size:
-            sec, usec = _TIMEVAL.unpack_from(data)
-            return float(sec) + float(usec) / 1e6
-    return None
-
 Address = tuple[str, int]
 AudioSink = Callable[[npt.NDArray[np.int16]], None]
 DigitSink = Callable[[str, int], None]
 SAMPLE_RATE = 8000
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lacks the name
+_TIMESPEC = struct.Struct("@qq")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 READ_EVERY = 4  # frames between reads of a stream's socket: 80 ms at 20 ms ptime
 
 
@@ -104,7 +91,6 @@ class RtpSession:
         self._latched = False
         self._ssrc = secrets.randbits(32)
         #: RTCP (RFC 3550) reports and what they say, on the port above RTP.
-        self._arrival: float | None = None  # kernel receive time of the packet being read
         self.rtcp: RtcpState | None = (
             RtcpState(self._ssrc, f"imapvm@{sock.getsockname()[0]}") if rtcp_sock else None)
         self._seq = secrets.randbits(16)
@@ -128,6 +114,8 @@ class RtpSession:
         self._n = 0
         self._on_hold = False
         self._rx_seen = False
+        self._arrival: float | None = None  # of the packet being handled (loop clock)
+        self._batch: list[bytes | int] | None = None  # audio of the packets being read
         self._reorder = ReorderBuffer()
         self._dtmf = DtmfReceiver()
         self._audio_ssrc: int | None = None
@@ -340,20 +328,31 @@ class RtpSession:
         after a stall drains at up to ``limit`` per read, so no tick grows long enough to
         delay the next one's sends (the kernel buffer holds a few seconds meanwhile)."""
         sock = self._sock
+        # Packets read in a batch arrived at different times: the kernel's receive time
+        # (SO_TIMESTAMPNS, wall clock) is moved onto the loop's clock for RTCP jitter.
+        loop_now, wall_now = self._loop.time(), time.time()
+        self._batch = []
         for _ in range(limit):
             if not self._open or self.failed is not None:
-                return
+                break
             try:
                 data, ancillary, _flags, addr = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # ICMP unreachable before the peer listens
                 log.debug("RTP socket error: %s", exc)
-                return
-            # when the kernel took the packet in: reads come in batches of READ_EVERY, so
-            # the time of the read would show every batch as jitter
-            self._arrival = _kernel_arrival(ancillary)
+                break
+            arrival = loop_now
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    arrival = loop_now - max(0.0, wall_now - (sec + nsec * 1e-9))
+            self._arrival = arrival
             self.datagram_received(data, addr)
+        self._arrival = None
+        batch, self._batch = self._batch, None
+        if batch and self.failed is None:
+            self._emit_audio(batch)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
@@ -388,8 +387,8 @@ class RtpSession:
         self.stats.received += 1
         self._rx_seen = True
         if self.rtcp is not None:  # RFC 4733 events share the sequence space, not the timing
-            arrival, self._arrival = self._arrival or time.time(), None
-            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp, arrival,
+            self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp,
+                             self._arrival if self._arrival is not None else self._loop.time(),
                              timing=packet.payload_type != media.dtmf_payload_type)
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
@@ -401,12 +400,20 @@ class RtpSession:
             self.stats.ignored += 1  # comfort noise, another codec: not ours to decode
             return
         if packet.ssrc != self._audio_ssrc:
-            self._emit_audio(self._reorder.flush())
+            self._deliver(self._reorder.flush())
             self._reorder = ReorderBuffer()
             self._audio_ssrc = packet.ssrc
         chunks = self._reorder.push(packet.sequence, packet.timestamp, packet.payload)
         if chunks and (self.audio_sink is not None or self.wide_sink is not None
                        or self.codec.wideband):  # G.722's decoder must see every packet
+            self._deliver(chunks)
+
+    def _deliver(self, chunks: list[bytes | int]) -> None:
+        """Audio in order: collected while a batch is read (decoded together at its end),
+        else handed over at once."""
+        if self._batch is not None:
+            self._batch.extend(chunks)
+        else:
             self._emit_audio(chunks)
 
     # ---- RTCP -------------------------------------------------------------------------
@@ -458,6 +465,8 @@ class RtpSession:
         # drifts from the caller's encoder and what is recorded later is noise.
         if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
             return
+        if not codec.wideband and len(chunks) > 1:
+            chunks = _joined(chunks)  # G.711 is stateless: one table lookup for the batch
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
@@ -473,6 +482,23 @@ class RtpSession:
     def reorder_stats(self) -> dict[str, int]:
         s = self._reorder.stats
         return {"received": s.received, "lost": s.lost, "late": s.late, "dups": s.duplicates}
+
+
+def _joined(chunks: list[bytes | int]) -> list[bytes | int]:
+    """Runs of payloads joined into one (gaps stay apart)."""
+    out: list[bytes | int] = []
+    run: list[bytes] = []
+    for chunk in chunks:
+        if isinstance(chunk, int):
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(chunk)
+        else:
+            run.append(chunk)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class RtpPortsExhausted(OSError):
@@ -513,9 +539,8 @@ async def open_rtp_session(
         try:
             sock.setblocking(False)
             rtcp.setblocking(False)
-            if _SO_TIMESTAMP is not None:
-                with contextlib.suppress(OSError):  # without it: the time of the read
-                    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMP, 1)
+            if sys.platform.startswith("linux"):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.bind((host, port))
             rtp_port = sock.getsockname()[1]
             if rtp_port % 2:
