@@ -137,31 +137,35 @@ class Headers:
 
 @dataclass
 class _Message:
+    """A parsed or built message. The header views below are parsed once, on first use (the
+    core reads To, Via and CSeq several times per request): a message's headers are never
+    changed after it was parsed or built (``_as_invite`` copies them first)."""
+
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
-    @property
+    @functools.cached_property
     def call_id(self) -> str:
         return self.headers.get("Call-ID") or ""
 
-    @property
+    @functools.cached_property
     def cseq(self) -> tuple[int, str]:
         """(number, method); (0, "") when absent or unreadable (rejected for requests)."""
         return parse_cseq(self.headers.get("CSeq") or "")
 
-    @property
+    @functools.cached_property
     def from_addr(self) -> NameAddr:
         return parse_name_addr(self.headers.get("From") or "")
 
-    @property
+    @functools.cached_property
     def to_addr(self) -> NameAddr:
         return parse_name_addr(self.headers.get("To") or "")
 
-    @property
-    def vias(self) -> list[Via]:
-        return [parse_via(v) for v in self.headers.get_all("Via")]
+    @functools.cached_property
+    def vias(self) -> tuple[Via, ...]:
+        return tuple(parse_via(v) for v in self.headers.get_all("Via"))
 
-    @property
+    @functools.cached_property
     def content_type(self) -> str:
         return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
