@@ -88,6 +88,17 @@ def test_late_and_duplicate_packets_do_not_move_the_highest_sequence() -> None:
     assert block(rtcp)[3] == 13
 
 
+def test_dtmf_events_count_for_loss_but_not_for_jitter() -> None:
+    rtcp = state()
+    receive(rtcp, [1, 2, 3])
+    for seq in (4, 5, 6):  # RFC 4733: the event's start timestamp on every packet
+        rtcp.on_rtp(THEIRS, seq, 480, 10.0 + 0.02 * (seq - 1), timing=False)
+    for seq in (7, 8):
+        rtcp.on_rtp(THEIRS, seq, 160 * (seq - 1), 10.0 + 0.02 * (seq - 1))
+    assert (rtcp.expected, rtcp.lost) == (8, 0)
+    assert rtcp.jitter_ms < 1e-6
+
+
 def test_a_new_ssrc_starts_the_accounting_again() -> None:
     rtcp = state()
     receive(rtcp, [1, 5])

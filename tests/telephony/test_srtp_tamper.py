@@ -45,7 +45,10 @@ def power_at(audio: np.ndarray, freq: float) -> float:
 
 
 @pytest.mark.parametrize("suite", ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"])
-async def test_tampered_srtp_is_dropped_and_counted_and_the_call_goes_on(suite: str) -> None:
+async def test_tampered_srtp_is_dropped_and_counted_and_the_call_goes_on(
+    suite: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="imapvm.telephony.server")
     results: dict[str, object] = {}
     done = asyncio.Event()
 
@@ -138,8 +141,13 @@ async def test_tampered_srtp_is_dropped_and_counted_and_the_call_goes_on(suite: 
                 plain = parse_rtp(rx.unprotect(data))  # everything we get authenticates
                 assert plain is not None
                 heard.append(plain)
+            for _ in range(100):  # the end-of-call lines follow the handler's hang-up
+                if "failed authentication" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             phone.close()
+    assert "SRTP: 10 packets failed authentication and were dropped" in caplog.text
     assert tampered == 10
     assert results["failed"] is None
     assert results["failures"] == tampered

@@ -364,6 +364,10 @@ class SipServer:
                 log.info("call %s media: %s", event.handle, rtcp.summary())
                 if self.on_media_summary is not None:
                     self.on_media_summary(rtcp)
+            forged = channel.rtp.stats.extra.get("srtp_auth_failures", 0) if channel.rtp else 0
+            if forged:  # forged, replayed or garbled SRTP: dropped, never played
+                log.warning("call %s SRTP: %d packets failed authentication and were dropped",
+                            event.handle, forged)
 
     def _incoming(self, event: IncomingCall) -> None:
         limit = self.settings.max_calls

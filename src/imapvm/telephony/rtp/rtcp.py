@@ -50,8 +50,11 @@ class RtcpState:
         self._lsr_at: float | None = None
 
     # ---- what we receive ----------------------------------------------------------------
-    def on_rtp(self, ssrc: int, seq: int, timestamp: int, arrival: float) -> None:
-        """Account one received RTP packet (``arrival`` in seconds, any monotonic clock)."""
+    def on_rtp(self, ssrc: int, seq: int, timestamp: int, arrival: float,
+               timing: bool = True) -> None:
+        """Account one received RTP packet (``arrival`` in seconds, one clock for the call).
+        ``timing=False`` (RFC 4733 events, whose timestamp is the event's start): counted for
+        loss, left out of the jitter."""
         if self.remote_ssrc != ssrc:
             self.remote_ssrc = ssrc
             self._base_seq = self._max_seq = seq
@@ -64,6 +67,8 @@ class RtcpState:
                     self._cycles += RTP_SEQ_MOD
                 self._max_seq = seq
         self._received += 1
+        if not timing:
+            return
         transit = arrival * self.clock - timestamp
         if self._transit is not None:
             # the difference modulo 2**32: the RTP timestamp may wrap within the call

@@ -386,9 +386,10 @@ class RtpSession:
             return
         self.stats.received += 1
         self._rx_seen = True
-        if self.rtcp is not None and packet.payload_type != media.dtmf_payload_type:
+        if self.rtcp is not None:  # RFC 4733 events share the sequence space, not the timing
             self.rtcp.on_rtp(packet.ssrc, packet.sequence, packet.timestamp,
-                             self._arrival if self._arrival is not None else self._loop.time())
+                             self._arrival if self._arrival is not None else self._loop.time(),
+                             timing=packet.payload_type != media.dtmf_payload_type)
         if packet.payload_type == media.dtmf_payload_type:
             for digit, duration in self._dtmf.feed(packet.ssrc, packet.timestamp, packet.payload,
                                                    self._loop.time()):
