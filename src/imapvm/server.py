@@ -172,13 +172,18 @@ class VoicemailServer:
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
         self.metrics.registry.gauge("imapvm_outbox_rejected",
-                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    "Deposits set aside for good (reasons: imapvm outbox)",
                                     callback=lambda: float(self.outbox.rejected_count()))
+        self.metrics.registry.gauge("imapvm_mail_rejected",
+                                    "Notification e-mails refused for good and kept "
+                                    "(reasons: imapvm outbox)",
+                                    callback=lambda: float(self.mail.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
         self.metrics.registry.add(self.mail.sent)
         self.metrics.registry.add(self.mail.failures)
+        self.metrics.registry.add(self.mail.refusals)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -282,7 +287,8 @@ class VoicemailServer:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
                 "outbox_depth": self.outbox.depth(),
-                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
+                "outbox_rejected": self.outbox.rejected_count(),
+                "mail_rejected": self.mail.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted},
                 "mwi_push": None if self.push_hub is None else {
