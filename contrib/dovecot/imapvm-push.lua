@@ -16,13 +16,15 @@
 -- good. Warnings are logged at most once a minute per process.
 --
 -- Settings (plugin { } in dovecot.conf):
---   imapvm_push_url            http://<imapvm's [http] listen>/mwi/push (an IP address: no DNS)
+--   imapvm_push_url            http://<imapvm's [http] listen>/mwi/push (an IP address: no DNS);
+--                              several imapvm nodes: their URLs separated by spaces (each is
+--                              posted in turn; one that fails is paused on its own)
 --   imapvm_push_token          the same as [mwi] push_token in imapvm.toml
 --   imapvm_push_timeout_msecs  optional, default 300
 --   imapvm_push_pause_secs     optional, default 30
 
 local client = nil
-local paused_until = 0
+local paused_until = {}  -- URL -> os.time() before which it is not tried
 local last_warning = -1
 local unlogged = 0
 
@@ -105,19 +107,7 @@ function dovecot_lua_notify_event_mailbox_rename(ctx, event)
   changed(ctx, event.mailbox_old)
 end
 
-local function post(ctx)
-  local user = ctx.user
-  local url = setting(user, "imapvm_push_url", nil)
-  local token = setting(user, "imapvm_push_token", nil)
-  if url == nil or token == nil then
-    warn("imapvm_push_url and imapvm_push_token must be set in plugin { }")
-    return
-  end
-  local timeout = tonumber(setting(user, "imapvm_push_timeout_msecs", "300")) or 300
-  local names = {}
-  for folder in pairs(ctx.folders) do names[#names + 1] = json_string(folder) end
-  local body = '{"user":' .. json_string(user.username) .. ',"mailboxes":['
-    .. table.concat(names, ",") .. "]}"
+local function post(user, url, token, body, timeout)
   local request = http_client(timeout):request({ url = url, method = "POST" })
   request:add_header("Authorization", "Bearer " .. token)
   request:add_header("Content-Type", "application/json")
@@ -128,14 +118,31 @@ local function post(ctx)
     warn("imapvm refused the token (401): imapvm_push_token differs from [mwi] push_token")
   elseif status < 200 or status >= 300 then
     local pause = tonumber(setting(user, "imapvm_push_pause_secs", "30")) or 30
-    paused_until = os.time() + pause
+    paused_until[url] = os.time() + pause
     warn(string.format("%s: %d %s; not trying again for %d s", url, status,
                        response:reason() or "", pause))
   end
 end
 
 function dovecot_lua_notify_end_txn(ctx, success)
-  if not success or not ctx.changed or os.time() < paused_until then return end
-  local ok, err = pcall(post, ctx)
-  if not ok then warn("push failed: " .. tostring(err)) end
+  if not success or not ctx.changed then return end
+  local user = ctx.user
+  local urls = setting(user, "imapvm_push_url", nil)
+  local token = setting(user, "imapvm_push_token", nil)
+  if urls == nil or token == nil then
+    warn("imapvm_push_url and imapvm_push_token must be set in plugin { }")
+    return
+  end
+  local timeout = tonumber(setting(user, "imapvm_push_timeout_msecs", "300")) or 300
+  local names = {}
+  for folder in pairs(ctx.folders) do names[#names + 1] = json_string(folder) end
+  local body = '{"user":' .. json_string(user.username) .. ',"mailboxes":['
+    .. table.concat(names, ",") .. "]}"
+  local now = os.time()
+  for url in string.gmatch(urls, "%S+") do
+    if now >= (paused_until[url] or 0) then
+      local ok, err = pcall(post, user, url, token, body, timeout)
+      if not ok then warn("push to " .. url .. " failed: " .. tostring(err)) end
+    end
+  end
 end

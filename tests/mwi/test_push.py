@@ -44,8 +44,10 @@ class PushDovecot:
 
 @pytest.fixture(scope="module")
 def push_dovecot() -> Iterator[PushDovecot]:
-    port = free_port("127.0.0.1")
-    extra = push_config(f"http://127.0.0.1:{port}/mwi/push", TOKEN, pause_secs=1)
+    port, down = free_port("127.0.0.1"), free_port("127.0.0.1")
+    # two imapvm nodes, one of them never running: pushes still reach the other
+    urls = f"http://127.0.0.1:{down}/mwi/push http://127.0.0.1:{port}/mwi/push"
+    extra = push_config(urls, TOKEN, pause_secs=1)
     server = DovecotServer("slash", extra_config=extra).start()
     try:
         yield PushDovecot(server, port)
