@@ -22,6 +22,9 @@
 --   imapvm_push_token          the same as [mwi] push_token in imapvm.toml
 --   imapvm_push_timeout_msecs  optional, default 300
 --   imapvm_push_pause_secs     optional, default 30
+--
+-- Only some users: leave imapvm_push_url out of plugin { } and give it to the voicemail users
+-- alone as a userdb extra field (userdb_imapvm_push_url=...): the others post nothing.
 
 local client = nil
 local paused_until = {}  -- URL -> os.time() before which it is not tried
@@ -128,9 +131,10 @@ function dovecot_lua_notify_end_txn(ctx, success)
   if not success or not ctx.changed then return end
   local user = ctx.user
   local urls = setting(user, "imapvm_push_url", nil)
+  if urls == nil then return end  -- not a voicemail user (see "Only some users" above)
   local token = setting(user, "imapvm_push_token", nil)
-  if urls == nil or token == nil then
-    warn("imapvm_push_url and imapvm_push_token must be set in plugin { }")
+  if token == nil then
+    warn("imapvm_push_token must be set in plugin { } with imapvm_push_url")
     return
   end
   local timeout = tonumber(setting(user, "imapvm_push_timeout_msecs", "300")) or 300

@@ -10,7 +10,7 @@ notification delay. Where the server can call out on every change, push mode ins
 - marks the watched boxes of that login whose main voicemail folder is named dirty; pushes within
   `debounce` seconds are coalesced;
 - recounts dirty boxes over a few connections per IMAP server (`PushOptions.connections`, each
-  logged in as the box's user for the count and reused while the next box shares the login), with
+  logged in as the box's user for the count and kept a while for that user's next change), with
   the store's counting path (`ImapStore.counts(box, conn=...)`) and the same torn-count check as
   the IDLE watcher;
 - counts every box when watching starts (pushes sent while imapvm was down are lost), and again
@@ -95,6 +95,8 @@ class PushOptions:
     safety_recount: float = 300.0
     """Every watched box is recounted once per this many seconds, spread evenly: a lost push is
     corrected within it."""
+    idle_close: float = 30.0
+    """A counting connection unused this long is logged out."""
     retry: float = 5.0
     """A box whose count failed (while its server is up) is tried again after this long
     (doubling up to `WatchOptions.backoff_max` times ten)."""
@@ -152,6 +154,7 @@ class PushWatcher(Watcher):
         self.connected = asyncio.Event()  # the sentinel is up
         self.down = False  # the sentinel found the server unreachable: boxes are stale
         self.pushes = 0  # pushes that named one of this watcher's boxes
+        self.logins = 0  # counting connections opened
         self._users: dict[str, set[MailboxRef]] = {}  # lower-case login -> boxes
         self._user_of: dict[MailboxRef, str] = {}
         self._due: OrderedDict[MailboxRef, float] = OrderedDict()  # waiting to be counted
@@ -159,6 +162,8 @@ class PushWatcher(Watcher):
         self._pushed_at: dict[MailboxRef, float] = {}  # first unanswered push, per box
         self._failures: dict[MailboxRef, int] = {}
         self._queue: asyncio.Queue[MailboxRef] = asyncio.Queue()
+        self._idle: OrderedDict[Account, ImapConnection] = OrderedDict()  # kept after a count
+        self._idle_since: dict[Account, float] = {}
         self._sentinel_box: MailboxRef | None = None
 
     # -- boxes --------------------------------------------------------------------------------
@@ -233,7 +238,8 @@ class PushWatcher(Watcher):
     async def _run(self) -> None:
         tasks = [asyncio.create_task(self._dispatch(), name=f"mwi-push-dispatch-{self.label}"),
                  asyncio.create_task(self._sentinel(), name=f"mwi-push-sentinel-{self.label}"),
-                 asyncio.create_task(self._sweep(), name=f"mwi-push-sweep-{self.label}")]
+                 asyncio.create_task(self._sweep(), name=f"mwi-push-sweep-{self.label}"),
+                 asyncio.create_task(self._reap(), name=f"mwi-push-reap-{self.label}")]
         tasks += [asyncio.create_task(self._worker(), name=f"mwi-push-count-{self.label}-{i}")
                   for i in range(max(1, self.hub.options.connections))]
         try:
@@ -242,6 +248,9 @@ class PushWatcher(Watcher):
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            idle, self._idle = list(self._idle.values()), OrderedDict()
+            self._idle_since.clear()
+            await asyncio.gather(*(close_quickly(c) for c in idle), return_exceptions=True)
 
     async def _dispatch(self) -> None:
         """Hand due boxes to the counting workers, no more than there are idle workers (the
@@ -269,46 +278,63 @@ class PushWatcher(Watcher):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
 
     async def _worker(self) -> None:
-        held: tuple[Account, ImapConnection] | None = None
-        try:
-            while True:
-                box = await self._queue.get()
-                try:
-                    held = await self._count(box, held)
-                finally:
-                    self._busy.discard(box)
-                    self._wake.set()
-        finally:
-            if held is not None:
-                await close_quickly(held[1])
+        while True:
+            box = await self._queue.get()
+            try:
+                await self._count(box)
+            finally:
+                self._busy.discard(box)
+                self._wake.set()
 
     # -- counting ----------------------------------------------------------------------------
-    async def _count(self, box: MailboxRef, held: tuple[Account, ImapConnection] | None,
-                     ) -> tuple[Account, ImapConnection] | None:
-        """Count `box`, on `held` if it is logged in as the same user; returns the connection
-        to keep (None after a failure)."""
+    async def _count(self, box: MailboxRef) -> None:
+        """Count `box` on an idle connection of its login if one is kept (a user reading
+        several messages in a row costs one login), else on a new one."""
         if box not in self.boxes:
-            return held
+            return
         acct, s = self.store.account(box)
-        if held is not None and (held[0] is not acct or held[1].closed):
-            await close_quickly(held[1])
-            held = None
+        conn = self._idle.pop(acct, None)
         try:
-            if held is None:
+            if conn is None or conn.closed:
                 async with self.limiter.login(s.host, s.port):
-                    held = (acct, await acct.open_connection())
-            await self._count_on(held[1], box)
+                    conn = await acct.open_connection()
+                self.logins += 1
+            await self._count_on(conn, box)
             self._failures.pop(box, None)
-            return held
         except asyncio.CancelledError:
-            if held is not None:
-                await close_quickly(held[1])
+            if conn is not None:
+                await close_quickly(conn)
             raise
         except (StoreError, ConnectionLost, ImapError, OSError) as exc:
-            if held is not None:
-                await close_quickly(held[1])
+            if conn is not None:
+                await close_quickly(conn)
             self._failed(box, exc)
-            return None
+            return
+        await self._keep(acct, conn)
+
+    async def _keep(self, acct: Account, conn: ImapConnection) -> None:
+        """Keep `conn` for the next count of the same login; at most `connections` idle ones
+        per server, the least recently used one logged out first."""
+        old = self._idle.pop(acct, None)
+        self._idle[acct] = conn
+        self._idle_since[acct] = time.monotonic()
+        extra = [old] if old is not None and old is not conn else []
+        while len(self._idle) > max(1, self.hub.options.connections):
+            lru = next(iter(self._idle))
+            extra.append(self._idle.pop(lru))
+            self._idle_since.pop(lru, None)
+        for c in extra:
+            await close_quickly(c)
+
+    async def _reap(self) -> None:
+        """Log out connections idle for `idle_close` seconds: nothing is held for long."""
+        while True:
+            await asyncio.sleep(max(1.0, self.hub.options.idle_close / 2))
+            now = time.monotonic()
+            for acct, since in list(self._idle_since.items()):
+                if now - since >= self.hub.options.idle_close and acct in self._idle:
+                    del self._idle_since[acct]
+                    await close_quickly(self._idle.pop(acct))
 
     async def _count_on(self, conn: ImapConnection, box: MailboxRef) -> None:
         """As `ImapWatcher._count`: NOOP, count, NOOP, and count again (at most `_MAX_TORN`
