@@ -120,6 +120,9 @@ local function post(user, url, token, body, timeout)
   if status == 401 then
     warn("imapvm refused the token (401): imapvm_push_token differs from [mwi] push_token")
   elseif status < 200 or status >= 300 then
+    -- A new client next time: this one remembers the failed peer and would hold the next
+    -- request back (its connect backoff) until the timeout, even when imapvm is back.
+    client = nil
     local pause = tonumber(setting(user, "imapvm_push_pause_secs", "30")) or 30
     paused_until[url] = os.time() + pause
     warn(string.format("%s: %d %s; not trying again for %d s", url, status,
