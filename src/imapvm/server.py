@@ -29,7 +29,7 @@ from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.httpd import HealthServer
+from imapvm.httpd import HealthServer, PushEndpoint
 from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.leave import target_boxes
 from imapvm.ivr.recovered import deliver_unfinished
@@ -42,6 +42,7 @@ from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.imap.push import PushHub, PushOptions
 from imapvm.storage.lease import OutboxBusy, OutboxLock
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.numbering import Numbering
@@ -123,6 +124,12 @@ class VoicemailServer:
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
                                   loaded.settings.imap, index_dir=paths.cache / "imap")
+        mwi = loaded.settings.mwi
+        self.push_hub: PushHub | None = None
+        if mwi.watch == "push":  # the IMAP server posts changes to /mwi/push (README, MWI)
+            self.push_hub = PushHub(PushOptions(connections=mwi.push_connections,
+                                                safety_recount=float(mwi.push_safety_recount)))
+            self.store.imap.push = self.push_hub
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -165,13 +172,18 @@ class VoicemailServer:
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
         self.metrics.registry.gauge("imapvm_outbox_rejected",
-                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    "Deposits set aside for good (reasons: imapvm outbox)",
                                     callback=lambda: float(self.outbox.rejected_count()))
+        self.metrics.registry.gauge("imapvm_mail_rejected",
+                                    "Notification e-mails refused for good and kept "
+                                    "(reasons: imapvm outbox)",
+                                    callback=lambda: float(self.mail.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
         self.metrics.registry.add(self.mail.sent)
         self.metrics.registry.add(self.mail.failures)
+        self.metrics.registry.add(self.mail.refusals)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -249,12 +261,16 @@ class VoicemailServer:
             self._tasks.append(asyncio.create_task(self.membership.run(), name="cluster"))
         http = self.loaded.settings.http.listen
         if http is not None:
-            self.http = HealthServer(self.metrics.registry.render, self.health)
+            push = None
+            if self.push_hub is not None:
+                push = PushEndpoint(self.loaded.settings.mwi.push_token, self.push_hub.receive)
+            self.http = HealthServer(self.metrics.registry.render, self.health, push)
             try:
                 host, port = await self.http.start(http.host, http.port)
             except OSError as exc:
                 raise OSError(exc.errno, f"HTTP on {http}: {exc.strerror or exc}") from exc
-            log.info("health and metrics on http://%s:%d/healthz and /metrics", host, port)
+            log.info("health and metrics on http://%s:%d/healthz and /metrics%s", host, port,
+                     "; MWI pushes on /mwi/push" if push is not None else "")
         host, port = self.sip.address
         if self.embedded:
             log.warning(
@@ -271,9 +287,14 @@ class VoicemailServer:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
                 "outbox_depth": self.outbox.depth(),
-                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
+                "outbox_rejected": self.outbox.rejected_count(),
+                "mail_rejected": self.mail.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted},
+                "mwi_push": None if self.push_hub is None else {
+                    "received": self.push_hub.received, "unknown": self.push_hub.unknown,
+                    "refused": self.http.push_refused if self.http else 0,
+                    "malformed": self.http.push_malformed if self.http else 0},
                 "cluster": None if self.membership is None else {
                     "live": sorted(self.membership.live), "changes": self.membership.changes,
                     "takeovers": self.takeovers}}
@@ -367,10 +388,10 @@ class VoicemailServer:
             self.sip.reload_tls()  # a renewed certificate, same files
         self.metrics.reloads.inc(result="applied")
         log.info("reloaded: %s", json.dumps(diff.to_json(), default=str))
-        if any(k.startswith(("sip.", "http.", "paths.")) for k in diff.settings):
-            log.warning("sip/http/paths changes take effect at the next restart: %s",
-                        ", ".join(k for k in diff.settings
-                                  if k.startswith(("sip.", "http.", "paths."))))
+        restart = ("sip.", "http.", "paths.", "mwi.watch", "mwi.push_")
+        if any(k.startswith(restart) for k in diff.settings):
+            log.warning("sip/http/paths/MWI watch changes take effect at the next restart: %s",
+                        ", ".join(k for k in diff.settings if k.startswith(restart)))
         return True
 
     def _use(self, active: LoadedConfig) -> None:
