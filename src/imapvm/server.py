@@ -539,17 +539,28 @@ class VoicemailServer:
         gate = asyncio.Semaphore(TAKEOVER_PARALLEL)
 
         async def one(box: MailboxRef) -> None:
+            # Whatever the tracker publishes from now on reaches the presence server, even a
+            # state this node already told its own subscribers while it was not the owner.
+            self._sip_told.pop(box.mailbox, None)
             async with gate:
                 try:
-                    await self.mwi.watch(box)
-                    c = await self.store.counts(box)
+                    name = await self.mwi.watch(box)
+                    # The count goes through the tracker, like the watcher's: a count that read
+                    # the server before a change the watcher has already published is dropped
+                    # there, never published over it (the lamp would stay one change behind).
+                    await self.mwi.recount(box)
                 except StoreError as exc:
                     log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
                                 "the store answers", box, exc)
                     return
             if not self._publishes(f"{box.mailbox}@{box.context}"):
                 return  # the view changed again meanwhile
-            summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+            update = self.mwi.current(name)
+            if update is None:
+                return  # not counted yet: the watcher's first count publishes it
+            # What the tracker holds now, the newest this node knows, goes to the presence
+            # server even if it did not change (the tracker publishes changes only).
+            summary = _summary(update)
             self._sip_told[box.mailbox] = summary
             if self.sip is not None:
                 self.sip.publish_mwi(box.mailbox, summary, presence=True)

@@ -188,7 +188,7 @@ class MwiSink:
         if timer is not None:
             timer.cancel()
         self._published[aor] = (etag, body, None)
-        log.debug("PUBLISH %s (etag %s)", aor, etag)
+        log.debug("PUBLISH %s %d/%d (etag %s)", aor, summary.new, summary.old, etag)
         self._core().publish(aor, address, body, self._clock(), etag,
                           self._settings.mwi_publish_expires)
         return 1
@@ -211,6 +211,8 @@ class MwiSink:
         return etag is not None
 
     def on_publish_result(self, event: PublishResult) -> None:
+        log.debug("PUBLISH %s answered %d (etag %s, expires %s)", event.aor, event.status,
+                  event.etag, event.expires)
         if event.aor in self._withdrawn and event.aor not in self._published:
             self._withdrawn.discard(event.aor)  # the answer to a withdrawal: nothing to keep
             return
