@@ -9,11 +9,12 @@
 --
 -- The call runs inside the IMAP (or LMTP) process before the client gets its answer, so it is
 -- bounded: one attempt, imapvm_push_timeout_msecs (default 300) for connect and answer together.
--- imapvm answers at once (it only marks the folders for a recount). When imapvm cannot be
--- reached, this process stops trying for imapvm_push_pause_secs (default 30), so a dead or
--- unreachable imapvm costs each session at most one timeout per pause; imapvm recounts every
--- mailbox when it starts and once every push_safety_recount seconds, so nothing is lost for
--- good. Warnings are logged at most once a minute per process.
+-- imapvm answers at once (it only marks the folders for a recount). When nothing listens
+-- (imapvm is not running) the call fails at once and the next change tries again. When a call
+-- times out (imapvm hung, or its host unreachable), this session stops trying that URL for
+-- imapvm_push_pause_secs (default 30), so it costs each session at most one timeout per pause.
+-- imapvm recounts every mailbox when it starts and once every push_safety_recount seconds, so
+-- a push lost meanwhile is corrected. Warnings are logged at most once a minute per process.
 --
 -- Settings (plugin { } in dovecot.conf):
 --   imapvm_push_url            http://<imapvm's [http] listen>/mwi/push (an IP address: no DNS);
@@ -117,16 +118,22 @@ local function post(user, url, token, body, timeout)
   request:set_payload(body)
   local response = request:submit()
   local status = response:status()
+  if status >= 200 and status < 300 then return end
+  -- A new client next time: this one remembers a failed peer and would hold the next request
+  -- back (its connect backoff) until the timeout, even once imapvm is back.
+  client = nil
+  local reason = response:reason() or ""
   if status == 401 then
     warn("imapvm refused the token (401): imapvm_push_token differs from [mwi] push_token")
-  elseif status < 200 or status >= 300 then
-    -- A new client next time: this one remembers the failed peer and would hold the next
-    -- request back (its connect backoff) until the timeout, even when imapvm is back.
-    client = nil
+  elseif status < 9000 or (status == 9003 and string.find(reason, "refused", 1, true)) then
+    -- imapvm answered, or nothing listens (it is not running): that failed at once and
+    -- costs nothing, so the next change tries again (it may be back by then)
+    warn(string.format("%s: %d %s", url, status, reason))
+  else
+    -- timed out, or a connection that went nowhere: do not make every change wait for it
     local pause = tonumber(setting(user, "imapvm_push_pause_secs", "30")) or 30
     paused_until[url] = os.time() + pause
-    warn(string.format("%s: %d %s; not trying again for %d s", url, status,
-                       response:reason() or "", pause))
+    warn(string.format("%s: %d %s; not trying again for %d s", url, status, reason, pause))
   end
 end
 
