@@ -271,11 +271,23 @@ async def run(args: argparse.Namespace) -> str:
             await kill_done.wait()
             survivors = [n for n in topo.nodes if n.serve.sip_port != bench.victim_port]
             note("killed " + next(n.name for n in topo.nodes if n not in survivors))
+            dead = {bench.victim_port}
+
+            async def dispatcher_sees_only_the_dead_down() -> None:
+                """As an operator would: drain a node only once Kamailio sends calls to every
+                other live node again (its probes run every second)."""
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(10):
+                        while {int(u.rsplit(":", 1)[1])  # noqa: ASYNC110 - its log
+                               for u in topo.kamailio.nodes_down()} != dead:
+                            await asyncio.sleep(0.1)
+
             for k in range(args.drains):
                 if calls_done.is_set():
                     return
                 node = survivors[k % len(survivors)]
                 await asyncio.sleep(rng.uniform(0.5, 2.0))
+                await dispatcher_sees_only_the_dead_down()
                 node.serve.signal(signal.SIGUSR1)
                 note(f"drained {node.name}")
                 await asyncio.sleep(rng.uniform(1.0, 3.0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -304,6 +304,13 @@ class ImapStore:
         # UIDVALIDITY, so keeping an expunged one is harmless (`matches & present` below).
         if present:
             cache.checked[who] = max(upto, max(present))
+        if log.isEnabledFor(logging.DEBUG):  # what a wrong count would be traced back to
+            def uids(s: Iterable[int]) -> str:
+                return compress_set(s)[:80] if s else "-"
+
+            log.debug("%s %s: %d undeleted, %d matched (not: %s); above %d: candidates %s, "
+                      "fetched %s", acct.label, name, len(present), len(present & matches),
+                      uids(present - matches), upto, uids(candidates), uids(missing))
         view = View(status or (0, 0, 0), present & matches, seen & matches, flagged & matches)
         if status is not None:
             cache.views[who] = view
