@@ -200,7 +200,7 @@ class PushWatcher(Watcher):
             self._pushed_at.setdefault(box, pushed)
         if box not in self._due:
             self._due[box] = time.monotonic() + delay
-            self._wake.set()
+        self._wake.set()
 
     def pushed(self, event: PushEvent) -> int:
         """A push: mark the boxes of `event.user` whose main folder it names (all of the
@@ -425,6 +425,7 @@ class PushWatcher(Watcher):
                 log.info("mwi %s: IMAP server reachable again, recounting %d box(es)",
                          self.label, len(self.boxes))
                 self.refresh()
+                self._wake.set()  # the dispatcher held everything back while it was down
             self.connected.set()
             was_connected = True
             try:
