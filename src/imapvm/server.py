@@ -150,6 +150,19 @@ class VoicemailServer:
             cluster.nodes, cluster.self_url or "", interval=cluster.check_interval,
             on_change=self._view_changed) if cluster.nodes else None
         self.takeovers = 0
+        #: Seconds after a takeover when the new owner PUBLISHes its state once more: by then
+        #: the previous owner has seen the new view and stopped publishing (a draining node
+        #: stops at once, a node that sees a peer return stops at its next health check, and a
+        #: PUBLISH it had in flight has been answered), and its publication can no longer be
+        #: the last the presence server received. Presence servers notify the body of the
+        #: PUBLISH they just processed (Kamailio's presence_mwi does), so the last PUBLISH is
+        #: what the lamp shows until the next change.
+        self.reassert_after = 0.0
+        if self.membership is not None:
+            interval = self.membership.interval
+            self.reassert_after = ((self.membership.max_misses + 1) * interval
+                                   + max(1.0, 2 * interval) + 1.0)
+        self._reasserts: dict[str, asyncio.TimerHandle] = {}
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
         self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
@@ -358,6 +371,9 @@ class VoicemailServer:
             log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
                         "start", self.mail.depth())
         self.mail.stop()
+        for handle in self._reasserts.values():
+            handle.cancel()
+        self._reasserts.clear()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -566,7 +582,27 @@ class VoicemailServer:
                 self.sip.publish_mwi(box.mailbox, summary, presence=True)
 
         await asyncio.gather(*(one(box) for box in boxes))
+        if self.membership is not None:
+            loop = asyncio.get_running_loop()
+            for box in boxes:
+                old = self._reasserts.pop(box.mailbox, None)
+                if old is not None:
+                    old.cancel()
+                self._reasserts[box.mailbox] = loop.call_later(
+                    self.reassert_after, self._reassert, box)
         self.takeovers += 1
+
+    def _reassert(self, box: MailboxRef) -> None:
+        """The new owner's last word after a takeover (see `reassert_after`)."""
+        self._reasserts.pop(box.mailbox, None)
+        if self.sip is None or not self._publishes(f"{box.mailbox}@{box.context}"):
+            return
+        update = self.mwi.current(str(box))
+        if update is None:
+            return  # never counted: its first count is published when it comes
+        summary = _summary(update)
+        self._sip_told[box.mailbox] = summary
+        self.sip.republish_mwi(box.mailbox, summary)
 
     async def _view_changed(self, old: frozenset[str], new: frozenset[str]) -> None:
         assert self.membership is not None

@@ -144,6 +144,16 @@ class MwiSink:
         self._pump()
         return sent
 
+    def republish(self, mailbox: str, summary: MessageSummary) -> int:
+        """PUBLISH ``summary`` to the presence server again, and nothing else (this node's own
+        subscribers and configured phones heard it already)."""
+        self._state[mailbox] = summary
+        if not self._settings.mwi_presence_server:
+            return 0
+        sent = self._publish(mailbox, summary)
+        self._pump()
+        return sent
+
     async def resolve_targets(self) -> None:
         """Look configured MWI peers up once at start: the per-message path must not block."""
         s = self._settings
