@@ -285,13 +285,24 @@ class ImapStore:
             sets.append(set(search_uids(r.untagged)))
         present, seen, flagged, candidates = sets
         missing = sorted(u for u in candidates if u not in cache.keys)
+        unanswered: set[int] = set()
         if missing:
             res = await conn.execute(
                 "UID", "FETCH", Raw(compress_set(missing).encode()),
                 Raw(f"(UID BODY.PEEK[HEADER.FIELDS {_KEY_FIELDS}])".encode()),
             )
-            for uid, item in by_uid(fetch_items(res.untagged)).items():
-                h = _headers(item.section("BODY[HEADER") or b"")
+            items = by_uid(fetch_items(res.untagged))
+            # Only the headers asked for, as answered. On a watcher's connection NOTIFY also
+            # reports new messages (`FETCH (UID n FLAGS ())`) while the command runs: taken as
+            # answers, they filed those messages as not voicemail, for good (their UIDs are
+            # not searched again), and the lamp stayed one message behind on that node.
+            for uid in missing:
+                item = items.get(uid)
+                header = item.section("BODY[HEADER") if item is not None else None
+                if header is None:
+                    unanswered.add(uid)  # expunged meanwhile, or not answered: asked again
+                    continue
+                h = _headers(header)
                 cache.keys[uid] = Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
                                        h.get(TYPE.lower(), ""), h.get("message-id", ""))
         matches = cache.matches.setdefault(who, set())
@@ -303,7 +314,10 @@ class ImapStore:
         # \\Deleted (and come back when the flag goes); UIDs are never reused within a
         # UIDVALIDITY, so keeping an expunged one is harmless (`matches & present` below).
         if present:
-            cache.checked[who] = max(upto, max(present))
+            top = max(present)
+            if unanswered:  # search those again next time
+                top = min(top, min(unanswered) - 1)
+            cache.checked[who] = max(upto, top)
         if log.isEnabledFor(logging.DEBUG):  # what a wrong count would be traced back to
             def uids(s: Iterable[int]) -> str:
                 return compress_set(s)[:80] if s else "-"
