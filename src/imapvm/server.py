@@ -29,7 +29,7 @@ from imapvm.audio.prompt_loader import PromptLoader
 from imapvm.config.embedded import resolve_config as resolve_config  # re-exported for serve
 from imapvm.config.loader import DEFAULT_VOICEMAIL_PATH, LoadedConfig
 from imapvm.config.reload import reload as reload_config
-from imapvm.httpd import HealthServer
+from imapvm.httpd import HealthServer, PushEndpoint
 from imapvm.ivr.dialplan import run_call
 from imapvm.ivr.leave import target_boxes
 from imapvm.ivr.recovered import deliver_unfinished
@@ -42,6 +42,7 @@ from imapvm.mwi.model import MwiUpdate
 from imapvm.mwi.sinks import CallbackSink
 from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Counts, MailboxFull, MailboxRef, MessageRef, StoreError
+from imapvm.storage.imap.push import PushHub, PushOptions
 from imapvm.storage.lease import OutboxBusy, OutboxLock
 from imapvm.storage.lockout import LockoutPolicy, Lockouts
 from imapvm.storage.numbering import Numbering
@@ -123,6 +124,12 @@ class VoicemailServer:
         paths = loaded.settings.paths
         self.store = RoutingStore(loaded.voicemail, paths.spool,
                                   loaded.settings.imap, index_dir=paths.cache / "imap")
+        mwi = loaded.settings.mwi
+        self.push_hub: PushHub | None = None
+        if mwi.watch == "push":  # the IMAP server posts changes to /mwi/push (README, MWI)
+            self.push_hub = PushHub(PushOptions(connections=mwi.push_connections,
+                                                safety_recount=float(mwi.push_safety_recount)))
+            self.store.imap.push = self.push_hub
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -143,6 +150,19 @@ class VoicemailServer:
             cluster.nodes, cluster.self_url or "", interval=cluster.check_interval,
             on_change=self._view_changed) if cluster.nodes else None
         self.takeovers = 0
+        #: Seconds after a takeover when the new owner PUBLISHes its state once more: by then
+        #: the previous owner has seen the new view and stopped publishing (a draining node
+        #: stops at once, a node that sees a peer return stops at its next health check, and a
+        #: PUBLISH it had in flight has been answered), and its publication can no longer be
+        #: the last the presence server received. Presence servers notify the body of the
+        #: PUBLISH they just processed (Kamailio's presence_mwi does), so the last PUBLISH is
+        #: what the lamp shows until the next change.
+        self.reassert_after = 0.0
+        if self.membership is not None:
+            interval = self.membership.interval
+            self.reassert_after = ((self.membership.max_misses + 1) * interval
+                                   + max(1.0, 2 * interval) + 1.0)
+        self._reasserts: dict[str, asyncio.TimerHandle] = {}
         self.adopted = [AdoptedOutbox(Path(d), self) for d in adopt]
         self.session: Session = Session(store=self.store, outbox=self.deposits,
                                changed=self._changed, config=loaded.voicemail,
@@ -165,13 +185,18 @@ class VoicemailServer:
         self.metrics.registry.gauge("imapvm_outbox_depth", "Deposits not yet in the store",
                                     callback=lambda: float(self.outbox.depth()))
         self.metrics.registry.gauge("imapvm_outbox_rejected",
-                                    "Deposits set aside for good (reasons: imapvm doctor)",
+                                    "Deposits set aside for good (reasons: imapvm outbox)",
                                     callback=lambda: float(self.outbox.rejected_count()))
+        self.metrics.registry.gauge("imapvm_mail_rejected",
+                                    "Notification e-mails refused for good and kept "
+                                    "(reasons: imapvm outbox)",
+                                    callback=lambda: float(self.mail.rejected_count()))
         self.metrics.registry.gauge("imapvm_mail_queue_depth",
                                     "Notification e-mails waiting to be sent (or retried)",
                                     callback=lambda: float(self.mail.depth()))
         self.metrics.registry.add(self.mail.sent)
         self.metrics.registry.add(self.mail.failures)
+        self.metrics.registry.add(self.mail.refusals)
 
     # -- life cycle -----------------------------------------------------------------------
     def sip_settings(self) -> SipServerSettings:
@@ -249,12 +274,16 @@ class VoicemailServer:
             self._tasks.append(asyncio.create_task(self.membership.run(), name="cluster"))
         http = self.loaded.settings.http.listen
         if http is not None:
-            self.http = HealthServer(self.metrics.registry.render, self.health)
+            push = None
+            if self.push_hub is not None:
+                push = PushEndpoint(self.loaded.settings.mwi.push_token, self.push_hub.receive)
+            self.http = HealthServer(self.metrics.registry.render, self.health, push)
             try:
                 host, port = await self.http.start(http.host, http.port)
             except OSError as exc:
                 raise OSError(exc.errno, f"HTTP on {http}: {exc.strerror or exc}") from exc
-            log.info("health and metrics on http://%s:%d/healthz and /metrics", host, port)
+            log.info("health and metrics on http://%s:%d/healthz and /metrics%s", host, port,
+                     "; MWI pushes on /mwi/push" if push is not None else "")
         host, port = self.sip.address
         if self.embedded:
             log.warning(
@@ -271,9 +300,14 @@ class VoicemailServer:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,
                 "uptime_s": round(time.time() - self.started_at), "draining": self._draining,
                 "outbox_depth": self.outbox.depth(),
-                "outbox_rejected": self.outbox.rejected_count(), "active_calls": len(self._active),
+                "outbox_rejected": self.outbox.rejected_count(),
+                "mail_rejected": self.mail.rejected_count(), "active_calls": len(self._active),
                 "embedded_default": self.embedded,
                 "adopted": {str(a.directory): a.health() for a in self.adopted},
+                "mwi_push": None if self.push_hub is None else {
+                    "received": self.push_hub.received, "unknown": self.push_hub.unknown,
+                    "refused": self.http.push_refused if self.http else 0,
+                    "malformed": self.http.push_malformed if self.http else 0},
                 "cluster": None if self.membership is None else {
                     "live": sorted(self.membership.live), "changes": self.membership.changes,
                     "takeovers": self.takeovers}}
@@ -337,6 +371,9 @@ class VoicemailServer:
             log.warning("%d notification e-mail(s) not sent yet; they are retried at the next "
                         "start", self.mail.depth())
         self.mail.stop()
+        for handle in self._reasserts.values():
+            handle.cancel()
+        self._reasserts.clear()
         await self.mwi.stop()
         if self.sip is not None:
             await self.sip.close()
@@ -367,10 +404,10 @@ class VoicemailServer:
             self.sip.reload_tls()  # a renewed certificate, same files
         self.metrics.reloads.inc(result="applied")
         log.info("reloaded: %s", json.dumps(diff.to_json(), default=str))
-        if any(k.startswith(("sip.", "http.", "paths.")) for k in diff.settings):
-            log.warning("sip/http/paths changes take effect at the next restart: %s",
-                        ", ".join(k for k in diff.settings
-                                  if k.startswith(("sip.", "http.", "paths."))))
+        restart = ("sip.", "http.", "paths.", "mwi.watch", "mwi.push_")
+        if any(k.startswith(restart) for k in diff.settings):
+            log.warning("sip/http/paths/MWI watch changes take effect at the next restart: %s",
+                        ", ".join(k for k in diff.settings if k.startswith(restart)))
         return True
 
     def _use(self, active: LoadedConfig) -> None:
@@ -518,23 +555,54 @@ class VoicemailServer:
         gate = asyncio.Semaphore(TAKEOVER_PARALLEL)
 
         async def one(box: MailboxRef) -> None:
+            # Whatever the tracker publishes from now on reaches the presence server, even a
+            # state this node already told its own subscribers while it was not the owner.
+            self._sip_told.pop(box.mailbox, None)
             async with gate:
                 try:
-                    await self.mwi.watch(box)
-                    c = await self.store.counts(box)
+                    name = await self.mwi.watch(box)
+                    # The count goes through the tracker, like the watcher's: a count that read
+                    # the server before a change the watcher has already published is dropped
+                    # there, never published over it (the lamp would stay one change behind).
+                    await self.mwi.recount(box)
                 except StoreError as exc:
                     log.warning("MWI takeover of %s: cannot count it yet (%s); published when "
                                 "the store answers", box, exc)
                     return
             if not self._publishes(f"{box.mailbox}@{box.context}"):
                 return  # the view changed again meanwhile
-            summary = MessageSummary(new=c.mwi_new, old=c.old, urgent_new=c.urgent)
+            update = self.mwi.current(name)
+            if update is None:
+                return  # not counted yet: the watcher's first count publishes it
+            # What the tracker holds now, the newest this node knows, goes to the presence
+            # server even if it did not change (the tracker publishes changes only).
+            summary = _summary(update)
             self._sip_told[box.mailbox] = summary
             if self.sip is not None:
                 self.sip.publish_mwi(box.mailbox, summary, presence=True)
 
         await asyncio.gather(*(one(box) for box in boxes))
+        if self.membership is not None:
+            loop = asyncio.get_running_loop()
+            for box in boxes:
+                old = self._reasserts.pop(box.mailbox, None)
+                if old is not None:
+                    old.cancel()
+                self._reasserts[box.mailbox] = loop.call_later(
+                    self.reassert_after, self._reassert, box)
         self.takeovers += 1
+
+    def _reassert(self, box: MailboxRef) -> None:
+        """The new owner's last word after a takeover (see `reassert_after`)."""
+        self._reasserts.pop(box.mailbox, None)
+        if self.sip is None or not self._publishes(f"{box.mailbox}@{box.context}"):
+            return
+        update = self.mwi.current(str(box))
+        if update is None:
+            return  # never counted: its first count is published when it comes
+        summary = _summary(update)
+        self._sip_told[box.mailbox] = summary
+        self.sip.republish_mwi(box.mailbox, summary)
 
     async def _view_changed(self, old: frozenset[str], new: frozenset[str]) -> None:
         assert self.membership is not None

@@ -80,6 +80,13 @@ class KamailioLamp:
             raise AssertionError(f"the lamp never showed {want}: {self.states}") from None
         return self.states[-1][0]
 
+    async def wait_more(self, than: int, within: float = 20.0) -> None:
+        """Until more than `than` NOTIFYs with a body have arrived (counting from the first)."""
+        async with asyncio.timeout(within):
+            while len(self.states) <= than:
+                self._changed.clear()
+                await self._changed.wait()
+
     def close(self) -> None:
         self._task.cancel()
         self.phone.close()

@@ -22,6 +22,7 @@ SECRETS = {
     "sip-file-secret": "sip-File-secret-long-0007",
     "smtp": "smtp-Pw-0008",
     "imap-url": "url-Pw-0009",
+    "push-token": "push-Token-long-random-0010",
 }
 
 
@@ -40,6 +41,7 @@ def write(tmp_path: Path) -> tuple[Path, Path]:
         f'[sip]\ncredentials_file = "{tmp_path / "sip-secrets.toml"}"\n'
         f'[sip.credentials]\n"1234" = "{s["sip-secret"]}"\n'
         f'[mwi]\nwebhook_url = "https://hooks:{s["webhook"]}@hooks.example.com/mwi"\n'
+        f'watch = "push"\npush_token = "{s["push-token"]}"\n'
         f'[mwi.ami]\nusername = "imapvm"\nsecret = "{s["ami"]}"\n'
         f'[imap]\noauth2_token_command = "/usr/local/bin/m365-token --tenant '
         f'{s["token-arg"]} {{user}}"\n'
@@ -62,6 +64,7 @@ def test_check_output_of_a_config_with_every_secret_shows_none(
         assert settings["mwi"]["webhook_url"] == "https://hooks:***@hooks.example.com/mwi"
         assert settings["imap"]["oauth2_token_command"] == ["/usr/local/bin/m365-token", "***"]
         assert settings["mwi"]["ami"]["secret"] == "***"
+        assert settings["mwi"]["push_token"] == "***"
 
 
 def test_include_of_a_file_that_is_not_configuration_is_one_error_without_its_content(

@@ -180,3 +180,29 @@ def test_any_value_anywhere_never_raises(overrides: dict[str, object]) -> None:
     assert isinstance(result, ServerSettings)
     for diagnostic in diags:
         assert diagnostic.location is not None
+
+
+def test_mwi_push_mode_is_validated_with_lines(tmp_path: Path) -> None:
+    settings, diags = load(tmp_path, '[mwi]\nwatch = "push"\npush_token = "0123456789abcdef-x"\n'
+                                     "push_safety_recount = 120\npush_connections = 2\n")
+    assert not diags.items
+    assert (settings.mwi.watch, settings.mwi.push_safety_recount,
+            settings.mwi.push_connections) == ("push", 120, 2)
+    assert "0123456789abcdef-x" not in repr(settings.mwi)
+    text = (
+        "[mwi]\n"  # 1
+        'watch = "pushh"\n'  # 2
+        'push_token = "short"\n'  # 3
+        "push_safety_recount = 5\n"  # 4
+        "push_connections = 0\n"  # 5
+    )
+    settings, diags = load(tmp_path, text)
+    assert "did you mean 'push'" in only(diags, Severity.ERROR, "mwi.watch").message
+    assert only(diags, Severity.ERROR, "mwi.watch").line == 2
+    assert only(diags, Severity.ERROR, "mwi.push_token").line == 3
+    assert only(diags, Severity.ERROR, "mwi.push_safety_recount").line == 4
+    assert only(diags, Severity.ERROR, "mwi.push_connections").line == 5
+    assert settings.mwi.watch == "connection"
+    _, diags = load(tmp_path, '[mwi]\nwatch = "push"\n[http]\nlisten = ""\n')
+    assert "is required" in only(diags, Severity.ERROR, "mwi.push_token").message
+    assert "http.listen" in only(diags, Severity.ERROR, "mwi.watch").message

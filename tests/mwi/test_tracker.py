@@ -59,6 +59,37 @@ def test_recount_started_before_a_local_change_is_discarded(
     assert tracker.counts(A) == Counts(new=1)
 
 
+def test_a_recount_begun_before_an_accepted_one_is_discarded(
+        tracker: CountsTracker, published: list[MwiUpdate]) -> None:
+    """Two recounts of one box at once (a takeover's and the new watcher's): the one that began
+    first may have read the server before a change the other one saw; arriving last, it used
+    to be published over it, and the lamp stayed one message behind."""
+    tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))
+    slow = tracker.begin_recount(A)  # reads the server: 1 new
+    fast = tracker.begin_recount(A)  # a message arrives; this one reads 2 new
+    assert tracker.confirm(A, Counts(new=2), fast) is True
+    assert tracker.confirm(A, Counts(new=1), slow) is False
+    assert tracker.counts(A) == Counts(new=2)
+    assert [state(u) for u in published] == [(1, 0, 0, False), (2, 0, 0, False)]
+    # recounts begun after the accepted one still count, in any order of completion
+    later, latest = tracker.begin_recount(A), tracker.begin_recount(A)
+    assert tracker.confirm(A, Counts(new=3), latest) is True
+    assert tracker.confirm(A, Counts(new=2), later) is False
+    assert tracker.counts(A) == Counts(new=3)
+
+
+def test_a_recount_begun_before_the_box_was_watched_again_is_void(
+        published: list[MwiUpdate]) -> None:
+    tracker = CountsTracker(published.append)
+    tracker.add_name("100@default", [A])
+    token = tracker.begin_recount(A)
+    tracker.remove_name("100@default")
+    tracker.add_name("100@default", [A])
+    assert tracker.confirm(A, Counts(new=5), token) is False
+    assert tracker.confirm(A, Counts(new=1), tracker.begin_recount(A)) is True
+    assert [state(u) for u in published] == [(1, 0, 0, False)]
+
+
 def test_a_count_completing_during_the_store_call_is_not_added_twice(
         tracker: CountsTracker, published: list[MwiUpdate]) -> None:
     tracker.confirm(A, Counts(new=1), tracker.begin_recount(A))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -29,6 +30,7 @@ from imapvm.notify.notifier import Notifier, mail_queue
 from imapvm.storage.base import Folder, MailboxRef, MessageRef
 from imapvm.storage.outbox import Outbox
 from imapvm.storage.router import RoutingStore
+from tests.commands.test_operator_cli import imapvm
 from tests.conftest import make_account
 from tests.support.dovecot import DovecotServer
 
@@ -40,10 +42,18 @@ class Receiver:
     """An SMTP server that keeps what it accepts; `refuse` makes it answer 451."""
 
     refuse: bool = False
+    unknown: set[str] = field(default_factory=set)  # recipients refused with 550
     received: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
     refused: int = 0
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.unknown:
+            return f"550 5.1.1 <{address}>: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         async with self.changed:
@@ -133,6 +143,7 @@ async def node_for() -> AsyncIterator[Callable[[LoadedConfig], Node]]:
         registry.gauge("imapvm_mail_queue_depth", "queued", callback=lambda: float(queue.depth()))
         registry.add(queue.sent)
         registry.add(queue.failures)
+        registry.add(queue.refusals)
         tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(queue.run())]
         node = Node(store, outbox, notifier, registry, tasks)
         nodes.append(node)
@@ -216,6 +227,53 @@ async def test_a_refused_send_is_retried_and_delete_yes_waits_for_it(
     assert await queue.flush(30)
     assert await node.store.list(BOX, Folder.INBOX) == []
     assert queue.sent.get(kind="email") == 1
+
+
+async def test_a_send_refused_for_good_is_kept_aside_and_retried_by_the_operator(
+        tmp_path: Path, smtp: tuple[Receiver, int],
+        node_for: Callable[[LoadedConfig], Node]) -> None:
+    """550 for the only recipient: not retried in a loop, never dropped, the delete=yes
+    voicemail stays; `imapvm outbox` shows why, and `imapvm outbox retry` sends it once the
+    address is fixed at the receiver."""
+    receiver, port = smtp
+    receiver.unknown.add("alice@example.com")
+    node = node_for(_load(tmp_path, port, "", "1234 => 4242,Alice,alice@example.com,,delete=yes"))
+    ref = await node.deposit(BOX)
+    queue = node.notifier.queue
+    assert await queue.flush(30)  # done with it: set aside, nothing left to retry
+    assert queue.refusals.get(kind="email") == 1
+    assert queue.failures.get(kind="email") == 0
+    assert [m.ref for m in await node.store.list(BOX, Folder.INBOX)] == [ref]
+    outbox_dir = tmp_path / "outbox"
+    listed = await asyncio.to_thread(imapvm, "outbox", "--dir", outbox_dir, "--json")
+    [item] = json.loads(listed.stdout)["items"]
+    assert (item["kind"], item["state"], item["mailbox"]) == ("email", "rejected", "1234@default")
+    assert "550" in item["last_error"]
+    assert "alice@example.com" in item["last_error"]
+    assert "imapvm_mail_rejected_total" in node.registry.render()
+
+    receiver.unknown.clear()  # the operator fixes the address at the MTA
+    done = await asyncio.to_thread(imapvm, "outbox", "retry", item["id"], "--dir", outbox_dir)
+    assert done.returncode == 0, done.stderr
+    assert f"email {item['id']} for 1234@default: back in the queue" in done.stdout
+    queue.retry_now()  # (a running server's queue looks again within its rescan interval)
+    await receiver.wait(lambda: len(receiver.received) == 1)
+    assert await queue.flush(30)
+    assert await node.store.list(BOX, Folder.INBOX) == []  # delete=yes, now that it went out
+
+
+async def test_some_recipients_refused_the_others_get_it(
+        tmp_path: Path, smtp: tuple[Receiver, int],
+        node_for: Callable[[LoadedConfig], Node], caplog: pytest.LogCaptureFixture) -> None:
+    receiver, port = smtp
+    receiver.unknown.add("gone@example.com")
+    node = node_for(_load(tmp_path, port, "",
+                          "1234 => 4242,Alice,alice@example.com|gone@example.com"))
+    await node.deposit(BOX)
+    await receiver.wait(lambda: len(receiver.received) == 1)
+    assert await node.notifier.queue.flush(30)
+    assert receiver.received[0][0].rcpt_tos == ["alice@example.com"]
+    assert "refused recipient gone@example.com: 550" in caplog.text
 
 
 async def test_imap_storage_sends_the_notification_too(

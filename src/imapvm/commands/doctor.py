@@ -25,6 +25,7 @@ from imapvm.commands._runtime import add_config_args, add_json_arg, print_json, 
 from imapvm.config.loader import LoadedConfig
 from imapvm.config.model import StorageKind
 from imapvm.ivr import lang
+from imapvm.notify.queue import rejected as rejected_mail
 from imapvm.storage.base import Folder, MailboxRef, StoreError
 from imapvm.storage.imap.account import Account
 from imapvm.storage.imap.connection import ImapError
@@ -210,8 +211,9 @@ def _check_tls(report: Report, loaded: LoadedConfig) -> None:
 
 
 def _check_outbox(report: Report, loaded: LoadedConfig) -> None:
-    """Deposits waiting, and those set aside for good (each with its reason): they are kept,
-    but nobody gets them until the cause is fixed and they are moved back to pending/."""
+    """Deposits and notification e-mails waiting, and those set aside for good (each with its
+    reason): they are kept, but nobody gets them until the cause is fixed and they are put
+    back (`imapvm outbox retry`)."""
     directory = loaded.settings.paths.outbox
     pending = len(list((directory / "pending").glob("*.json")))
     report.add("outbox", str(directory), True, f"{pending} deposit(s) waiting for the store")
@@ -224,8 +226,16 @@ def _check_outbox(report: Report, loaded: LoadedConfig) -> None:
         except (OSError, ValueError) as exc:
             detail = f"unreadable: {exc}"
         report.add("outbox", f"rejected {meta.stem}", False,
-                   f"{detail}; after fixing the cause, move {meta.stem}.eml and .json back to "
-                   f"{directory / 'pending'}")
+                   f"{detail}; after fixing the cause: imapvm outbox retry {meta.stem}")
+    mail = directory / "mail"
+    waiting = len(list(mail.glob("*.json")))
+    if waiting:
+        report.add("outbox", str(mail), True, f"{waiting} notification e-mail(s) waiting")
+    for item in rejected_mail(mail):
+        report.add("outbox", f"rejected {item.kind} {item.id}", False,
+                   f"to {', '.join(item.recipients)} for {item.mailbox}@{item.context}: "
+                   f"{item.last_error or 'no reason recorded'}; after fixing the cause: "
+                   f"imapvm outbox retry {item.id}")
 
 
 def _check_prompts(report: Report, loaded: LoadedConfig) -> None:

@@ -19,6 +19,8 @@ default_greeting = "unavailable"  # no cause given: "unavailable", "busy" or "no
 [mwi]
 sip_notify = true
 webhook_url = "https://hooks.example.com/mwi"
+# watch = "push"                 # Dovecot posts changes to /mwi/push (contrib/dovecot/)
+# push_token = "..."             # the bearer token Dovecot's Lua script sends
 [mwi.unsolicited]
 "1234" = ["sip:1234@192.0.2.20:5060"]   # phones told without subscribing
 [mwi.ami]
@@ -167,6 +169,20 @@ class MwiSettings:
     publish_domain: str | None = None
     """Domain of the published AORs (`sip:1234@<domain>`); default: the server's address."""
     publish_expires: int = 600
+    watch: str = "connection"
+    """How watched mailboxes learn of changes: "connection" (one IMAP connection per login in
+    NOTIFY or IDLE: any server) or "push" (the IMAP server posts every change to `POST /mwi/push`
+    of the HTTP server: Dovecot's push_notification Lua driver, contrib/dovecot/)."""
+    push_token: str = field(default="", repr=False)
+    """Bearer token the push must carry (the same as the Lua script's imapvm_push_token)."""
+    push_safety_recount: int = 300
+    """Push mode: every watched mailbox is recounted once per this many seconds (spread out),
+    which corrects a push lost on the network."""
+    push_connections: int = 8
+    """Push mode: IMAP connections per server that recount pushed mailboxes."""
+
+
+WATCH_MODES = ("connection", "push")
 
 
 @dataclass(frozen=True)
@@ -444,6 +460,35 @@ def _credentials(check: _Checker, table: Mapping[str, object], prefix: str) -> d
     return out
 
 
+def _mwi_watch(check: _Checker, mwi: Mapping[str, object], settings: MwiSettings,
+               ) -> MwiSettings:
+    """[mwi] watch and the push_* keys (README, "Message waiting (MWI)")."""
+    watch = check.string(mwi, "mwi.watch", "connection")
+    if watch not in WATCH_MODES:
+        check.error("mwi.watch", f"must be one of {', '.join(WATCH_MODES)}, not '{watch}'"
+                    + did_you_mean(watch, set(WATCH_MODES)))
+        watch = "connection"
+    token = check.string(mwi, "mwi.push_token", "")
+    if watch == "push" and not token:
+        check.error("mwi.push_token", 'is required with watch = "push" (the bearer token '
+                    f'Dovecot\'s script sends), e.g. "{secrets.token_urlsafe(24)}"')
+    elif token and (len(token) < 16 or any(not (c.isascii() and c.isprintable()) or c == " "
+                                           for c in token)):
+        check.error("mwi.push_token", "must be at least 16 printable ASCII characters without "
+                    f'spaces, e.g. "{secrets.token_urlsafe(24)}"')
+    period = mwi.get("push_safety_recount", 300)
+    if isinstance(period, bool) or not isinstance(period, int) or not 10 <= period <= 86400:
+        check.error("mwi.push_safety_recount",
+                    f"must be seconds from 10 to 86400, not {period!r}")
+        period = 300
+    conns = mwi.get("push_connections", 8)
+    if isinstance(conns, bool) or not isinstance(conns, int) or not 1 <= conns <= 64:
+        check.error("mwi.push_connections", f"must be a number from 1 to 64, not {conns!r}")
+        conns = 8
+    return replace(settings, watch=watch, push_token=token, push_safety_recount=period,
+                   push_connections=conns)
+
+
 def _seconds(check: _Checker, table: Mapping[str, object], key: str, default: int) -> int:
     value = table.get(key.rsplit(".", 1)[-1], default)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
@@ -555,7 +600,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     sip_settings = _sip_security(check, sip, sip_settings, diags, where)
 
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited",
-                                   "presence_server", "publish_domain", "publish_expires"})
+                                   "presence_server", "publish_domain", "publish_expires",
+                                   "watch", "push_token", "push_safety_recount",
+                                   "push_connections"})
     unsolicited: dict[str, tuple[str, ...]] = {}
     raw_unsolicited = mwi.get("unsolicited", {})
     if not isinstance(raw_unsolicited, dict):
@@ -609,6 +656,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         publish_domain=check.string(mwi, "mwi.publish_domain", "") or None,
         publish_expires=expires,
     )
+    mwi_settings = _mwi_watch(check, mwi, mwi_settings)
 
     paths = check.table(raw, "paths", {"spool", "outbox", "sounds", "cache"})
     path_values = {}
@@ -626,6 +674,9 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     if "listen" in http:
         value = http["listen"]
         http_listen = None if value == "" else check.endpoint(value, "http.listen", 9180)
+    if mwi_settings.watch == "push" and "listen" in http and http.get("listen") == "":
+        check.error("mwi.watch", '"push" needs the HTTP server (Dovecot posts to /mwi/push): '
+                    'set http.listen')
     imap = check.table(raw, "imap", {"oauth2_token_command", "gssapi", "gssapi_host"})
     command: tuple[str, ...] = ()
     text = check.string(imap, "imap.oauth2_token_command", "")

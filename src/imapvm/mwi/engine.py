@@ -175,6 +175,17 @@ class MwiEngine:
         """
         return PendingChange(self, box, delta)
 
+    async def recount(self, box: MailboxRef) -> bool:
+        """Count a watched `box` now, on a connection of its store rather than its watcher's,
+        and hand the result to the tracker as a watcher's recount is (what a node taking over
+        a mailbox needs at once). If the watcher's own recount began later and was accepted
+        first, or a local change raced it, the tracker keeps what it has: this count may have
+        read the server before a change the watcher has already seen. True when accepted;
+        raises StoreError as the store does."""
+        token = self.tracker.begin_recount(box)
+        counts = await self._store_for(box).counts(box)
+        return self.tracker.confirm(box, counts, token)
+
     def refresh(self, box: MailboxRef | None = None) -> None:
         """Recount now (AMI VoicemailRefresh's job): one box, or every watched box."""
         watchers = [self._watcher_of[box]] if box in self._watcher_of else (

@@ -5,6 +5,9 @@ Rules (DESIGN.md principle 5, Asterisk known issues #4 and #5):
 - never a transient zero: a local change (deposit, phone session) is applied at once, and a
   recount that was already running when it happened is discarded instead of published (it may
   predate the change), so the lamp never goes back and forth;
+- never an older state over a newer one: a recount that began before one already accepted is
+  discarded (several may run for one box: the watcher's, a takeover's on another connection),
+  so a slow count that read the server before a change cannot undo the change on the lamp;
 - never negative: local deltas are clamped at zero;
 - IMAP unreachable: the last counts stay, marked stale (published once), never turned into zero;
   the next successful recount clears the mark.
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 class _Box:
     counts: Counts | None = None
     stale: bool = False
-    local_seq: int = 0  # bumped by every local change; recounts started before it are discarded
+    floor: int = 0  # recounts numbered below it are discarded (older than what is known)
     open_local: int = 0  # local changes on their way to the server: no recount is trusted
     pending: Counts = field(default_factory=Counts)  # accepted (outbox), not yet on the server
     names: set[str] = field(default_factory=set)
@@ -50,6 +53,7 @@ class CountsTracker:
         self._publish = publish
         self._boxes: dict[MailboxRef, _Box] = {}
         self._names: dict[str, _Name] = {}
+        self._seq = 0  # numbers recounts as they begin, and local changes (all boxes)
 
     # -- published names --------------------------------------------------------------------
     def add_name(self, name: str, boxes: Sequence[MailboxRef], *, mailbox: str = "",
@@ -65,7 +69,10 @@ class CountsTracker:
                 mailbox, context = name, ""
         self._names[name] = _Name(tuple(boxes), mailbox, context)
         for b in boxes:
-            self._boxes.setdefault(b, _Box()).names.add(name)
+            if b not in self._boxes:  # a recount begun before it was watched (again) is void
+                self._seq += 1
+                self._boxes[b] = _Box(floor=self._seq)
+            self._boxes[b].names.add(name)
         self._emit(name)  # known counts (another name watched the same box) publish at once
 
     def remove_name(self, name: str) -> list[MailboxRef]:
@@ -108,19 +115,27 @@ class CountsTracker:
     def begin_recount(self, box: MailboxRef) -> int:
         """Call before asking the server; pass the token to `confirm`."""
         b = self._boxes.get(box)
-        return b.local_seq if b else 0
+        self._seq += 1
+        return self._seq if b is not None else 0
 
     def confirm(self, box: MailboxRef, counts: Counts, token: int) -> bool:
-        """A recount's result. Returns False when it was discarded because a local change
-        happened while it ran (the caller should recount again)."""
+        """A recount's result. Returns False when it was discarded: a local change happened
+        while it ran (the caller should recount again), or a recount that began after it was
+        accepted first (its result is at least as new as this one's)."""
         b = self._boxes.get(box)
         if b is None:
             return True  # nobody watches it any more
-        if b.local_seq != token or b.open_local:
+        if token < b.floor or b.open_local:
             return False
+        b.floor = token + 1
         b.counts, b.stale = counts, False
         self._changed(b)
         return True
+
+    def _fence(self, b: _Box) -> None:
+        """A local change: recounts that began before it may predate it."""
+        self._seq += 1
+        b.floor = self._seq
 
     def begin_local(self, box: MailboxRef) -> None:
         """A local change is about to reach the server. Recounts completing before
@@ -129,14 +144,14 @@ class CountsTracker:
         the change, exactly once."""
         b = self._boxes.get(box)
         if b is not None:
-            b.local_seq += 1
+            self._fence(b)
             b.open_local += 1
 
     def cancel_local(self, box: MailboxRef) -> None:
         """The change announced by `begin_local` failed: nothing to apply."""
         b = self._boxes.get(box)
         if b is not None:
-            b.local_seq += 1
+            self._fence(b)
             b.open_local = max(0, b.open_local - 1)
 
     def apply_local(self, box: MailboxRef, delta: Counts | None = None, *,
@@ -147,7 +162,7 @@ class CountsTracker:
         b = self._boxes.get(box)
         if b is None:
             return
-        b.local_seq += 1
+        self._fence(b)
         b.open_local = max(0, b.open_local - 1)
         if counts is not None:
             b.counts = counts
@@ -174,7 +189,7 @@ class CountsTracker:
             return
         b.pending = _add(b.pending, Counts(-delta.new, -delta.old, -delta.urgent))
         if delivered:
-            b.local_seq += 1
+            self._fence(b)
             b.open_local = max(0, b.open_local - 1)
             if b.counts is not None:
                 b.counts = _add(b.counts, delta)

@@ -7,10 +7,16 @@ sent, and, for ``delete=yes``, once the voicemail it announced is deleted from t
 whose e-mail is out but whose delete failed is kept, marked sent, and only the delete is retried:
 never a second e-mail, never a deleted voicemail that was not e-mailed).
 
+A send refused for good (an SMTP server's 5xx: unknown recipient, message refused) is not
+retried in a loop and not dropped: the item moves to ``rejected/`` with the reason in its
+``last_error`` (for ``delete=yes`` the voicemail stays in the store, since it was not e-mailed),
+``imapvm doctor`` lists it and ``imapvm outbox retry`` puts it back once the cause is fixed.
+
 Layout, next to the outbox's own directories::
 
-    <outbox>/mail/pending/<id>.eml   the message, CRLF line ends
-    <outbox>/mail/pending/<id>.json  envelope, mailbox, delete_ref, attempts, last error
+    <outbox>/mail/<id>.eml            the message, CRLF line ends
+    <outbox>/mail/<id>.json           envelope, mailbox, delete_ref, attempts, last error
+    <outbox>/mail/rejected/<id>.*     refused for good, kept
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from imapvm.metrics import Counter
-from imapvm.notify.transport import SendError, Transport
+from imapvm.notify.transport import RefusedForGood, SendError, Transport
 from imapvm.storage.base import MailboxRef, MessageGone, MessageRef, StoreError
 from imapvm.storage.fsutil import fsync_dir, write_durably
 
@@ -71,6 +77,7 @@ class MailQueue:
                  deleter: Deleter | None = None, *, max_backoff: float = 300.0,
                  first_backoff: float = 1.0, rescan_interval: float = 60.0) -> None:
         self.directory = Path(directory)
+        self.rejected_dir = self.directory / "rejected"
         self.transport = transport
         self.deleter = deleter
         self.max_backoff = max_backoff
@@ -79,6 +86,8 @@ class MailQueue:
         self.sent = Counter("imapvm_mail_sent_total", "Notification e-mails sent, by kind")
         self.failures = Counter("imapvm_mail_send_failures_total",
                                 "Notification sends that failed and wait for a retry, by kind")
+        self.refusals = Counter("imapvm_mail_rejected_total",
+                                "Notifications refused for good and set aside, by kind")
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -100,16 +109,13 @@ class MailQueue:
         fsync_dir(self.directory)
 
     def pending(self) -> list[MailItem]:
-        items = []
-        for meta in sorted(self.directory.glob("*.json")):
-            try:
-                items.append(MailItem(**json.loads(meta.read_text())))
-            except (OSError, ValueError, TypeError) as exc:
-                log.error("mail queue: unreadable item %s (%s); left in place", meta, exc)
-        return items
+        return waiting(self.directory)
 
     def depth(self) -> int:
         return len(list(self.directory.glob("*.json"))) if self.directory.is_dir() else 0
+
+    def rejected_count(self) -> int:
+        return len(list(self.rejected_dir.glob("*.json"))) if self.rejected_dir.is_dir() else 0
 
     # -- the worker -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -147,6 +153,14 @@ class MailQueue:
                 message = await asyncio.to_thread((self.directory / f"{item.id}.eml").read_bytes)
                 item.attempts += 1
                 await self.transport(item).send(message, item.sender, item.recipients)
+            except RefusedForGood as exc:
+                item.last_error = str(exc)
+                self.refusals.inc(kind=item.kind)
+                log.error("mail queue: %s to %s for %s refused for good: %s; kept in %s "
+                          "(`imapvm outbox retry %s` once the cause is fixed)", item.kind,
+                          ", ".join(item.recipients), item.box, exc, self.rejected_dir, item.id)
+                await asyncio.to_thread(self._move_to_rejected, item)
+                return True
             except (SendError, OSError) as exc:
                 self.failures.inc(kind=item.kind)
                 item.last_error = str(exc)
@@ -187,6 +201,15 @@ class MailQueue:
     def _save(self, item: MailItem) -> None:
         write_durably(self.directory / f"{item.id}.json", _dump(item))
 
+    def _move_to_rejected(self, item: MailItem) -> None:
+        self.rejected_dir.mkdir(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / f"{item.id}.eml").replace(self.rejected_dir / f"{item.id}.eml")
+        write_durably(self.rejected_dir / f"{item.id}.json", _dump(item))
+        (self.directory / f"{item.id}.json").unlink(missing_ok=True)
+        fsync_dir(self.rejected_dir)
+        fsync_dir(self.directory)
+
     def _remove(self, item: MailItem) -> None:
         (self.directory / f"{item.id}.json").unlink(missing_ok=True)
         (self.directory / f"{item.id}.eml").unlink(missing_ok=True)
@@ -210,6 +233,60 @@ class MailQueue:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+
+def waiting(directory: Path) -> list[MailItem]:
+    """The notifications waiting in ``directory`` (blocking)."""
+    items = []
+    for meta in sorted(Path(directory).glob("*.json")):
+        try:
+            items.append(MailItem(**json.loads(meta.read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            log.error("mail queue: unreadable item %s (%s); left in place", meta, exc)
+    return items
+
+
+def rejected(directory: Path) -> list[MailItem]:
+    """The notifications set aside under ``<directory>/rejected`` (blocking)."""
+    items = []
+    for meta in sorted((Path(directory) / "rejected").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            items.append(MailItem(**json.loads(meta.read_text())))
+    return items
+
+
+def requeue(directory: Path, ids: Collection[str] | None = None) -> tuple[list[MailItem],
+                                                                        list[str]]:
+    """Put rejected notifications back in the queue (all when `ids` is None); returns the items
+    put back and one line per id that could not be. Blocking."""
+    directory = Path(directory)
+    rejected_dir = directory / "rejected"
+    wanted = None if ids is None else set(ids)
+    done: list[MailItem] = []
+    problems: list[str] = []
+    found: set[str] = set()
+    for meta in sorted(rejected_dir.glob("*.json")):
+        if wanted is not None and meta.stem not in wanted:
+            continue
+        found.add(meta.stem)
+        try:
+            item = MailItem(**json.loads(meta.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"{meta.stem}: unreadable ({exc}); left in {rejected_dir}")
+            continue
+        eml = rejected_dir / f"{item.id}.eml"
+        if not eml.exists():
+            problems.append(f"{item.id}: its message file {eml.name} is lost; nothing to retry")
+            continue
+        eml.replace(directory / eml.name)
+        write_durably(directory / meta.name, _dump(item))  # last: marks it complete
+        meta.unlink()
+        fsync_dir(directory)
+        fsync_dir(rejected_dir)
+        done.append(item)
+    for missing in sorted((wanted or set()) - found):
+        problems.append(f"{missing}: no such rejected notification in {rejected_dir}")
+    return done, problems
 
 
 def _dump(item: MailItem) -> bytes:

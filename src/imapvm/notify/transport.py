@@ -6,11 +6,16 @@
 * ``[smtp]`` in imapvm.toml: submission with aiosmtplib (STARTTLS and AUTH when configured),
   envelope sender ``serveremail`` and the mailbox's addresses as recipients.
 
-Either raises :class:`SendError` with a one-line reason; the queue retries later.
+Either raises :class:`SendError` with a one-line reason; the queue retries later. An SMTP
+server's permanent refusal of this message (every recipient refused with 5xx, or DATA answered
+5xx) raises :class:`RefusedForGood`: the queue sets the item aside instead of retrying it. A 5xx
+that would refuse every message alike (the sender address, the login) stays a retry: once the
+configuration is fixed, what waited goes out by itself.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,9 +24,15 @@ import aiosmtplib
 from imapvm.config.settings import SmtpSettings
 from imapvm.external import CommandError, describe, run_command
 
+log = logging.getLogger(__name__)
+
 
 class SendError(Exception):
     """The message was not accepted; sending again later may work."""
+
+
+class RefusedForGood(SendError):
+    """The server refused this message permanently (5xx); sending it again will not work."""
 
 
 class Transport(Protocol):
@@ -62,15 +73,30 @@ class Smtp:
     async def send(self, message: bytes, sender: str, recipients: Sequence[str]) -> None:
         s = self.settings
         try:
-            await aiosmtplib.send(
+            refused, _ = await aiosmtplib.send(
                 message, sender=sender, recipients=list(recipients), hostname=s.host,
                 port=s.port, start_tls=s.starttls, use_tls=False,
                 username=s.username or None, password=s.password or None,
                 timeout=s.timeout)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            why = "; ".join(f"{r.recipient}: {r.code} {_squash(r.message)}" for r in exc.recipients)
+            if all(r.code >= 500 for r in exc.recipients):
+                raise RefusedForGood(f"{self}: every recipient refused: {why}") from None
+            raise SendError(f"{self}: recipients refused for now: {why}") from None
+        except aiosmtplib.SMTPDataError as exc:
+            error = RefusedForGood if exc.code >= 500 else SendError
+            raise error(f"{self}: message refused: {exc.code} {_squash(exc.message)}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise SendError(f"{self}: {_one_line(exc)}") from None
+        for rcpt, response in refused.items():  # sent to the others: say who did not get it
+            log.warning("%s refused recipient %s: %s %s", self, rcpt, response.code,
+                        _squash(response.message))
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300] or type(exc).__name__
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())[:200]

@@ -245,8 +245,10 @@ class GreetingKind(enum.Enum):
 
 
 class WatchMode(enum.Enum):
-    """How a watcher learns of changes. `WAITING`: no connection slot yet, polling meanwhile."""
+    """How a watcher learns of changes. `WAITING`: no connection slot yet, polling meanwhile.
+    `PUSH`: the server calls imapvm on every change (storage/imap/push.py)."""
 
+    PUSH = "push"
     NOTIFY = "notify"
     IDLE = "idle"
     POLL = "poll"

@@ -12,8 +12,11 @@ Layout under the outbox directory:
     pending/<id>.eml, pending/<id>.json   waiting for the store
     rejected/<id>.eml, rejected/<id>.json  refused for good (mailbox full, login refused, a
                                            mailbox the store refuses); kept, never lost; the
-                                           .json's last_error says why. To try again, move
-                                           both files back to pending/.
+                                           .json's last_error says why. `imapvm outbox
+                                           retry` (`requeue`) puts them back in pending/.
+
+A running worker also looks at pending/ every `rescan_interval` seconds while idle, so an item
+put back there by the operator is delivered without waiting for the next deposit.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,13 +87,14 @@ def message_id_of(email: bytes) -> str:
 class Outbox:
     def __init__(self, directory: Path, target: DepositTarget, *,
                  max_backoff: float = 30.0, on_delivered: DeliveredHook | None = None,
-                 max_lanes: int = 8) -> None:
+                 max_lanes: int = 8, rescan_interval: float = 10.0) -> None:
         self.directory = Path(directory)
         self.pending_dir = self.directory / "pending"
         self.rejected_dir = self.directory / "rejected"
         self.target = target
         self.max_backoff = max_backoff
         self.on_delivered = on_delivered
+        self.rescan_interval = rescan_interval
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._delivered: dict[str, asyncio.Future[MessageRef]] = {}
@@ -127,13 +131,7 @@ class Outbox:
         return await asyncio.shield(fut)
 
     def pending(self) -> list[OutboxItem]:
-        items = []
-        for meta in sorted(self.pending_dir.glob("*.json")):
-            try:
-                items.append(OutboxItem(**json.loads(meta.read_text())))
-            except (OSError, ValueError, TypeError) as exc:
-                log.error("outbox: unreadable item %s (%s); left in place", meta, exc)
-        return items
+        return pending_items(self.directory)
 
     def pending_message_ids(self) -> set[str]:
         """Message-IDs waiting for the store (blocking: run in a thread)."""
@@ -160,7 +158,8 @@ class Outbox:
             if not items:
                 self._idle.set()
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):  # or the operator put something back
+                    await asyncio.wait_for(self._wake.wait(), self.rescan_interval)
                 continue
             now = time.monotonic()
             lanes: dict[MailboxRef, list[OutboxItem]] = {}
@@ -188,11 +187,7 @@ class Outbox:
 
     def rejected(self) -> list[OutboxItem]:
         """Items set aside for good, each with its reason in `last_error` (blocking)."""
-        items = []
-        for meta in sorted(self.rejected_dir.glob("*.json")):
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                items.append(OutboxItem(**json.loads(meta.read_text())))
-        return items
+        return rejected_items(self.directory)
 
     def rejected_count(self) -> int:
         return len(list(self.rejected_dir.glob("*.json")))
@@ -299,6 +294,63 @@ class Outbox:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+
+def pending_items(directory: Path) -> list[OutboxItem]:
+    """The deposits waiting in `<directory>/pending` (blocking)."""
+    items = []
+    for meta in sorted((Path(directory) / "pending").glob("*.json")):
+        try:
+            items.append(OutboxItem(**json.loads(meta.read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            log.error("outbox: unreadable item %s (%s); left in place", meta, exc)
+    return items
+
+
+def rejected_items(directory: Path) -> list[OutboxItem]:
+    """The deposits set aside for good in `<directory>/rejected`, each with its reason in
+    `last_error` (blocking)."""
+    items = []
+    for meta in sorted((Path(directory) / "rejected").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            items.append(OutboxItem(**json.loads(meta.read_text())))
+    return items
+
+
+def requeue(directory: Path, ids: Collection[str] | None = None) -> tuple[list[OutboxItem],
+                                                                        list[str]]:
+    """Put rejected deposits back in pending/ (all of them when `ids` is None), each to be asked
+    for by Message-ID before it is appended again (never twice). Returns the items put back and
+    one line per id that could not be (unknown, or its message file is lost). Blocking."""
+    rejected_dir, pending_dir = Path(directory) / "rejected", Path(directory) / "pending"
+    wanted = None if ids is None else set(ids)
+    done: list[OutboxItem] = []
+    problems: list[str] = []
+    found: set[str] = set()
+    for meta in sorted(rejected_dir.glob("*.json")):
+        if wanted is not None and meta.stem not in wanted:
+            continue
+        found.add(meta.stem)
+        try:
+            item = OutboxItem(**json.loads(meta.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"{meta.stem}: unreadable ({exc}); left in {rejected_dir}")
+            continue
+        eml = rejected_dir / f"{item.id}.eml"
+        if not eml.exists():
+            problems.append(f"{item.id}: its message file {eml.name} is lost; nothing to retry")
+            continue
+        item.check_first = True
+        pending_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(eml, pending_dir / eml.name)
+        write_durably(pending_dir / meta.name, _dump(item))  # last: marks it complete
+        meta.unlink()
+        fsync_dir(pending_dir)
+        fsync_dir(rejected_dir)
+        done.append(item)
+    for missing in sorted((wanted or set()) - found):
+        problems.append(f"{missing}: no such rejected deposit in {rejected_dir}")
+    return done, problems
 
 
 def _dump(item: OutboxItem) -> bytes:

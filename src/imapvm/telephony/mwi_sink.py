@@ -144,6 +144,16 @@ class MwiSink:
         self._pump()
         return sent
 
+    def republish(self, mailbox: str, summary: MessageSummary) -> int:
+        """PUBLISH ``summary`` to the presence server again, and nothing else (this node's own
+        subscribers and configured phones heard it already)."""
+        self._state[mailbox] = summary
+        if not self._settings.mwi_presence_server:
+            return 0
+        sent = self._publish(mailbox, summary)
+        self._pump()
+        return sent
+
     async def resolve_targets(self) -> None:
         """Look configured MWI peers up once at start: the per-message path must not block."""
         s = self._settings
@@ -188,7 +198,7 @@ class MwiSink:
         if timer is not None:
             timer.cancel()
         self._published[aor] = (etag, body, None)
-        log.debug("PUBLISH %s (etag %s)", aor, etag)
+        log.debug("PUBLISH %s %d/%d (etag %s)", aor, summary.new, summary.old, etag)
         self._core().publish(aor, address, body, self._clock(), etag,
                           self._settings.mwi_publish_expires)
         return 1
@@ -211,6 +221,8 @@ class MwiSink:
         return etag is not None
 
     def on_publish_result(self, event: PublishResult) -> None:
+        log.debug("PUBLISH %s answered %d (etag %s, expires %s)", event.aor, event.status,
+                  event.etag, event.expires)
         if event.aor in self._withdrawn and event.aor not in self._published:
             self._withdrawn.discard(event.aor)  # the answer to a withdrawal: nothing to keep
             return

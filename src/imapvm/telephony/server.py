@@ -415,6 +415,10 @@ class SipServer:
         presence server; returns the number of NOTIFY/PUBLISH requests sent."""
         return self.mwi.publish(mailbox, summary, presence=presence)
 
+    def republish_mwi(self, mailbox: str, summary: MessageSummary) -> int:
+        """PUBLISH ``mailbox``'s state to the presence server again (only there)."""
+        return self.mwi.republish(mailbox, summary)
+
     def withdraw_mwi(self, mailbox: str) -> bool:
         """Stop publishing ``mailbox`` to the presence server (another node does now)."""
         return self.mwi.withdraw(mailbox)

@@ -38,6 +38,48 @@ def test_fetch_items_merge_split_responses() -> None:
     assert set(by_uid(items)) == {9, 10}
 
 
+def test_fetch_items_follow_expunges_between_responses() -> None:
+    """A header FETCH on a connection that NOTIFY also feeds: another session's EXPUNGE lands
+    between our answer for UID 20 (then message 13) and a flag push for UID 21 (message 13 once
+    12 is gone). Merged by the old numbers, UID 20's headers were filed under UID 21 and UID 20
+    had none: that voicemail was never counted again (the lamp one behind for good)."""
+    rs = parse_all(b"* 13 FETCH (UID 20 BODY[HEADER.FIELDS (X-ASTERISK-VM-EXTENSION)] {31}\r\n"
+                   b"X-Asterisk-VM-Extension: 1000\r\n)\r\n"
+                   b"* 12 EXPUNGE\r\n"
+                   b"* 13 FETCH (UID 21 FLAGS (\\Seen))\r\n"
+                   b"* 11 FETCH (FLAGS (\\Deleted) UID 18)\r\n"
+                   b"* 11 EXPUNGE\r\n")
+    items = by_uid(fetch_items(rs))
+    assert set(items) == {18, 20, 21}
+    assert items[20].section("BODY[HEADER") == b"X-Asterisk-VM-Extension: 1000\r\n"
+    assert items[20].flags is None
+    assert items[21].section("BODY[HEADER") is None
+    assert items[21].flags == {"\\Seen"}
+    assert items[18].flags == {"\\Deleted"}  # data that arrived before its expunge is kept
+
+
+@given(st.lists(st.tuples(st.sampled_from(["fetch", "expunge"]), st.integers(0, 99)),
+                max_size=16), st.integers(2, 12))
+def test_fetch_items_never_merge_two_messages(ops: list[tuple[str, int]], size: int) -> None:
+    """Whatever the interleaving of FETCH data and EXPUNGEs, each UID's data stays its own."""
+    uids = list(range(100, 100 + size))  # the mailbox, in sequence order
+    wire, fetched = b"", set()
+    for op, at in ops:
+        if not uids:
+            break
+        pos = at % len(uids)
+        if op == "expunge":
+            del uids[pos]
+            wire += b"* %d EXPUNGE\r\n" % (pos + 1)
+        else:
+            wire += b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (pos + 1, uids[pos], uids[pos])
+            fetched.add(uids[pos])
+    items = by_uid(fetch_items(parse_all(wire)))
+    assert set(items) == fetched
+    for uid, item in items.items():
+        assert item.size == uid
+
+
 def test_status_search_esearch() -> None:
     rs = parse_all(b'* STATUS "Old" (MESSAGES 2 UIDNEXT 3 UNSEEN 1)\r\n'
                    b"* SEARCH 2 5\r\n"

@@ -6,6 +6,7 @@ concurrent changes by another client."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -74,6 +75,21 @@ async def test_deposit_counts_list_and_listing_never_marks_read(
     await client.select("INBOX")
     assert await client.uids() == [ref.uid]
     assert "\\Seen" not in await client.flags(ref.uid)  # neither list nor fetch marked it read
+
+
+async def test_counts_with_debug_logging_name_what_was_not_matched(
+    store: ImapStore, client: AsyncMailClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The debug line of a folder scan (how a wrong count is traced to a UID), for an empty
+    folder, one voicemail, and ordinary mail next to it."""
+    caplog.set_level(logging.DEBUG, logger="imapvm.storage.imap.store")
+    assert (await store.counts(BOX)).new == 0
+    await store.deposit(BOX, voicemail("1234"))
+    await client.append("INBOX", simple_message("not a voicemail"))
+    assert (await store.counts(BOX)).new == 1
+    scans = [r.getMessage() for r in caplog.records if "undeleted" in r.getMessage()]
+    assert scans
+    assert "2 undeleted, 1 matched (not: 2)" in scans[-1]
 
 
 async def test_heard_on_phone_is_read_in_mail_client(

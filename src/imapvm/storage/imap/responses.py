@@ -40,9 +40,27 @@ class FetchItem:
 
 
 def fetch_items(responses: Iterable[Response]) -> dict[int, FetchItem]:
-    """FETCH responses keyed by sequence number."""
+    """FETCH responses keyed by sequence number, merged per message.
+
+    Responses are taken in order, and an EXPUNGE among them (a server may send one during a
+    UID command, and NOTIFY pushes others' expunges at any time) renumbers the messages after
+    it, as it does on the server: without that, the data of two different messages that held
+    the same number before and after the expunge would be merged into one item, under the
+    wrong UID. A message expunged after its data arrived keeps that data, under a key below
+    zero (out of the way of the sequence numbers)."""
     out: dict[int, FetchItem] = {}
+    gone = 0
     for r in responses:
+        if r.name == "EXPUNGE" and r.number is not None:
+            shifted: dict[int, FetchItem] = {}
+            for seq, item in out.items():
+                if seq == r.number:
+                    gone += 1
+                    shifted[-gone] = item
+                else:
+                    shifted[seq - 1 if seq > r.number else seq] = item
+            out = shifted
+            continue
         if r.name != "FETCH" or r.number is None or not r.values:
             continue
         data = r.values[0]

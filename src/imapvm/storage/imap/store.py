@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -47,6 +47,7 @@ from imapvm.storage.imap.connection import (
 )
 from imapvm.storage.imap.folder_index import FolderIndex, IndexFiles, Key, Status, View
 from imapvm.storage.imap.protocol import Literal, Raw, quote
+from imapvm.storage.imap.push import PushHub
 from imapvm.storage.imap.responses import (
     by_uid,
     compress_set,
@@ -117,9 +118,11 @@ class ImapStore:
     """Store over IMAP. `settings_for` maps a mailbox to its IMAP settings (from config)."""
 
     def __init__(self, settings_for: Callable[[MailboxRef], ImapSettings],
-                 index_dir: Path | None = None) -> None:
-        """`index_dir`: where folder indexes persist across restarts (None: memory only)."""
+                 index_dir: Path | None = None, push: PushHub | None = None) -> None:
+        """`index_dir`: where folder indexes persist across restarts (None: memory only).
+        `push`: watch in push mode (storage/imap/push.py) instead of a connection per login."""
         self._settings_for = settings_for
+        self.push = push
         self._accounts: dict[tuple[object, ...], Account] = {}
         self._folders: dict[tuple[str, str, int], FolderIndex] = {}
         self.index_files = IndexFiles(index_dir)
@@ -135,12 +138,19 @@ class ImapStore:
 
     # -- watching (the Store's watch capability) ------------------------------------------
     def watch_key(self, box: MailboxRef) -> Hashable:
-        """Boxes of one login identity share a watcher and its connection."""
-        return ("imap", self.account(box)[1].identity)
+        """Boxes of one login identity share a watcher and its connection; in push mode, the
+        boxes of one IMAP server share one push watcher."""
+        s = self.account(box)[1]
+        if self.push is not None:
+            return ("imap-push", s.host, s.port)
+        return ("imap", s.identity)
 
     def new_watcher(self, box: MailboxRef, receiver: CountsReceiver,
                     options: WatchOptions, limiter: ConnectionLimiter) -> BoxWatcher:
         s = self.account(box)[1]
+        if self.push is not None:
+            return self.push.new_watcher(self, receiver, options, limiter,
+                                         f"push {s.host}:{s.port}")
         return ImapWatcher(self, receiver, options, limiter, f"{s.user}@{s.host}:{s.port}")
 
     async def drop_idle_connections(self) -> None:
@@ -275,13 +285,24 @@ class ImapStore:
             sets.append(set(search_uids(r.untagged)))
         present, seen, flagged, candidates = sets
         missing = sorted(u for u in candidates if u not in cache.keys)
+        unanswered: set[int] = set()
         if missing:
             res = await conn.execute(
                 "UID", "FETCH", Raw(compress_set(missing).encode()),
                 Raw(f"(UID BODY.PEEK[HEADER.FIELDS {_KEY_FIELDS}])".encode()),
             )
-            for uid, item in by_uid(fetch_items(res.untagged)).items():
-                h = _headers(item.section("BODY[HEADER") or b"")
+            items = by_uid(fetch_items(res.untagged))
+            # Only the headers asked for, as answered. On a watcher's connection NOTIFY also
+            # reports new messages (`FETCH (UID n FLAGS ())`) while the command runs: taken as
+            # answers, they filed those messages as not voicemail, for good (their UIDs are
+            # not searched again), and the lamp stayed one message behind on that node.
+            for uid in missing:
+                item = items.get(uid)
+                header = item.section("BODY[HEADER") if item is not None else None
+                if header is None:
+                    unanswered.add(uid)  # expunged meanwhile, or not answered: asked again
+                    continue
+                h = _headers(header)
                 cache.keys[uid] = Key(h.get(EXT.lower(), ""), h.get(CTX.lower(), ""),
                                        h.get(TYPE.lower(), ""), h.get("message-id", ""))
         matches = cache.matches.setdefault(who, set())
@@ -293,7 +314,17 @@ class ImapStore:
         # \\Deleted (and come back when the flag goes); UIDs are never reused within a
         # UIDVALIDITY, so keeping an expunged one is harmless (`matches & present` below).
         if present:
-            cache.checked[who] = max(upto, max(present))
+            top = max(present)
+            if unanswered:  # search those again next time
+                top = min(top, min(unanswered) - 1)
+            cache.checked[who] = max(upto, top)
+        if log.isEnabledFor(logging.DEBUG):  # what a wrong count would be traced back to
+            def uids(s: Iterable[int]) -> str:
+                return compress_set(s)[:80] if s else "-"
+
+            log.debug("%s %s: %d undeleted, %d matched (not: %s); above %d: candidates %s, "
+                      "fetched %s", acct.label, name, len(present), len(present & matches),
+                      uids(present - matches), upto, uids(candidates), uids(missing))
         view = View(status or (0, 0, 0), present & matches, seen & matches, flagged & matches)
         if status is not None:
             cache.views[who] = view
