@@ -20,12 +20,14 @@ with a small limit, ``mailbox_list_index = yes`` (so NOTIFY is offered) and META
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,38 @@ _EXTENSION_ARGUMENTS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
 ]
 
 
+def sizing_config(connections: int, *, client_limit: int = 1000, mail_user: str = "") -> str:
+    """The dovecot.conf lines the README's MWI section gives operators for `connections`
+    simultaneous IMAP connections (imapvm's watchers plus everything else), mostly idle in
+    IDLE/NOTIFY: each imap process serves up to `client_limit` of them (all users must share one
+    uid for that, as virtual users do), so a few processes hold them instead of one process
+    (~2-3 MB) each. The kernel side (`fs.inotify.*`) is `inotify_sysctls`."""
+    procs = -(-connections // client_limit) + 1  # ceil, plus one for the churn of logins
+    mail_user = mail_user or _nobody_name()
+    return f"""
+# sized for {connections} connections (tests/support/dovecot.py: sizing_config)
+default_client_limit = {connections + 1000}
+service imap {{
+  user = {mail_user}
+  client_limit = {client_limit}
+  service_count = 0  # the default, 1, lets a process serve one client in its whole life
+  process_limit = {procs}
+  vsz_limit = {max(256, client_limit // 2)}M
+}}
+protocol imap {{
+  mail_max_userip_connections = 50
+}}
+"""
+
+
+def inotify_sysctls(connections: int) -> dict[str, int]:
+    """Kernel limits for `connections` IDLE/NOTIFY sessions of one mail uid: Dovecot past
+    `max_user_instances` (default 128) or `max_user_watches` quietly falls back to checking
+    every 30 s, so the lamps lag by up to half a minute with no error anywhere."""
+    return {"fs.inotify.max_user_instances": connections + 1024,
+            "fs.inotify.max_user_watches": 8 * connections + 65536}
+
+
 def pool_password(name: str) -> str:
     """The password every user has without being created (see the static passdb below)."""
     return f"{name}-pw"
@@ -108,6 +142,32 @@ def unoffered_commands(commands: list[str], capability: str) -> list[str]:
             if name in names and pattern.search(cmd) and cap.upper() not in offered:
                 bad.append(f"{cmd!r} needs {cap}")
     return bad
+
+
+@contextlib.contextmanager
+def raised_sysctls(wanted: dict[str, int]) -> Iterator[dict[str, tuple[int, int]]]:
+    """Raise (never lower) kernel settings for the duration, and put the old values back at
+    the end, failure or not. Yields {name: (old, now)}; a setting that cannot be written (not
+    root, a read-only /proc/sys in a container) keeps its old value, so the caller can say so."""
+    done: dict[str, tuple[int, int]] = {}
+    try:
+        for name, value in wanted.items():
+            path = Path("/proc/sys") / name.replace(".", "/")
+            old = int(path.read_text().split()[0])
+            now = old
+            if value > old:
+                try:
+                    path.write_text(str(value))
+                    now = value
+                except OSError:
+                    pass
+            done[name] = (old, now)
+        yield done
+    finally:
+        for name, (old, now) in done.items():
+            if now != old:
+                with contextlib.suppress(OSError):
+                    (Path("/proc/sys") / name.replace(".", "/")).write_text(str(old))
 
 
 @dataclass
@@ -235,6 +295,22 @@ class DovecotServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"dovecot did not pick up new user {name}")
             time.sleep(0.2)
+
+    def write_maildir(self, user: str, messages: list[bytes]) -> None:
+        """Put `messages` straight into a pool user's Maildir (`cur/`, no flags) without IMAP:
+        filling ten thousand accounts by APPEND takes minutes, this takes seconds. Dovecot
+        indexes them at the user's first login (they get UIDs 1.. in file-name order)."""
+        maildir = self.directory / "mail" / user / "Maildir"
+        uid, gid = _nobody_uid(), _nobody_gid()
+        for sub in ("", "cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        base = int(time.time())
+        for i, body in enumerate(messages):
+            path = maildir / "cur" / f"{base}.M{i:06d}P{os.getpid()}.imapvm,S={len(body)}:2,"
+            path.write_bytes(body)
+            os.chown(path, uid, gid)
+        for d in (maildir.parent, maildir, maildir / "cur", maildir / "new", maildir / "tmp"):
+            os.chown(d, uid, gid)
 
     def _can_login(self, name: str, password: str) -> bool:
         import imaplib
@@ -386,6 +462,12 @@ plugin {{
   quota_grace = 0
 }}
 {self.extra_config}"""
+
+
+def _nobody_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(_nobody_uid()).pw_name
 
 
 def _nobody_uid() -> int:
