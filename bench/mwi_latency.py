@@ -19,8 +19,16 @@ Memory per watched account: the process RSS grown from before `watch` to after e
 first update, divided by N (connections, watcher tasks, store caches). `--tracemalloc` lists
 what the Python heap grew by, per source line (slower; run it apart from the figures).
 
+`--mode push` watches the same accounts in push mode (`[mwi] watch = "push"`,
+storage/imap/push.py): the same Dovecot also runs contrib/dovecot's Lua script, which posts every
+change to an HTTP endpoint of the bench process (imapvm's own `HealthServer` with
+`POST /mwi/push`); no connection per account, a few counting connections and one sentinel.
+The floor stays the bare IDLE client's wake-up (what the per-connection mode waits for), so
+in push mode the sink can be ahead of it ("after the floor" negative).
+
 Run: .venv/bin/python bench/mwi_latency.py [--accounts 1000,10000] [--samples 100]
-Last line: floor_ms= floor_p99_ms= mwi_p50_ms_<N>= mwi_p99_ms_<N>= mwi_lost= kib_per_account=
+                                          [--mode connection|push]
+Last line: floor_ms= floor_p99_ms= mwi_p50_ms_<N>= mwi_p99_ms_<N>= mwi_lost= kib_per_account= mode=
 (N the biggest size).
 """
 
@@ -46,14 +54,18 @@ from tests.support.dovecot import (
     raised_sysctls,
     sizing_config,
 )
+from tests.support.dovecot_push import push_config
+from tests.support.net import free_port
 from tests.support.vmmail import voicemail
 
+from imapvm.httpd import HealthServer, PushEndpoint
 from imapvm.mwi.engine import MwiEngine
 from imapvm.mwi.model import MwiUpdate
 from imapvm.storage.base import MailboxRef
 from imapvm.storage.imap.account import ImapSettings
 from imapvm.storage.imap.connection import ImapConnection, Timeouts
 from imapvm.storage.imap.protocol import Raw
+from imapvm.storage.imap.push import PushHub, PushOptions
 from imapvm.storage.imap.store import ImapStore
 from imapvm.storage.watching import WatchOptions
 
@@ -167,8 +179,12 @@ def top_growth(before: tracemalloc.Snapshot, n: int) -> None:
               flush=True)
 
 
+PUSH_TOKEN = "bench-push-token-0123456789"
+
+
 async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
-                   trace: bool) -> tuple[Sample, float]:
+                   trace: bool, push: tuple[int, int] | None = None) -> tuple[Sample, float]:
+    """`push`: (the port Dovecot posts to, counting connections) for push mode."""
     users = [f"b{n}x{i}" for i in range(n)]
     t = time.perf_counter()
     await asyncio.to_thread(fill, server, users)
@@ -182,7 +198,12 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
                             password=pool_password(user), vm_tag=BOX, context="default",
                             timeouts=Timeouts(open=30, read=30))
 
-    store = ImapStore(settings_for)
+    hub = PushHub(PushOptions(connections=push[1])) if push else None
+    store = ImapStore(settings_for, push=hub)
+    http: HealthServer | None = None
+    if push and hub:
+        http = HealthServer(lambda: "", lambda: {"ok": True}, PushEndpoint(PUSH_TOKEN, hub.receive))
+        await http.start("127.0.0.1", push[0])
     sink = Waiter(n)
     engine = MwiEngine(lambda _b: store, [sink], WatchOptions(max_connections_per_server=n + 10))
     await engine.start()
@@ -201,6 +222,8 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
               flush=True)
         await engine.stop()
         await store.aclose()
+        if http is not None:
+            await http.close()
         raise
     took = time.perf_counter() - t
     gc.collect()
@@ -228,6 +251,8 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
     finally:
         await engine.stop()
         await store.aclose()
+        if http is not None:
+            await http.close()
     print(f"[{n}] floor (bare IDLE client, same changes): p50={percentile(out.floor, 50):.1f} "
           f"p99={percentile(out.floor, 99):.1f} ms (n={len(out.floor)}, "
           f"missed={out.floor_lost})", flush=True)
@@ -247,6 +272,10 @@ async def main() -> None:
     ap.add_argument("--parallel", type=int, default=8, help="accounts changing at once")
     ap.add_argument("--client-limit", type=int, default=1000,
                     help="Dovecot's service imap { client_limit }")
+    ap.add_argument("--mode", choices=("connection", "push"), default="connection",
+                    help="watch by a connection per account, or by Dovecot's pushes")
+    ap.add_argument("--push-connections", type=int, default=PushOptions().connections,
+                    help="push mode: counting connections ([mwi] push_connections)")
     ap.add_argument("--tracemalloc", action="store_true",
                     help="list the Python heap's growth per watched account by source line")
     args = ap.parse_args()
@@ -261,6 +290,10 @@ async def main() -> None:
         for key, (old, now) in kernel.items():
             print(f"{key}: {old}{f' -> {now} for the run' if now != old else ''}", flush=True)
         config = sizing_config(connections, client_limit=args.client_limit)
+        push = None
+        if args.mode == "push":
+            push = (free_port("127.0.0.1"), args.push_connections)
+            config += push_config(f"http://127.0.0.1:{push[0]}/mwi/push", PUSH_TOKEN)
         server = DovecotServer("slash", extra_config=config).start()
         stack.callback(server.stop)
         print(f"dovecot sized for {connections} connections: client_limit={args.client_limit}; "
@@ -269,7 +302,7 @@ async def main() -> None:
         try:
             for n in sizes:
                 results[n] = await run_size(server, n, args.samples, args.parallel,
-                                            args.tracemalloc)
+                                            args.tracemalloc, push)
         except BaseException:
             print(server._logs()[-3000:])
             raise
@@ -281,7 +314,7 @@ async def main() -> None:
     print(f"floor_ms={percentile(out.floor, 50):.1f} floor_p99_ms={percentile(out.floor, 99):.1f} "
           f"mwi_p50_ms_{big}={percentile(out.mwi, 50):.1f} "
           f"mwi_p99_ms_{big}={percentile(out.mwi, 99):.1f} mwi_lost={out.lost} "
-          f"kib_per_account={kib:.1f}")
+          f"kib_per_account={kib:.1f} mode={args.mode}")
 
 
 if __name__ == "__main__":

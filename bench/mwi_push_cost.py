@@ -10,7 +10,8 @@ trying for that long (0: every change pays the failure, the worst case).
 Run: .venv/bin/python bench/mwi_push_cost.py [--stores 200] [--pause 30] [--timeout-ms 300]
 Last line: store_p50_ms_nopush= store_p50_ms_up= store_p99_ms_up= store_p50_ms_refused=
 store_p99_ms_refused= store_max_ms_refused= store_p50_ms_hung= store_p99_ms_hung=
-store_max_ms_hung=
+store_max_ms_hung= dovecot_rss_kib_nopush= dovecot_rss_kib_up= (all Dovecot processes, one
+client session open)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import resource
 import time
+from pathlib import Path
 
 import _common  # noqa: F401  (sets sys.path)
 from _common import percentile, summary
@@ -34,7 +37,21 @@ from imapvm.storage.imap.protocol import Literal, Raw
 TOKEN = "bench-push-token-0123456789"
 
 
-async def stores(server: DovecotServer, n: int) -> list[float]:
+def session_rss_kib(server: DovecotServer) -> int:
+    """Resident memory of every process of the Dovecot instance (its own session)."""
+    assert server.process is not None
+    sid, total = server.process.pid, 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # field 6 of stat, the session id
+                total += int(fields[21]) * resource.getpagesize() // 1024  # rss (pages)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+async def stores(server: DovecotServer, n: int) -> tuple[list[float], int]:
     """`n` UID STORE round trips (\\Seen set, then cleared) by one client, in ms."""
     user = "costuser"
     filler = await ImapConnection.open(server.host, server.port)
@@ -51,11 +68,12 @@ async def stores(server: DovecotServer, n: int) -> list[float]:
         t0 = time.perf_counter()
         await conn.execute("UID", "STORE", "1", op, Raw(b"(\\Seen)"))
         out.append((time.perf_counter() - t0) * 1000)
+    rss = session_rss_kib(server)
     await conn.close()
-    return out
+    return out, rss
 
 
-async def run_case(case: str, n: int, pause: int, timeout_ms: int) -> list[float]:
+async def run_case(case: str, n: int, pause: int, timeout_ms: int) -> tuple[list[float], int]:
     port = free_port("127.0.0.1")
     extra = "" if case == "nopush" else push_config(
         f"http://127.0.0.1:{port}/mwi/push", TOKEN, timeout_msecs=timeout_ms, pause_secs=pause)
@@ -77,7 +95,7 @@ async def run_case(case: str, n: int, pause: int, timeout_ms: int) -> list[float
         listener = await asyncio.start_server(never_answer, "127.0.0.1", port)
     server = DovecotServer("slash", extra_config=extra).start()
     try:
-        times = await stores(server, n)
+        times, rss = await stores(server, n)
     finally:
         server.stop()
         if http is not None:
@@ -89,8 +107,9 @@ async def run_case(case: str, n: int, pause: int, timeout_ms: int) -> list[float
             with contextlib.suppress(Exception):
                 await listener.wait_closed()
     note = f" (pushes received: {received[0]})" if case == "up" else ""
-    print(f"{case:8s} STORE round trip ms: {summary(times)}{note}", flush=True)
-    return times
+    print(f"{case:8s} STORE round trip ms: {summary(times)}{note}; Dovecot's processes "
+          f"{rss} KiB resident", flush=True)
+    return times, rss
 
 
 async def main() -> None:
@@ -99,8 +118,9 @@ async def main() -> None:
     ap.add_argument("--pause", type=int, default=30, help="imapvm_push_pause_secs")
     ap.add_argument("--timeout-ms", type=int, default=300, help="imapvm_push_timeout_msecs")
     args = ap.parse_args()
-    res = {c: await run_case(c, args.stores, args.pause, args.timeout_ms)
-           for c in ("nopush", "up", "refused", "hung")}
+    both = {c: await run_case(c, args.stores, args.pause, args.timeout_ms)
+            for c in ("nopush", "up", "refused", "hung")}
+    res = {c: t for c, (t, _) in both.items()}
     print(" ".join([
         f"store_p50_ms_nopush={percentile(res['nopush'], 50):.2f}",
         f"store_p50_ms_up={percentile(res['up'], 50):.2f}",
@@ -111,6 +131,7 @@ async def main() -> None:
         f"store_p99_ms_hung={percentile(res['hung'], 99):.2f}",
         f"store_max_ms_refused={max(res['refused']):.1f}",
         f"store_max_ms_hung={max(res['hung']):.1f}",
+        f"dovecot_rss_kib_nopush={both['nopush'][1]} dovecot_rss_kib_up={both['up'][1]}",
         f"pause_s={args.pause} timeout_ms={args.timeout_ms}",
     ]))
 

@@ -178,7 +178,7 @@ class MwiSettings:
     push_safety_recount: int = 300
     """Push mode: every watched mailbox is recounted once per this many seconds (spread out),
     which corrects a push lost on the network."""
-    push_connections: int = 4
+    push_connections: int = 8
     """Push mode: IMAP connections per server that recount pushed mailboxes."""
     watch_connections: int = 10000
     """Connection mode: watcher connections per IMAP server at most (past it, mailboxes are
@@ -487,10 +487,10 @@ def _mwi_watch(check: _Checker, mwi: Mapping[str, object], settings: MwiSettings
         check.error("mwi.push_safety_recount",
                     f"must be seconds from 10 to 86400, not {period!r}")
         period = 300
-    conns = mwi.get("push_connections", 4)
+    conns = mwi.get("push_connections", 8)
     if isinstance(conns, bool) or not isinstance(conns, int) or not 1 <= conns <= 64:
         check.error("mwi.push_connections", f"must be a number from 1 to 64, not {conns!r}")
-        conns = 4
+        conns = 8
     limit = mwi.get("watch_connections", 10000)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
         check.error("mwi.watch_connections",

@@ -90,8 +90,9 @@ def parse_push(body: bytes) -> PushEvent:
 
 @dataclass(frozen=True)
 class PushOptions:
-    connections: int = 4
-    """Counting connections per IMAP server (besides the sentinel)."""
+    connections: int = 8
+    """Counting connections per IMAP server (besides the sentinel); as many idle ones are
+    kept for their users' next changes."""
     safety_recount: float = 300.0
     """Every watched box is recounted once per this many seconds, spread evenly: a lost push is
     corrected within it."""
