@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import resource
 import signal
 import socket
 import time
@@ -95,6 +96,39 @@ class Metrics:
             "Bugs caught at the SIP core's boundary (logged with a traceback)")
 
 
+#: Descriptors besides the MWI watchers: SIP and RTP sockets of calls, recordings, the outbox,
+#: deposit and listing connections.
+FD_HEADROOM = 1024
+
+
+def open_files_needed(watched: int) -> int:
+    """Descriptors a node watching `watched` mailboxes over one connection each may hold."""
+    return watched + FD_HEADROOM
+
+
+def raise_open_files_limit(needed: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit (distributions start services at 1024
+    soft, while 10,000 watched mailboxes are 10,000 sockets), and say in one line when even the
+    hard limit is below `needed`. Returns the (soft, hard) limits in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, needed)
+    if hard != resource.RLIM_INFINITY:
+        target = min(hard, target)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.info("open files limit raised from %d to %d", soft, target)
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d: %s", soft, exc)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        log.warning("open files hard limit (RLIMIT_NOFILE) is %d but this configuration may need "
+                    "%d (%d watched mailboxes + %d for calls and files): connections past it "
+                    "fail; raise it (systemd LimitNOFILE=, limits.conf nofile)",
+                    hard, needed, needed - FD_HEADROOM, FD_HEADROOM)
+    return soft, hard
+
+
 def routed_address(host: str) -> str:
     """The address this host would use towards the world (no packet is sent)."""
     if not ipaddress.ip_address(host).is_unspecified:
@@ -135,8 +169,10 @@ class VoicemailServer:
         self.check_flow = check_flow
         self.mwi = MwiEngine(self.store.backend,
                              mwi_config.sinks(loaded.voicemail, loaded.settings.mwi),
-                             mwi_config.watch_options(loaded.voicemail,
-                                                      on_latency=self.metrics.mwi_latency.observe))
+                             mwi_config.watch_options(
+                                 loaded.voicemail, on_latency=self.metrics.mwi_latency.observe,
+                                 max_connections_per_server=loaded.settings.mwi.watch_connections,
+                                 login_rate=loaded.settings.mwi.watch_login_rate))
         self.numbering = Numbering(self.store, lambda box: self.session.email_settings(box))
         self.deposits = _MwiDeposits(self.numbering, self)
         self.mail = mail_queue(paths.outbox, lambda: self.loaded.settings.smtp, self.store,
@@ -237,6 +273,7 @@ class VoicemailServer:
 
     async def start(self) -> None:
         paths = self.loaded.settings.paths
+        raise_open_files_limit(open_files_needed(self._watchable()))
         for directory in (paths.spool, paths.outbox):
             directory.mkdir(parents=True, exist_ok=True)
         await self._lock_outbox()
@@ -489,6 +526,14 @@ class VoicemailServer:
         self.mwi.refresh(box)
 
     # -- message waiting ------------------------------------------------------------------
+    def _watchable(self) -> int:
+        """How many watcher connections this configuration can come to hold: every mailbox
+        (any may get a subscriber), within the per-server limit; push mode holds a few."""
+        mwi = self.loaded.settings.mwi
+        if mwi.watch == "push":
+            return mwi.push_connections
+        return min(mwi.watch_connections, len(list(self.loaded.voicemail.all_effective())))
+
     def _always_watched(self) -> list[str]:
         """Mailboxes watched from the start besides those `mwi_config.apply` watches
         (pollmailboxes=yes): all when a sink other than SIP (externnotify, AMI, webhook) wants

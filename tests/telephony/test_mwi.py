@@ -190,6 +190,74 @@ async def test_publish_to_presence_server_refresh_and_412() -> None:
             presence.close()
 
 
+async def test_one_publish_at_a_time_and_the_newest_state_follows_with_the_new_etag(
+) -> None:
+    """A state published while the previous PUBLISH waits for its answer goes once that answer
+    has come, with the entity tag it brought. Sent at once, with the tag before it, the newer
+    state raced the older one at the presence server: Kamailio (several workers) answered the
+    newer one 500 and the older one 200 afterwards, that 200 cancelled the retry, and the
+    phones kept the older state until the next change (bench/failover.py --drains)."""
+    async def no_calls(channel: object) -> None:
+        raise AssertionError("no call expected")
+
+    presence = PyPhone("127.0.0.1", ("127.0.0.1", 9))
+    await presence.open()
+    host, port = presence.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    settings = SipSettings(port=0, mwi_presence_server=f"sip:{host}:{port}",
+                           mwi_publish_domain="vm.example")
+    async with SipServer(settings, no_calls) as server:
+        presence.server = server.address
+        try:
+            server.publish_mwi("1234", MessageSummary(1, 0))
+            first = await presence.next_sip()
+            assert isinstance(first, SipRequest)
+            server.publish_mwi("1234", MessageSummary(2, 0))  # while the first is unanswered
+            server.publish_mwi("1234", MessageSummary(3, 0))
+            presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
+            second = await presence.next_sip()
+            assert isinstance(second, SipRequest)
+            assert second.headers.get("SIP-If-Match") == "e1"
+            assert parse_message_summary(second.body)[2] == MessageSummary(3, 0)
+            presence.respond(second, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
+        finally:
+            presence.close()
+
+
+async def test_publish_retried_until_the_presence_server_takes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A presence server that fails PUBLISH many times in a row (SQLite answering 500 while
+    another worker writes) still gets the latest state: there is no giving up while this
+    node publishes the mailbox (it used to stop after 5 failures, lamp wrong until the next
+    change)."""
+    from imapvm.telephony import mwi_sink
+
+    monkeypatch.setattr(mwi_sink, "PUBLISH_RETRY_MAX", 0.05, raising=False)
+
+    async def no_calls(channel: object) -> None:
+        raise AssertionError("no call expected")
+
+    presence = PyPhone("127.0.0.1", ("127.0.0.1", 9))
+    await presence.open()
+    host, port = presence.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    settings = SipSettings(port=0, mwi_presence_server=f"sip:{host}:{port}",
+                           mwi_publish_domain="vm.example")
+    async with SipServer(settings, no_calls) as server:
+        presence.server = server.address
+        try:
+            server.publish_mwi("1234", MessageSummary(1, 0))
+            for attempt in range(2 * mwi_sink.PUBLISH_RETRIES):
+                request = await presence.next_sip(within=5)
+                assert isinstance(request, SipRequest)
+                assert parse_message_summary(request.body)[2] == MessageSummary(1, 0), attempt
+                presence.respond(request, 500, "Server Internal Error")
+            last = await presence.next_sip(within=5)
+            assert isinstance(last, SipRequest)
+            assert parse_message_summary(last.body)[2] == MessageSummary(1, 0)
+            presence.respond(last, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
+        finally:
+            presence.close()
+
+
 async def test_shutdown_ends_subscriptions_with_deactivated() -> None:
     async def no_calls(channel: object) -> None:
         raise AssertionError("no call expected")

@@ -180,6 +180,12 @@ class MwiSettings:
     which corrects a push lost on the network."""
     push_connections: int = 8
     """Push mode: IMAP connections per server that recount pushed mailboxes."""
+    watch_connections: int = 10000
+    """Connection mode: watcher connections per IMAP server at most (past it, mailboxes are
+    polled every `pollfreq`)."""
+    watch_login_rate: float = 100.0
+    """Connection mode: watcher logins started per second per IMAP server at most, so a start
+    or a reconnect after an outage does not storm the server (0: unpaced)."""
 
 
 WATCH_MODES = ("connection", "push")
@@ -485,8 +491,19 @@ def _mwi_watch(check: _Checker, mwi: Mapping[str, object], settings: MwiSettings
     if isinstance(conns, bool) or not isinstance(conns, int) or not 1 <= conns <= 64:
         check.error("mwi.push_connections", f"must be a number from 1 to 64, not {conns!r}")
         conns = 8
+    limit = mwi.get("watch_connections", 10000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+        check.error("mwi.watch_connections",
+                    f"must be a number from 1 to 1000000, not {limit!r}")
+        limit = 10000
+    rate = mwi.get("watch_login_rate", 100.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 100000:
+        check.error("mwi.watch_login_rate",
+                    f"must be logins per second from 0 (unpaced) to 100000, not {rate!r}")
+        rate = 100.0
     return replace(settings, watch=watch, push_token=token, push_safety_recount=period,
-                   push_connections=conns)
+                   push_connections=conns, watch_connections=limit,
+                   watch_login_rate=float(rate))
 
 
 def _seconds(check: _Checker, table: Mapping[str, object], key: str, default: int) -> int:
@@ -602,7 +619,8 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     mwi = check.table(raw, "mwi", {"sip_notify", "webhook_url", "ami", "unsolicited",
                                    "presence_server", "publish_domain", "publish_expires",
                                    "watch", "push_token", "push_safety_recount",
-                                   "push_connections"})
+                                   "push_connections", "watch_connections",
+                                   "watch_login_rate"})
     unsolicited: dict[str, tuple[str, ...]] = {}
     raw_unsolicited = mwi.get("unsolicited", {})
     if not isinstance(raw_unsolicited, dict):

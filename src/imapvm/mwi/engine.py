@@ -47,7 +47,8 @@ class MwiEngine:
         self.fanout = SinkFanout(sinks, timeout=sink_timeout)
         self.tracker = CountsTracker(self.fanout.publish)
         self.limiter = ConnectionLimiter(self.options.max_connections_per_server,
-                                         self.options.max_logins_per_server)
+                                         self.options.max_logins_per_server,
+                                         self.options.login_rate)
         self._watchers: dict[tuple[object, ...], BoxWatcher] = {}
         self._watcher_of: dict[MailboxRef, BoxWatcher] = {}
         self._explicit: set[str] = set()  # names watched through watch(), not implied aliases

@@ -267,11 +267,14 @@ class WatchOptions:
     backoff_max: float = 30.0
     #: What watchers may use, best first.
     modes: tuple[WatchMode, ...] = (WatchMode.NOTIFY, WatchMode.IDLE, WatchMode.POLL)
-    max_connections_per_server: int = 1000
+    max_connections_per_server: int = 10000
     #: Told the seconds from a server push to the confirmed recount of its mailbox (what the
     #: `imapvm_mwi_latency_seconds` histogram shows); None: not measured.
     on_latency: Callable[[float], None] | None = None
     max_logins_per_server: int = 32  # connections logging in at the same time
+    #: Watcher logins started per second per server, at most (0: unpaced): 10,000 watched
+    #: logins take 100 s to come up at the default (a Dovecot on 2 cores logs in ~100 a second).
+    login_rate: float = 100.0
 
 
 class CountsReceiver(Protocol):
@@ -293,22 +296,30 @@ class _FailureReport:
 
 
 class ConnectionLimiter:
-    """At most `per_server` watcher connections per IMAP server (host, port), and at most
-    `logins_per_server` of them logging in at once: after a restart a thousand watchers
-    reconnecting together would otherwise queue up behind the server's login processes and time
-    out. A watcher waiting for a slot polls meanwhile (a short connection every `pollfreq`)."""
+    """At most `per_server` watcher connections per IMAP server (host, port); at most
+    `logins_per_server` of them logging in at once, and logins started no faster than
+    `login_rate` per second (0: unpaced). At start-up (or after an outage) ten thousand
+    watchers would otherwise all connect within a second: the server forks a login process per
+    connection, its process and connection limits are hit, it drops connections, and every
+    watcher backs off and retries. Paced, they queue here instead, in order, and each login
+    meets an idle server. A watcher waiting for a slot polls meanwhile (a short connection every
+    `pollfreq`)."""
 
     #: At most one log line per server this often about failing watcher connections: with
     #: 10,000 watched accounts, an IMAP outage would otherwise log 10,000 lines a round.
     failure_log_interval = 60.0
 
-    def __init__(self, per_server: int, logins_per_server: int = 32) -> None:
+    def __init__(self, per_server: int, logins_per_server: int = 32,
+                 login_rate: float = 0.0) -> None:
         self.per_server = max(1, per_server)
         self.logins_per_server = max(1, logins_per_server)
+        self.login_rate = max(0.0, login_rate)
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._logins: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._next_login: dict[tuple[str, int], float] = {}  # loop time of the next start
         self._failures: dict[tuple[str, int], _FailureReport] = {}
         self.failures_total = 0  # watcher connections that failed, all servers
+        self.logins_started = 0  # watcher logins begun, all servers
 
     def connection_failed(self, host: str, port: int, label: str, problem: object) -> None:
         """Count a watcher's failed connection; the first of an outage is logged at once, the
@@ -342,9 +353,21 @@ class ConnectionLimiter:
 
     @contextlib.asynccontextmanager
     async def login(self, host: str, port: int) -> AsyncIterator[None]:
+        """Around opening and logging in one watcher connection: waits for a free login place
+        and for the next start time of the server's pace."""
         key = (host, port)
         sem = self._logins.setdefault(key, asyncio.Semaphore(self.logins_per_server))
         async with sem:
+            if self.login_rate > 0:
+                # Each start books the next one 1/rate later (no burst allowance: a burst is
+                # exactly what the pacing is for); the semaphore keeps the queue FIFO.
+                loop = asyncio.get_running_loop()
+                now = loop.time()
+                start = max(now, self._next_login.get(key, now))
+                self._next_login[key] = start + 1.0 / self.login_rate
+                if start > now:
+                    await asyncio.sleep(start - now)
+            self.logins_started += 1
             yield
 
 

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 MwiLookup = Callable[[str], Awaitable[MessageSummary | None]]
 
-#: Times a PUBLISH the presence server failed (5xx, 408) is sent again, with growing pauses.
+#: A PUBLISH the presence server failed (5xx, 408) is sent again after 0.2 s, doubling up to
+#: PUBLISH_RETRY_MAX s, until it succeeds; a warning after PUBLISH_RETRIES failures in a row.
 PUBLISH_RETRIES = 5
+PUBLISH_RETRY_MAX = 5.0
 
 
 class MwiSinkSettings(Protocol):
@@ -72,6 +74,8 @@ class MwiSink:
         self._published: dict[str, tuple[str | None, bytes, asyncio.TimerHandle | None]] = {}
         self._withdrawn: set[str] = set()
         self._retries: dict[str, int] = {}
+        self._inflight: dict[str, bytes] = {}  # AOR -> body of the PUBLISH awaiting its answer
+        self._dirty: set[str] = set()  # AORs whose latest state waits for that answer
         self._resolved: dict[str, Address] = {}  # configured MWI URIs -> IP address and port
         # Subscriptions (re)started that have not had their NOTIFY yet (RFC 6665 §4.2.1.2:
         # one at once). `publish` pays the debt too, so a count published while a new
@@ -199,9 +203,30 @@ class MwiSink:
             timer.cancel()
         self._published[aor] = (etag, body, None)
         log.debug("PUBLISH %s %d/%d (etag %s)", aor, summary.new, summary.old, etag)
-        self._core().publish(aor, address, body, self._clock(), etag,
-                          self._settings.mwi_publish_expires)
+        self._send(aor, address)
         return 1
+
+    def _send(self, aor: str, address: Address, *, refresh: bool = False,
+              expires: int | None = None) -> None:
+        """Send ``aor``'s latest state (or, with ``refresh``, an empty refresh), unless a
+        PUBLISH of it is waiting for its answer: then the latest state goes when that answer
+        comes, with the entity tag it brings. One request at a time per AOR (RFC 3903 §4.1):
+        each answer then belongs to a known request, and the presence server, which may
+        process two requests at once and NOTIFY in either order, can never be left with an
+        older state taking effect after a newer one."""
+        if aor in self._inflight:
+            if not refresh:
+                self._dirty.add(aor)
+            return
+        etag, body, _ = self._published[aor]
+        if refresh and etag is None:
+            return
+        self._dirty.discard(aor)
+        payload = b"" if refresh else body
+        self._inflight[aor] = payload
+        self._core().publish(aor, address, payload, self._clock(), etag,
+                             expires or self._settings.mwi_publish_expires)
+        self._pump()
 
     def withdraw(self, mailbox: str) -> bool:
         """Stop refreshing this node's publication of ``mailbox``: another node publishes it
@@ -217,72 +242,79 @@ class MwiSink:
         etag, _, timer = self._published.pop(aor, (None, b"", None))
         if timer is not None:
             timer.cancel()
+        self._dirty.discard(aor)
+        self._retries.pop(aor, None)
         self._withdrawn.add(aor)
         return etag is not None
 
     def on_publish_result(self, event: PublishResult) -> None:
-        log.debug("PUBLISH %s answered %d (etag %s, expires %s)", event.aor, event.status,
+        aor = event.aor
+        sent = self._inflight.pop(aor, None)
+        log.debug("PUBLISH %s answered %d (etag %s, expires %s)", aor, event.status,
                   event.etag, event.expires)
-        if event.aor in self._withdrawn and event.aor not in self._published:
-            self._withdrawn.discard(event.aor)  # the answer to a withdrawal: nothing to keep
+        if aor in self._withdrawn and aor not in self._published:
+            self._withdrawn.discard(aor)  # the answer to a withdrawal: nothing to keep
+            self._dirty.discard(aor)
             return
-        self._withdrawn.discard(event.aor)
-        _, body, timer = self._published.get(event.aor, (None, b"", None))
+        self._withdrawn.discard(aor)
+        current = self._published.get(aor)
+        address = self._presence_address()
+        if current is None or address is None:
+            return
+        etag, body, timer = current
         if timer is not None:
             timer.cancel()
-        address = self._presence_address()
-        if 200 <= event.status < 300 and event.etag:
-            refresh_in = max(1.0, event.expires * 0.9) if event.expires else None
-            handle = None if refresh_in is None else asyncio.get_running_loop().call_later(
-                refresh_in, self._refresh_publication, event.aor
-            )
-            self._published[event.aor] = (event.etag, body, handle)
-        elif event.status == 412 and address is not None and body:
-            # The presence server forgot our entity (restart): publish the state afresh.
-            self._published[event.aor] = (None, body, None)
-            self._core().publish(event.aor, address, body, self._clock(), None,
-                              self._settings.mwi_publish_expires)
-            self._pump()
-        elif event.status == 423 and address is not None and body and event.min_expires:
-            self._core().publish(event.aor, address, body, self._clock(), None, event.min_expires)
-            self._pump()
-        elif (event.status >= 500 or event.status == 408) and body and address is not None:
-            # The presence server failed this once (busy database, overload): the state must
-            # still reach it, or the lamp stays wrong until the next change.
-            tries = self._retries.get(event.aor, 0) + 1
-            self._retries[event.aor] = tries
-            if tries > PUBLISH_RETRIES:
-                log.warning("PUBLISH for %s answered %d %d times; giving up until the next "
-                            "change", event.aor, event.status, tries - 1)
-                return
-            log.info("PUBLISH for %s answered %d; retrying", event.aor, event.status)
-            etag = self._published.get(event.aor, (None, b"", None))[0]
-            handle = asyncio.get_running_loop().call_later(
-                0.2 * tries, self._resend, event.aor, etag, body)
-            self._published[event.aor] = (etag, body, handle)
-            return
-        else:
-            log.warning("PUBLISH for %s answered %d", event.aor, event.status)
+        self._published[aor] = (etag, body, None)
         if 200 <= event.status < 300:
-            self._retries.pop(event.aor, None)
+            self._retries.pop(aor, None)
+            self._published[aor] = (event.etag or etag, body, None)
+            if aor in self._dirty or (sent and sent != body):
+                self._send(aor, address)  # a newer state waited for this answer
+                return
+            if event.expires:
+                handle = asyncio.get_running_loop().call_later(
+                    max(1.0, event.expires * 0.9), self._refresh_publication, aor)
+                self._published[aor] = (event.etag or etag, body, handle)
+        elif event.status == 412:
+            # The presence server does not know our entity (it restarted, or it expired):
+            # publish the latest state afresh.
+            self._published[aor] = (None, body, None)
+            self._send(aor, address)
+        elif event.status == 423 and event.min_expires:
+            self._published[aor] = (None, body, None)
+            self._send(aor, address, expires=event.min_expires)
+        elif event.status >= 500 or event.status == 408:
+            # The presence server failed this time (busy database, overload): the latest state
+            # must still reach it, or the lamp stays wrong until the next change. Retried with
+            # growing pauses, and never given up while this node publishes the mailbox.
+            tries = self._retries.get(aor, 0) + 1
+            self._retries[aor] = tries
+            if tries == PUBLISH_RETRIES:
+                log.warning("PUBLISH for %s answered %d %d times in a row; still retrying",
+                            aor, event.status, tries)
+            else:
+                log.log(logging.INFO if tries < PUBLISH_RETRIES else logging.DEBUG,
+                        "PUBLISH for %s answered %d; retrying", aor, event.status)
+            handle = asyncio.get_running_loop().call_later(
+                min(PUBLISH_RETRY_MAX, 0.2 * 2 ** (tries - 1)), self._resend, aor)
+            self._published[aor] = (etag, body, handle)
+        else:
+            log.warning("PUBLISH for %s answered %d", aor, event.status)
+            if aor in self._dirty:
+                self._send(aor, address)  # a newer state may fare better
 
-    def _resend(self, aor: str, etag: str | None, body: bytes) -> None:
+    def _resend(self, aor: str) -> None:
         address = self._presence_address()
         current = self._published.get(aor)
-        if address is None or current is None or current[1] != body:
-            return  # withdrawn, or a newer state went out meanwhile
-        self._published[aor] = (etag, body, None)
-        self._core().publish(aor, address, body, self._clock(), etag,
-                             self._settings.mwi_publish_expires)
-        self._pump()
+        if address is None or current is None:
+            return  # withdrawn meanwhile
+        self._published[aor] = (current[0], current[1], None)
+        self._send(aor, address)  # the latest state, whatever failed before
 
     def _refresh_publication(self, aor: str) -> None:
-        etag, body, _ = self._published.get(aor, (None, b"", None))
+        current = self._published.get(aor)
         address = self._presence_address()
-        if etag is None or address is None:
+        if current is None or current[0] is None or address is None:
             return
-        self._published[aor] = (etag, body, None)
-        self._core().publish(aor, address, b"", self._clock(), etag,
-                          self._settings.mwi_publish_expires)
-        self._pump()
-
+        self._published[aor] = (current[0], current[1], None)
+        self._send(aor, address, refresh=True)

@@ -381,8 +381,22 @@ class ImapClientCore:
             self._set_capabilities(r.code_args)
 
     def _set_capabilities(self, values: Sequence[Value]) -> None:
-        self.capabilities = frozenset(
-            v.decode("ascii", "replace").upper() for v in values if isinstance(v, bytes))
+        self.capabilities = _capability_set(tuple(v for v in values if isinstance(v, bytes)))
+
+
+_CAPABILITY_SETS: dict[tuple[bytes, ...], frozenset[str]] = {}
+
+
+def _capability_set(words: tuple[bytes, ...]) -> frozenset[str]:
+    """One shared set per distinct capability list: ten thousand watcher connections to one
+    server all hear the same ~40 words, and a set of its own cost each ~4.5 KiB."""
+    caps = _CAPABILITY_SETS.get(words)
+    if caps is None:
+        if len(_CAPABILITY_SETS) > 256:  # bounded: servers differ, but not without end
+            _CAPABILITY_SETS.clear()
+        caps = _CAPABILITY_SETS[words] = frozenset(
+            w.decode("ascii", "replace").upper() for w in words)
+    return caps
 
 
 def _number(v: Value | None) -> int | None:

@@ -11,6 +11,7 @@ connections (see `account.py`), so a slow fetch never delays a deposit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
@@ -88,12 +89,57 @@ class Result:
         return [r for r in self.untagged if r.name == name]
 
 
-@dataclass
 class _Waiter:
-    """A command's share of the events: its untagged data and its own events in order."""
+    """A command's share of the events: its untagged data and its own events in order.
 
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    untagged: list[Response] = field(default_factory=list)
+    A deque and at most one future, not an asyncio.Queue (three deques, an Event and a
+    future per wait): a watcher's IDLE command lives for as long as the connection, times
+    ten thousand connections."""
+
+    __slots__ = ("events", "untagged", "wakeup")
+
+    def __init__(self) -> None:
+        self.events: collections.deque[Event] = collections.deque()
+        self.untagged: list[Response] = []
+        self.wakeup: asyncio.Future[None] | None = None
+
+    def put(self, event: Event) -> None:
+        self.events.append(event)
+        self.wake()
+
+    def wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+
+class Pushes:
+    """The untagged responses pushed during `ImapConnection.idle()`, in order."""
+
+    __slots__ = ("_items", "_wakeup")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Response] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def put_nowait(self, r: Response) -> None:
+        self._items.append(r)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get_nowait(self) -> Response:
+        return self._items.popleft()
+
+    async def get(self) -> Response:
+        while not self._items:
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        return self._items.popleft()
 
 
 class ImapConnection:
@@ -118,6 +164,9 @@ class ImapConnection:
         self.timeouts = timeouts
         self.label = label
         self.on_untagged: Callable[[Response], None] | None = None
+        #: Called once when the connection closes (a watcher's wake-up, without a task
+        #: waiting on `wait_closed` for each of ten thousand idle connections).
+        self.on_close: Callable[[], None] | None = None
         self.encrypted = False
         self._core = ImapClientCore()
         self._waiters: dict[bytes, _Waiter] = {}
@@ -391,24 +440,23 @@ class ImapConnection:
     async def _next_event(self, waiter: _Waiter, limit: float | None) -> Event:
         """The command's next event; ConnectionLost if the link drops or nothing comes in
         time (the read timeout, or `limit`)."""
-        if not waiter.events.empty():
-            return waiter.events.get_nowait()
+        if waiter.events:
+            return waiter.events.popleft()
         wait_s = limit if limit is not None else self.timeouts.read
-        nxt = asyncio.ensure_future(waiter.events.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            finished, _ = await asyncio.wait({nxt, closed}, timeout=wait_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not nxt.done():
-                nxt.cancel()
-        if nxt in finished:
-            return nxt.result()
-        if self._closed.is_set():
-            raise ConnectionLost(f"{self.label}: {self._close_reason}")
-        await self._abort(f"no answer within {wait_s:g}s")
-        raise ConnectionLost(f"{self.label}: no answer within {wait_s:g}s")
+        if not self._closed.is_set():
+            waiter.wakeup = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await waiter.wakeup  # an event for it, or the connection closed
+            except TimeoutError:
+                if not self._closed.is_set():
+                    await self._abort(f"no answer within {wait_s:g}s")
+                    raise ConnectionLost(f"{self.label}: no answer within {wait_s:g}s") from None
+            finally:
+                waiter.wakeup = None
+        if waiter.events:
+            return waiter.events.popleft()
+        raise ConnectionLost(f"{self.label}: {self._close_reason}")
 
     async def _flush(self) -> None:
         data = self._core.data_to_send()
@@ -425,12 +473,12 @@ class ImapConnection:
 
     # -- IDLE -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def idle(self) -> AsyncIterator[asyncio.Queue[Response]]:
+    async def idle(self) -> AsyncIterator[Pushes]:
         """`async with conn.idle() as pushes:` — untagged responses arrive on the queue until
         the block exits, which sends DONE and waits for the command to complete."""
         async with self._lock:
             self._check_open()
-            queue: asyncio.Queue[Response] = asyncio.Queue()
+            queue = Pushes()
             previous = self.on_untagged
 
             def push(r: Response) -> None:
@@ -504,12 +552,19 @@ class ImapConnection:
         else:
             waiter = self._waiters.get(event.tag)
             if waiter is not None:
-                waiter.events.put_nowait(event)
+                waiter.put(event)
 
     def _mark_closed(self, reason: str) -> None:
         if not self._closed.is_set():
             self._close_reason = self._close_reason or reason
             self._closed.set()
+            for waiter in self._waiters.values():
+                waiter.wake()
+            if self.on_close is not None:
+                try:
+                    self.on_close()
+                except Exception:
+                    log.exception("%s: close handler failed", self.label)
             if not self._greeting.done():
                 self._greeting.set_exception(ConnectionLost(f"{self.label}: {reason}"))
                 # Whoever waited for the greeting may have given up already (a timeout):
