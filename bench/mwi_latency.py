@@ -172,6 +172,12 @@ def top_growth(before: tracemalloc.Snapshot, n: int) -> None:
     total = sum(s.size_diff for s in stats)
     print(f"[{n}] tracemalloc: Python heap grew {total / n / 1024:.1f} KiB per account; top:",
           flush=True)
+    by_file: dict[str, int] = {}
+    for st in stats:
+        name = st.traceback[0].filename.split("/src/")[-1].split("/lib/")[-1]
+        by_file[name] = by_file.get(name, 0) + st.size_diff
+    for name, size in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {size / n:8.0f} B/acct  {name} (all lines)", flush=True)
     for s in stats[:25]:
         frame = s.traceback[0]
         print(f"    {s.size_diff / n:8.0f} B/acct {s.count_diff / n:6.2f} blk/acct  "
@@ -205,7 +211,15 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
         http = HealthServer(lambda: "", lambda: {"ok": True}, PushEndpoint(PUSH_TOKEN, hub.receive))
         await http.start("127.0.0.1", push[0])
     sink = Waiter(n)
-    engine = MwiEngine(lambda _b: store, [sink], WatchOptions(max_connections_per_server=n + 10))
+    recount_ms: list[float] = []  # a watcher's push received -> its recount confirmed
+    sampling = False
+
+    def on_latency(seconds: float) -> None:
+        if sampling:
+            recount_ms.append(seconds * 1000)
+
+    engine = MwiEngine(lambda _b: store, [sink],
+                       WatchOptions(max_connections_per_server=n + 10, on_latency=on_latency))
     await engine.start()
     gc.collect()
     if trace:
@@ -238,6 +252,7 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
           f"watcher connection failures: {engine.limiter.failures_total}", flush=True)
 
     chosen = random.Random(n).sample(users, min(samples, n))
+    sampling = True
     out = Sample()
     sem = asyncio.Semaphore(parallel)
 
@@ -261,6 +276,11 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
           f"(n={len(out.mwi)}, lost={out.lost}); after the floor: "
           f"p50={percentile(out.excess, 50):.1f} p99={percentile(out.excess, 99):.1f} ms",
           flush=True)
+    if recount_ms:  # the imapvm part of "after the floor" (debounce + recount round trips)
+        print(f"[{n}] within imapvm, push received -> recount confirmed: "
+              f"p50={percentile(recount_ms, 50):.1f} p99={percentile(recount_ms, 99):.1f} "
+              f"max={max(recount_ms):.1f} ms (n={len(recount_ms)}; includes the "
+              f"{WatchOptions().debounce * 1000:.0f} ms debounce)", flush=True)
     return out, kib
 
 
