@@ -72,7 +72,7 @@ async def test_full_pool_answers_503_with_one_clear_line(
             first.close()
             second.close()
     assert ended == ["no RTP port"]
-    lines = [r.getMessage() for r in caplog.records if "503" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "with 503" in r.getMessage()]
     assert len(lines) == 1
     assert f"all 1 RTP ports of {port}-{port + 1} on 127.0.0.1 are in use" in lines[0]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
