@@ -2,13 +2,24 @@
 
 Run from the repository root:  .venv/bin/python bench/sip_load.py --calls 50 100 200
 Measures, per load level, with our server in this process and sipp as the callers:
-CPU of this process while all calls are up (the window starts once every call is talking and
-ends before the first caller hangs up; a run where a call ended inside it says so), RTP
-send-interval lateness p50/p99/max (how late
-each 20 ms frame left compared with its schedule), packets lost on receive, and whether every
-recording has the length the caller talked for. Last line per level:
-``calls=N cpu_pct= send_p99_ms= lost_packets= recordings_complete=``
+CPU of this process while all calls are up (the window starts once every call is answered and
+its prompt played, and ends a second before the first caller hangs up; ``cpu_pct=nan`` when a
+call was missing, not yet recording or ended inside it), RTP send-interval lateness p50/p99/max
+(how late each 20 ms frame left compared with its schedule; ``send_p99_ms`` over the whole
+run, ``window_send_p99_ms`` inside the CPU window), packets lost on receive, and whether every
+recording has the length the caller talked for (at least talk - 1 s; what a caller says over a
+prompt that ends late is not recorded, and the bench says how late it was). Last line per level:
+``calls=N ... cpu_pct= cpu_window_s= send_p99_ms= window_send_p99_ms= lost_packets=
+finished=F/N recordings_complete=R/N``
 Goal (issue 18): 500 calls within 60 % of one core, p99 <= 5 ms, nothing lost.
+
+It never hangs: each level has a deadline (``--deadline``, default ramp-up + prompt + talk +
+60 s; sipp's own ``-timeout`` does not end a call that waits for a message that never comes).
+Past it, the calls still unfinished are listed by where they stopped (the bench's step and the
+SIP dialog state), the callers are killed, the last line counts only what finished by then, and
+the exit status is 1 (also when any call did not finish for another reason).
+``--sip-loss 0.05`` drops that fraction of SIP datagrams both ways at the server (fault
+injection: every retransmission path runs; the figures then mean little).
 ``--profile FILE`` writes a cProfile of the CPU window (pstats format) to FILE.
 ``--codec g722`` and/or ``--srtp`` (SDES, AES_CM_128_HMAC_SHA1_80; the bench lets SDES travel
 over UDP) use Python callers in a separate process (bench/_rtp_callers.py) instead of sipp, which
@@ -21,6 +32,7 @@ import argparse
 import asyncio
 import cProfile
 import faulthandler
+import random
 import re
 import resource
 import shutil
@@ -138,6 +150,8 @@ class CallTrace:
     since: float = field(default_factory=time.monotonic)
     samples: int = 0
     prompt_late: float = 0.0  # seconds the prompt ended after its length (a busy loop)
+    heard_before: int = 0  # caller's packets received before the recording began
+    heard: int = 0  # caller's packets received in all
 
     def move(self, state: str) -> None:
         self.state, self.since = state, time.monotonic()
@@ -154,6 +168,27 @@ class Level:
     timed_out: bool = False
     traces: dict[str, CallTrace] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def lose_sip(server: SipServer, fraction: float) -> None:
+    """Fault injection: drop ``fraction`` of the SIP datagrams the server receives and of
+    those it sends, at random (a PBX on a lossy network), so every retransmission path of
+    both sides is taken while the calls run."""
+    transport = server._transport  # a bench reaching in on purpose
+    assert transport is not None
+    receive, send = transport._on_datagram, transport.send
+    rng = random.Random(1)
+
+    def lossy_receive(data: bytes, source: tuple[str, int]) -> None:
+        if rng.random() >= fraction:
+            receive(data, source)
+
+    def lossy_send(data: bytes, address: tuple[str, int]) -> None:
+        if rng.random() >= fraction:
+            send(data, address)
+
+    transport._on_datagram = lossy_receive
+    transport.send = lossy_send  # type: ignore[method-assign]
 
 
 def unfinished_report(level: Level, server: SipServer) -> list[str]:
@@ -185,7 +220,7 @@ def unfinished_report(level: Level, server: SipServer) -> list[str]:
 async def run_level(
     calls: int, talk: float, prompt: float, work: Path, profile: str | None = None,
     codec: str = "pcmu", srtp: bool = False, caller: str = "sipp",
-    deadline_s: float | None = None,
+    deadline_s: float | None = None, sip_loss: float = 0.0,
 ) -> tuple[str, bool]:
     """One load level; returns its key=value line and whether every call finished."""
     channels: list[SipChannel] = []
@@ -207,7 +242,9 @@ async def run_level(
             await channel.play(prompt_audio)
             trace.prompt_late = time.monotonic() - trace.since - prompt
             trace.move("recording")
+            trace.heard_before = channel.rtp.stats.received if channel.rtp else 0
             result = await channel.record(max_seconds=talk + 30)
+            trace.heard = channel.rtp.stats.received if channel.rtp else 0
         except BaseException as exc:
             trace.move(f"failed: {type(exc).__name__} {exc}"[:80])
             raise
@@ -234,6 +271,8 @@ async def run_level(
     server = SipServer(settings, handler)
     await server.start()
     host, port = server.address
+    if sip_loss:
+        lose_sip(server, sip_loss)
     if caller == "python":
         sipp = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "bench" / "_rtp_callers.py"), host, str(port),
@@ -312,12 +351,18 @@ async def run_level(
           f"max={in_window.max() if len(in_window) else float('nan'):.1f} ms "
           f"packets={len(in_window)}")
     if short:
-        late = sorted(t.prompt_late for t in level.traces.values()
-                      if t.state == "recorded" and t.samples < minimum)
+        shorts = [t for t in level.traces.values()
+                  if t.state == "recorded" and t.samples < minimum]
+        late = sorted(t.prompt_late for t in shorts)
+        before = sorted(t.heard_before for t in shorts)
+        heard = sorted(t.heard - t.heard_before for t in shorts)
         print(f"  {len(short)} recordings shorter than {talk - 1:.0f} s: "
-              f"shortest {short[0]:.1f} s, longest of them {short[-1]:.1f} s; their prompt "
-              f"ended late by {late[len(late) // 2]:.1f} s (median), {late[-1]:.1f} s (max) "
-              "(the caller talks on schedule: what it says over a late prompt is not recorded)")
+              f"shortest {short[0]:.1f} s, longest of them {short[-1]:.1f} s. Their prompt "
+              f"ended late by {late[len(late) // 2]:.1f} s (median), {late[-1]:.1f} s (max); "
+              f"caller packets before the recording began: median {before[len(before) // 2]}"
+              f", max {before[-1]} (talk over a prompt is not recorded); after: median "
+              f"{heard[len(heard) // 2]}, min {heard[0]} of the {int(talk / 0.02)} the "
+              "caller should send")
     codecs = {c.rtp.codec.encoding for c in channels if c.rtp is not None}
     encrypted = sum(1 for c in channels if c.rtp is not None and c.rtp.srtp is not None)
     ok = finished == calls and not level.timed_out
@@ -392,6 +437,9 @@ async def main() -> int:
     parser.add_argument("--srtp", action="store_true", help="SRTP (SDES) on every call")
     parser.add_argument("--caller", choices=("sipp", "python"), default=None,
                         help="who calls (default: sipp for G.711/RTP, python otherwise)")
+    parser.add_argument("--sip-loss", type=float, default=0.0, metavar="FRACTION",
+                        help="drop this fraction of SIP datagrams both ways at the server "
+                        "(fault injection: retransmissions; figures then mean little)")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds a level may take before the calls still unfinished are "
                         "reported and it ends (default: ramp-up + prompt + talk + 60)")
@@ -408,7 +456,8 @@ async def main() -> int:
         all_ok = True
         for calls in args.calls:
             line, ok = await run_level(calls, args.talk, args.prompt, work, args.profile,
-                                       args.codec, args.srtp, caller, args.deadline)
+                                       args.codec, args.srtp, caller, args.deadline,
+                                       args.sip_loss)
             all_ok = all_ok and ok
             print(line, flush=True)
     # Whatever the loop's teardown would wait for, it does not get a minute.
