@@ -41,6 +41,7 @@ import gc
 import logging
 import random
 import resource
+import signal
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -221,47 +222,43 @@ async def run_size(server: DovecotServer, n: int, samples: int, parallel: int,
     engine = MwiEngine(lambda _b: store, [sink],
                        WatchOptions(max_connections_per_server=n + 10, on_latency=on_latency))
     await engine.start()
-    gc.collect()
-    if trace:
-        tracemalloc.start(1)
-        snap = tracemalloc.take_snapshot()
-    before = rss_kib()
-    t = time.perf_counter()
-    for box in by_box:
-        await engine.watch(box)
-    try:
-        await asyncio.wait_for(sink.all_known.wait(), 60 + n / 20)
-    except TimeoutError:
-        print(f"[{n}] only {len(sink.first)} of {n} lamps known after {60 + n / 20:.0f}s",
-              flush=True)
-        await engine.stop()
-        await store.aclose()
-        if http is not None:
-            await http.close()
-        raise
-    took = time.perf_counter() - t
-    gc.collect()
-    kib = (rss_kib() - before) / n
-    if trace:
-        top_growth(snap, n)
-        tracemalloc.stop()
-    wrong = [u for u in sink.first.values() if (u.mwi_new, u.old) != (1, 0)]
-    print(f"[{n}] all {n} lamps known in {took:.1f}s ({n / took:.0f} logins/s); "
-          f"{kib:.1f} KiB per watched account; first counts wrong: {len(wrong)}"
-          f"{' e.g. ' + str(wrong[0]) if wrong else ''}; "
-          f"watcher connection failures: {engine.limiter.failures_total}", flush=True)
+    try:  # the engine stops whatever happens (a failure, SIGTERM, Ctrl-C)
+        gc.collect()
+        if trace:
+            tracemalloc.start(1)
+            snap = tracemalloc.take_snapshot()
+        before = rss_kib()
+        t = time.perf_counter()
+        for box in by_box:
+            await engine.watch(box)
+        try:
+            await asyncio.wait_for(sink.all_known.wait(), 60 + n / 20)
+        except TimeoutError:
+            print(f"[{n}] only {len(sink.first)} of {n} lamps known after {60 + n / 20:.0f}s",
+                  flush=True)
+            raise
+        took = time.perf_counter() - t
+        gc.collect()
+        kib = (rss_kib() - before) / n
+        if trace:
+            top_growth(snap, n)
+            tracemalloc.stop()
+        wrong = [u for u in sink.first.values() if (u.mwi_new, u.old) != (1, 0)]
+        print(f"[{n}] all {n} lamps known in {took:.1f}s ({n / took:.0f} logins/s); "
+              f"{kib:.1f} KiB per watched account; first counts wrong: {len(wrong)}"
+              f"{' e.g. ' + str(wrong[0]) if wrong else ''}; "
+              f"watcher connection failures: {engine.limiter.failures_total}", flush=True)
 
-    chosen = random.Random(n).sample(users, min(samples, n))
-    sampling = True
-    out = Sample()
-    sem = asyncio.Semaphore(parallel)
+        chosen = random.Random(n).sample(users, min(samples, n))
+        sampling = True
+        out = Sample()
+        sem = asyncio.Semaphore(parallel)
 
-    async def one(user: str) -> None:
-        async with sem:
-            await asyncio.sleep(random.random() * 0.2)  # stagger the clients
-            await change(server, sink, user, out)
+        async def one(user: str) -> None:
+            async with sem:
+                await asyncio.sleep(random.random() * 0.2)  # stagger the clients
+                await change(server, sink, user, out)
 
-    try:
         await asyncio.gather(*(one(u) for u in chosen))
     finally:
         await engine.stop()
@@ -337,5 +334,15 @@ async def main() -> None:
           f"kib_per_account={kib:.1f} mode={args.mode}")
 
 
+async def _main_until_signalled() -> None:
+    """`timeout` and CI stop a run with SIGTERM, which by default ends Python without running
+    any `finally`: the raised kernel limits would stay raised and Dovecot keep running. Here it
+    cancels the run, which cleans up as after a failure."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    await main()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(_main_until_signalled())
