@@ -310,6 +310,61 @@ async def test_an_outage_marks_the_lamps_stale_and_recovery_recounts(
         await store.aclose()
 
 
+@pytest.mark.slow
+async def test_a_push_is_counted_before_queued_routine_recounts(
+        push_dovecot: PushDovecot) -> None:
+    """Boxes waiting for their first count (or the sweep) must not delay a pushed one: with one
+    counting connection and 30 other logins' first counts queued, the pushed box is counted
+    as soon as its debounce ends."""
+    accounts = {MailboxRef(str(500 + i), "default"): make_account(push_dovecot.server, "push")
+                for i in range(31)}
+    pushed_box = next(iter(accounts))
+
+    def resolve(box: MailboxRef) -> ImapSettings:
+        a = accounts[box]
+        return ImapSettings(host=a.host, port=a.port, user=a.user, password=a.password,
+                            vm_tag=box.mailbox, context=box.context,
+                            timeouts=Timeouts(open=2, read=5, close=2))
+
+    hub = PushHub(PushOptions(connections=1))
+    store = ImapStore(resolve, push=hub)
+    sink = Recorder()
+    engine = MwiEngine(lambda _b: store, [sink], FAST)
+    http = HealthServer(lambda: "", lambda: {"ok": True}, PushEndpoint(TOKEN, hub.receive))
+    await http.start("127.0.0.1", push_dovecot.http_port)
+    await engine.start()
+    try:
+        await engine.watch(pushed_box)
+        await sink.expect(f"{pushed_box.mailbox}@default", new=0, old=0)
+        w = engine.watcher(pushed_box)
+        assert isinstance(w, PushWatcher)
+        counted: list[MailboxRef] = []
+        real = w._count_on
+
+        async def spy(conn: object, box: MailboxRef) -> None:
+            counted.append(box)
+            await real(conn, box)  # type: ignore[arg-type]
+
+        w._count_on = spy  # type: ignore[method-assign]
+        for b in list(accounts)[1:]:
+            await engine.watch(b)  # 30 first counts queued behind one connection
+        a = accounts[pushed_box]
+        client = await AsyncMailClient.connect(push_dovecot.server, a.user, a.password)
+        try:
+            await client.append("INBOX", voicemail(pushed_box.mailbox))
+        finally:
+            await client.close()
+        await until(lambda: pushed_box in counted, what="the pushed box's recount")
+        # queued behind them it would be the last of 31; ahead of them it waits only for its
+        # debounce (30 ms) and the count in progress
+        assert counted.index(pushed_box) < len(accounts) // 2, counted
+        await until(lambda: len(counted) >= len(accounts), what="the first counts")
+    finally:
+        await engine.stop()
+        await store.aclose()
+        await http.close()
+
+
 def test_push_bodies_are_validated() -> None:
     assert parse_push(b'{"user": "alice", "mailboxes": ["INBOX", "Caf\\u00e9"]}').mailboxes == (
         "INBOX", "Café")

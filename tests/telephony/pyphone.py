@@ -45,6 +45,7 @@ class PyPhone:
     ssrc: int = 0x1234
     #: Route headers of the dialog when the answer came through a record-routing proxy.
     route: str = ""
+    last_request: bytes = b""
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -83,7 +84,13 @@ class PyPhone:
             head += f"Content-Type: {content_type}\r\n"
         data = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         assert self.sip.transport is not None
-        self.sip.transport.sendto(f"{method} {uri} SIP/2.0\r\n".encode() + data, self.server)
+        self.last_request = f"{method} {uri} SIP/2.0\r\n".encode() + data
+        self.sip.transport.sendto(self.last_request, self.server)
+
+    def retransmit(self) -> None:
+        """Send the last request again, byte for byte (same branch): a UDP retransmission."""
+        assert self.sip.transport is not None
+        self.sip.transport.sendto(self.last_request, self.server)
 
     def respond(self, req: SipRequest, status: int, reason: str = "OK",
                 extra: tuple[str, ...] = ()) -> None:

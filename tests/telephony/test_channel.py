@@ -169,6 +169,66 @@ async def test_record_keeps_audio_when_caller_hangs_up(
     assert server.channels == {}
 
 
+async def test_record_keeps_audio_still_unread_when_the_bye_is_read(
+    harness: tuple[Harness, SipServer], phone: PyPhone
+) -> None:
+    """The caller's last frames and its BYE leave together; the server reads RTP only every
+    few frames (later when its loop is busy, as at 500 calls) but SIP at once. Audio still in
+    the RTP socket when the BYE is handled belongs to the message: none of it is dropped."""
+    h, server = harness
+    started = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        started.set()
+        h.results["rec"] = await channel.record(max_seconds=10)
+
+    h.handler = handler
+    await phone.call()
+    await asyncio.wait_for(started.wait(), 5)
+    for seq, payload in enumerate(frames(1.0)):  # 50 frames in one burst, then hang up:
+        phone.send_rtp(seq, payload)  # on loopback each is in the server's socket on return
+    phone.send_request("BYE", phone.uri)
+    assert (await phone.final_response()).status == 200
+    await asyncio.wait_for(h.finished.wait(), 5)
+    audio, reason, _ = h.results["rec"]  # type: ignore[misc]
+    assert reason == "hangup"
+    assert len(audio) == 8000
+    assert server.channels == {}
+
+
+async def test_bye_whose_200_was_lost_is_answered_200_again(
+    harness: tuple[Harness, SipServer], phone: PyPhone
+) -> None:
+    """A lossy network drops our 200 to the caller's BYE: the phone retransmits the BYE
+    after the call has ended and must get the 200 again (not 481), or it keeps the call open
+    (sipp waits for it); the call ends once."""
+    h, server = harness
+    ended: list[str] = []
+    started = asyncio.Event()
+
+    async def handler(channel: SipChannel) -> None:
+        await channel.answer()
+        started.set()
+        h.results["rec"] = await channel.record(max_seconds=10)
+        ended.append(str(channel.hangup_reason))
+
+    h.handler = handler
+    await phone.call()
+    await asyncio.wait_for(started.wait(), 5)
+    phone.send_request("BYE", phone.uri)
+    first = await phone.final_response()  # "lost": the phone acts as if it never came
+    await asyncio.wait_for(h.finished.wait(), 5)
+    assert server.channels == {}
+    for _ in range(3):  # T1, 2*T1, 4*T1 later: the same request each time
+        phone.retransmit()
+        again = await phone.final_response()
+        assert (again.status, again.cseq) == (first.status, first.cseq) == (200, (2, "BYE"))
+    phone.send_request("BYE", phone.uri)  # a new transaction for the ended dialog
+    assert (await phone.final_response()).status == 481
+    assert ended == ["remote-bye"]
+
+
 async def test_play_is_paced_and_interrupted_by_a_digit(
     harness: tuple[Harness, SipServer], phone: PyPhone
 ) -> None:

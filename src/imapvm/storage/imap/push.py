@@ -96,6 +96,9 @@ class PushOptions:
     safety_recount: float = 300.0
     """Every watched box is recounted once per this many seconds, spread evenly: a lost push is
     corrected within it."""
+    sweep_rate: float = 10.0
+    """At most this many boxes a second are recounted by the sweep: 10,000 boxes take
+    1,000 s, and the server's steady load stays at 10 logins a second whatever the size."""
     idle_close: float = 30.0
     """A counting connection unused this long is logged out."""
     retry: float = 5.0
@@ -158,7 +161,10 @@ class PushWatcher(Watcher):
         self.logins = 0  # counting connections opened
         self._users: dict[str, set[MailboxRef]] = {}  # lower-case login -> boxes
         self._user_of: dict[MailboxRef, str] = {}
-        self._due: OrderedDict[MailboxRef, float] = OrderedDict()  # waiting to be counted
+        # waiting to be counted: pushed (and asked for) first, then the bulk (the first count,
+        # the sweep), so a push never queues behind thousands of routine recounts
+        self._due: OrderedDict[MailboxRef, float] = OrderedDict()
+        self._background: OrderedDict[MailboxRef, float] = OrderedDict()
         self._busy: set[MailboxRef] = set()  # being counted
         self._pushed_at: dict[MailboxRef, float] = {}  # first unanswered push, per box
         self._failures: dict[MailboxRef, int] = {}
@@ -175,11 +181,12 @@ class PushWatcher(Watcher):
         user = self.store.account(box)[1].user.lower()
         self._user_of[box] = user
         self._users.setdefault(user, set()).add(box)
-        self._mark(box, 0.0)
+        self._mark(box, 0.0, background=True)
 
     def remove(self, box: MailboxRef) -> None:
         self.boxes.discard(box)
         self._due.pop(box, None)
+        self._background.pop(box, None)
         self._pushed_at.pop(box, None)
         self._failures.pop(box, None)
         user = self._user_of.pop(box, None)
@@ -192,15 +199,25 @@ class PushWatcher(Watcher):
             self._sentinel_box = None
 
     def refresh(self, box: MailboxRef | None = None) -> None:
-        for b in [box] if box is not None else list(self.boxes):
-            if b in self.boxes:
-                self._mark(b, 0.0)
+        """Recount `box` soon (ahead of routine recounts), or every box (behind pushes)."""
+        if box is not None:
+            if box in self.boxes:
+                self._mark(box, 0.0)
+            return
+        for b in list(self.boxes):
+            self._mark(b, 0.0, background=True)
 
-    def _mark(self, box: MailboxRef, delay: float, pushed: float | None = None) -> None:
+    def _mark(self, box: MailboxRef, delay: float, pushed: float | None = None, *,
+              background: bool = False) -> None:
         if pushed is not None:
             self._pushed_at.setdefault(box, pushed)
-        if box not in self._due:
-            self._due[box] = time.monotonic() + delay
+        if background:
+            if box not in self._due and box not in self._background:
+                self._background[box] = time.monotonic() + delay
+        else:
+            self._background.pop(box, None)
+            if box not in self._due:
+                self._due[box] = time.monotonic() + delay
         self._wake.set()
 
     def pushed(self, event: PushEvent) -> int:
@@ -255,28 +272,41 @@ class PushWatcher(Watcher):
 
     async def _dispatch(self) -> None:
         """Hand due boxes to the counting workers, no more than there are idle workers (the
-        rest stay in `_due`, where new pushes coalesce with them)."""
+        rest stay queued, where new pushes coalesce with them): pushed ones first."""
         workers = max(1, self.hub.options.connections)
         while True:
             self._wake.clear()
             wait_s: float | None = None
             if not self.down:
                 now = time.monotonic()
-                for box, due in list(self._due.items()):
-                    if len(self._busy) >= workers:
-                        break
-                    if box in self._busy:
-                        continue
-                    if due > now:
-                        wait_s = due - now
-                        break
-                    del self._due[box]
-                    self._busy.add(box)
-                    self._queue.put_nowait(box)
-                if self._due and wait_s is None and len(self._busy) < workers:
+                waits = [self._take(q, now, workers) for q in (self._due, self._background)]
+                wait_s = min((w for w in waits if w is not None), default=None)
+                if (self._due or self._background) and wait_s is None and \
+                        len(self._busy) < workers:
                     wait_s = 0.05  # only busy boxes are due: look again shortly
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
+
+    def _take(self, queue: OrderedDict[MailboxRef, float], now: float, workers: int,
+              ) -> float | None:
+        """Move due boxes of `queue` to the workers while some are idle; returns how long
+        until its next box is due (None: nothing to wait for)."""
+        picked: list[MailboxRef] = []
+        wait_s: float | None = None
+        for box, due in queue.items():  # stops early: at most `workers` are skipped as busy
+            if len(self._busy) + len(picked) >= workers:
+                break
+            if box in self._busy:
+                continue
+            if due > now:
+                wait_s = due - now
+                break
+            picked.append(box)
+        for box in picked:
+            del queue[box]
+            self._busy.add(box)
+            self._queue.put_nowait(box)
+        return wait_s
 
     async def _worker(self) -> None:
         while True:
@@ -457,7 +487,9 @@ class PushWatcher(Watcher):
     # -- the safety sweep ---------------------------------------------------------------------
     async def _sweep(self) -> None:
         """Recount every box once per `safety_recount` seconds, a few each second, so a lost
-        push is corrected and the server never sees the whole population at once."""
+        push is corrected and the server never sees the whole population at once; at most
+        `sweep_rate` a second (each costs the server a login): with many boxes a sweep takes
+        longer than `safety_recount`."""
         period = max(1.0, self.hub.options.safety_recount)
         await asyncio.sleep(period * (0.5 + random.random() / 2))
         while True:
@@ -465,13 +497,14 @@ class PushWatcher(Watcher):
             if not boxes:
                 await asyncio.sleep(period)
                 continue
-            per_tick = max(1, -(-len(boxes) * 1 // int(period)))  # ceil(n / period) a second
+            per_tick = max(1, min(-(-len(boxes) // int(period)),  # ceil(n / period) a second
+                                  int(self.hub.options.sweep_rate)))
             ticks = 0
             for i in range(0, len(boxes), per_tick):
                 if not self.down:
                     for box in boxes[i:i + per_tick]:
                         if box in self.boxes:
-                            self._mark(box, 0.0)
+                            self._mark(box, 0.0, background=True)
                 await asyncio.sleep(1.0)
                 ticks += 1
             if ticks < period:

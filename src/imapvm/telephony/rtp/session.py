@@ -58,6 +58,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lac
 _TIMESPEC = struct.Struct("@qq")
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 READ_EVERY = 4  # frames between reads of a stream's socket: 80 ms at 20 ms ptime
+CLOSE_READ_LIMIT = 1024  # packets read at close: 20 s at 20 ms, more than a socket holds
 
 
 @dataclass
@@ -204,6 +205,11 @@ class RtpSession:
     def close(self) -> None:
         self.stop_playback()
         self._unpace()
+        if self._open:
+            # What the caller sent before hanging up may still wait in the socket (it is
+            # read every READ_EVERY frames, later when the loop is busy): read it before
+            # the socket goes, or the end of a message is lost when the BYE is read first.
+            self._read(limit=CLOSE_READ_LIMIT)
         self._emit_audio(self._reorder.flush())
         if self._open:
             self._open = False
