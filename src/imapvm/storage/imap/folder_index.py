@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 Who = tuple[str, str]  # (extension tag, context)
 #: STATUS of a folder: (UIDNEXT, MESSAGES, HIGHESTMODSEQ).
 Status = tuple[int, int, int]
-_VERSION = 2
+#: 3: indexes written before the header scan ignored NOTIFY's reports of other messages may
+#: lack a voicemail for good (checked past it, never matched); they are rebuilt once.
+_VERSION = 3
+
+
+class _OtherVersion(ValueError):
+    """An index of another version: rebuilt without a warning (every folder after an upgrade)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class FolderIndex:
     @classmethod
     def from_json(cls, data: object) -> FolderIndex:
         """Raises ValueError (or KeyError/TypeError) on anything not written by `to_json`."""
+        if isinstance(data, dict) and isinstance(data.get("version"), int) \
+                and data["version"] != _VERSION:
+            raise _OtherVersion(f"an index of version {data['version']}")
         if not isinstance(data, dict) or data.get("version") != _VERSION:
             raise ValueError("not an index of this version")
         index = cls()
@@ -124,6 +133,9 @@ class IndexFiles:
         try:
             return FolderIndex.from_json(json.loads(path.read_bytes()))
         except FileNotFoundError:
+            return FolderIndex()
+        except _OtherVersion as exc:
+            log.debug("folder index %s is %s; rebuilding it", path, exc)
             return FolderIndex()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("folder index %s unusable (%s); rebuilding it", path, exc)
