@@ -13,6 +13,7 @@ from imapvm.commands.doctor import strategies
 from tests.conftest import make_account
 from tests.support.cyrus import CyrusServer
 from tests.support.dovecot import DovecotServer
+from tests.support.net import free_port
 
 
 def doctor(conf: Path, *extra: str) -> tuple[int, dict[str, object]]:
@@ -41,10 +42,7 @@ imapflags=notls
 3 => 1,C,,,imapuser={c.user}|imappassword={c.password}|imapport={cyrus.port}
 4 => 1,D,,,imapuser=ghost|imappassword=wrong|imapport={dovecot_slash.port}
 """)
-    free = socket.socket()
-    free.bind(("127.0.0.1", 0))
-    port = free.getsockname()[1]
-    free.close()
+    port = free_port(kind=socket.SOCK_DGRAM)  # outside the ephemeral range: nothing takes it
     rc, report = doctor(conf, "--set", f'sip.listen=["127.0.0.1:{port}"]',
                         "--set", "paths.sounds=/usr/share/asterisk/sounds/en_US_f_Allison")
     checks = _checks(report)

@@ -4,18 +4,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+#: Where test servers' ports are picked: below the kernel's ephemeral range (so no outgoing
+#: connection or unbound UDP socket of any process can take the port between the pick and the
+#: server's bind, as happened with thousands of connections open on the machine) and above
+#: imapvm's default RTP range (10000-20000).
+_PICK_FROM = 20001
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    """A port the OS says is free right now (there is a race, but a short one on loopback)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free for both TCP and UDP right now, outside the kernel's ephemeral range: only
+    another explicit bind can take it before the caller binds it."""
+    low, _ = _ephemeral_range()
+    top = low - 1
+    if top - _PICK_FROM < 1000:  # an unusual range: fall back to the kernel's choice
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    for _ in range(200):
+        port = _random.randint(_PICK_FROM, top)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind((host, port))
+                u.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port between {_PICK_FROM} and {top} on {host}")
+
+
+_random = random.Random()  # seeded from the OS: parallel test sessions pick apart
 
 
 def wait_for_greeting(
