@@ -411,7 +411,11 @@ async def measure_window(
     marks1[:] = [len(c.rtp.stats.send_errors_ms or []) if c.rtp else 0 for c in channels]
     valid = up0 == up1 == level.calls and all(
         t.state == "recording" for t in level.traces.values())
-    print(f"  CPU window {t1 - t0:.1f} s with {up0}..{up1} calls up"
+    user = (r1.ru_utime - r0.ru_utime) / (t1 - t0) * 100
+    system = (r1.ru_stime - r0.ru_stime) / (t1 - t0) * 100
+    print(f"  CPU window {t1 - t0:.1f} s with {up0}..{up1} calls up: user {user:.0f} %, "
+          f"kernel {system:.0f} % of a core; {r1.ru_nvcsw - r0.ru_nvcsw} voluntary, "
+          f"{r1.ru_nivcsw - r0.ru_nivcsw} involuntary context switches"
           + ("" if valid else "  (NOT all calls up and recording: no CPU figure)"))
     level.window = t1 - t0
     if valid:

@@ -56,8 +56,9 @@ class Stream:
         self.sent: list[tuple[float, float]] = []  # (due, now)
         self.reads = 0
 
-    def on_tick(self, due: float, now: float) -> None:
+    def on_tick(self, due: float, now: float) -> bool:
         self.sent.append((due, now))
+        return True
 
     def after_tick(self, now: float) -> None:
         self.reads += 1
@@ -141,8 +142,9 @@ def test_a_tick_sends_for_every_stream_before_any_reads() -> None:
             super().__init__(loop)
             self.name = name
 
-        def on_tick(self, due: float, now: float) -> None:
+        def on_tick(self, due: float, now: float) -> bool:
             order.append(f"send {self.name}")
+            return True
 
         def after_tick(self, now: float) -> None:
             order.append(f"read {self.name}")

@@ -3,13 +3,19 @@ packet.
 
 With a ``call_at`` chain per stream, 500 calls are 25,000 timer handles a second, each pushed
 on and popped off asyncio's heap (whose comparisons alone were a tenth of the RTP path). Here
-one timer ticks on an absolute schedule (t0 + k·TICK) and each stream is due on a tick of
+one timer ticks on an absolute schedule (t0 + k·TICK) and each stream is due on the ticks of
 its own phase: a 20 ms stream is due every 10th tick, and new streams are spread round-robin
-over the 10 phases, so each tick sends for about a tenth of the calls. A stream's schedule
-stays absolute (no drift) and the RTP timestamps advance one frame per packet as before.
+over the 10 phases, so each tick sends for about a tenth of the calls. The streams are kept in
+a wheel, one list per (period, phase), so a tick walks the lists that are due and nothing is
+rescheduled per frame. A stream's schedule stays absolute (no drift) and the RTP timestamps
+advance one frame per packet as before.
 
-If the loop stalls for more than five frames a stream restarts its schedule from the next
-tick instead of bursting to catch up (as the per-stream timers did).
+A tick first lets every due stream send (``on_tick``), then gives the streams that asked for
+it their slower work (``after_tick``: reading), so sends never wait behind reads.
+
+If the loop stalls, the frames owed are sent on its return when they are at most five frames
+late (a short burst keeps the caller's jitter buffer fed); after a longer stall they are
+dropped and every stream continues on its schedule from the present, without a burst.
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ import weakref
 from typing import Protocol
 
 TICK = 0.002  # seconds; every ptime in use (10, 20, 30, 40 ms) is a multiple
+CATCH_UP = 5  # frames a stream may owe after a stall and still send
 
 
 class Paced(Protocol):
-    def on_tick(self, due: float, now: float) -> None:
-        """Send one frame that was due at ``due`` (loop time); ``now`` is the tick's time."""
+    def on_tick(self, due: float, now: float) -> bool:
+        """Send one frame that was due at ``due`` (loop time); ``now`` is the tick's time.
+        True asks for ``after_tick`` once the tick's frames are all sent."""
 
     def after_tick(self, now: float) -> None:
-        """Called once every stream of the tick has sent: the work that may wait (reading)."""
+        """The work that may wait (reading), after every stream of the tick has sent."""
 
 
 class Pacer:
@@ -34,8 +42,8 @@ class Pacer:
         self._loop = loop
         self._t0 = loop.time()
         self._done = 0  # the last tick number processed
-        self._slots: dict[int, list[tuple[Paced, int]]] = {}  # tick -> (stream, period)
-        self._streams: dict[Paced, int] = {}  # live streams -> the tick they are due on
+        self._wheel: dict[int, list[list[Paced]]] = {}  # period -> streams by phase
+        self._streams: dict[Paced, tuple[int, int]] = {}  # live streams -> (period, phase)
         self._phase = 0
         self._timer: asyncio.TimerHandle | None = None
         self._armed = 0
@@ -56,8 +64,12 @@ class Pacer:
         period = max(1, round(ptime / TICK))
         now_tick = max(self._done, int((self._loop.time() - self._t0) / TICK))
         self._phase = (self._phase + 1) % period
+        phases = self._wheel.get(period)
+        if phases is None:
+            phases = self._wheel[period] = [[] for _ in range(period)]
+        phases[self._phase].append(stream)
+        self._streams[stream] = (period, self._phase)
         first = now_tick + 1 + (self._phase - now_tick - 1) % period
-        self._put(stream, first, period)
         if self._timer is None:
             self._arm(first)
         elif first < self._armed:
@@ -71,15 +83,17 @@ class Pacer:
             self.add(stream, ptime)
 
     def remove(self, stream: Paced) -> None:
-        self._streams.pop(stream, None)  # its slot entry is skipped when its tick comes
-
-    def _put(self, stream: Paced, tick: int, period: int) -> None:
-        self._streams[stream] = tick
-        slot = self._slots.get(tick)
-        if slot is None:
-            self._slots[tick] = [(stream, period)]
-        else:
-            slot.append((stream, period))
+        place = self._streams.pop(stream, None)
+        if place is None:
+            return
+        period, phase = place
+        phases = self._wheel[period]
+        phases[phase].remove(stream)
+        if not any(phases):
+            del self._wheel[period]
+        if not self._streams and self._timer is not None:
+            self._timer.cancel()  # nothing left to send: no idle ticking
+            self._timer = None
 
     def _arm(self, tick: int) -> None:
         self._armed = tick
@@ -87,34 +101,43 @@ class Pacer:
 
     def _run(self) -> None:
         self._timer = None
-        loop = self._loop
-        now = loop.time()
-        current = max(self._done + 1, int((now - self._t0) / TICK + 1e-9))
-        streams = self._streams
-        for tick in range(self._done + 1, current + 1):
-            slot = self._slots.pop(tick, None)
-            if slot is None:
-                continue
-            due = self._t0 + tick * TICK
-            sent: list[Paced] = []
-            for stream, period in slot:  # every due frame first: sends are what is timed
-                if streams.get(stream) != tick:
-                    continue  # removed, or moved to another schedule
-                stream.on_tick(due, now)
-                if stream not in streams:
-                    continue  # closed itself while sending
-                sent.append(stream)
-                following = tick + period
-                if following <= current and (current - tick) * TICK > 5 * period * TICK:
-                    following = current + 1 + (following - current - 1) % period
-                self._put(stream, following, period)
-            for stream in sent:
-                stream.after_tick(now)
+        now = self._loop.time()
+        done = self._done
+        current = max(done + 1, int((now - self._t0) / TICK + 1e-9))
         self._done = current
-        if streams and self._slots:
-            self._arm(min(self._slots))  # the next tick with work (stale entries included)
-        else:
-            self._slots.clear()
+        streams = self._streams
+        t0 = self._t0
+        stall = current - done  # ticks since the last run: 1 when on time
+        # after a stall of more than CATCH_UP frames, only each stream's latest frame is sent
+        oldest = {p: p if stall > CATCH_UP * p else stall for p in self._wheel}
+        for tick in range(done + 1, current + 1):
+            late = current - tick  # ticks
+            due = t0 + tick * TICK
+            readers: list[Paced] = []
+            for period, phases in list(self._wheel.items()):
+                if late >= oldest.get(period, 1):
+                    continue  # owed from a long stall: dropped, not burst
+                group = phases[tick % period]
+                if not group:
+                    continue
+                for stream in tuple(group):  # a stream may close itself (or another)
+                    if stream in streams and stream.on_tick(due, now):
+                        readers.append(stream)
+            for stream in readers:
+                if stream in streams:
+                    stream.after_tick(now)
+        if streams:
+            self._arm(self._next_tick(current))
+
+    def _next_tick(self, after: int) -> int:
+        """The first tick after ``after`` on which some stream is due."""
+        best = after + 1 + max(self._wheel, default=1)
+        for period, phases in self._wheel.items():
+            for k in range(1, period + 1):
+                if phases[(after + k) % period]:
+                    best = min(best, after + k)
+                    break
+        return best
 
 
 _PACERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = (

@@ -9,7 +9,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-_HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
+_HEADER = HEADER
 
 
 class RtpPacket(NamedTuple):  # a tuple: 25,000 of these a second at 500 calls
