@@ -157,3 +157,67 @@ def test_a_tick_sends_for_every_stream_before_any_reads() -> None:
     assert pairs
     for group in pairs:
         assert [g.split()[0] for g in group] == ["send", "send", "read", "read"]
+
+
+def test_after_tick_only_on_the_ticks_a_stream_asks_for() -> None:
+    loop, pacer = make()
+
+    class EveryFourth(Stream):
+        def on_tick(self, due: float, now: float) -> bool:
+            self.sent.append((due, now))
+            return len(self.sent) % 4 == 0
+
+    class Quiet(Stream):
+        def on_tick(self, due: float, now: float) -> bool:
+            self.sent.append((due, now))
+            return False
+
+    quiet, reader = Quiet(loop), EveryFourth(loop)
+    pacer.add(quiet, 0.020)
+    pacer.add(reader, 0.020)
+    loop.run_until(101.0)
+    assert len(quiet.sent) >= 49
+    assert quiet.reads == 0
+    assert reader.reads == len(reader.sent) // 4
+
+
+def test_a_stream_removed_during_a_tick_sends_no_more() -> None:
+    loop, pacer = make()
+    victims: list[Stream] = []
+
+    class Closer(Stream):
+        def on_tick(self, due: float, now: float) -> bool:
+            self.sent.append((due, now))
+            for victim in victims:  # e.g. a call ending another stream of the same tick
+                pacer.remove(victim)
+            return True
+
+    streams = [Stream(loop) for _ in range(9)]
+    closer = Closer(loop)
+    pacer.add(closer, 0.020)  # phase 1
+    for s in streams:
+        pacer.add(s, 0.020)  # phases 2..9, 0
+    pacer.add(victim := Stream(loop), 0.020)  # phase 1 again: after the closer in its tick
+    victims.append(victim)
+    loop.run_until(100.5)
+    assert victim.sent == []
+    assert victim.reads == 0
+    assert len(pacer) == 10
+    assert all(len(s.sent) >= 24 for s in [closer, *streams])
+
+
+def test_after_a_long_stall_streams_keep_their_phase() -> None:
+    loop, pacer = make()
+    streams = [Stream(loop) for _ in range(10)]
+    for s in streams:
+        pacer.add(s, 0.020)
+    loop.run_until(100.2)
+    phases = {id(s): round((s.sent[-1][0] - 100.0) / TICK) % 10 for s in streams}
+    loop.run_until(100.2 + 0.5, late=0.5)  # a half-second stall
+    loop.run_until(101.0)
+    for s in streams:
+        after = [due for due, _ in s.sent if due > 100.7]
+        assert after
+        assert {round((due - 100.0) / TICK) % 10 for due in after} == {phases[id(s)]}
+        burst = [due for due, now in s.sent if now == s.sent[-1][1]]
+        assert len(burst) <= 1
