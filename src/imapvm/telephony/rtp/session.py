@@ -373,6 +373,7 @@ class RtpSession:
         batch: list[bytes | int] = []
         self._batch = batch
         received = 0
+        timed: list[tuple[int, int, float]] = []  # (sequence, timestamp, arrival) for RTCP
         try:
             for _ in range(limit):
                 try:
@@ -395,17 +396,22 @@ class RtpSession:
                     seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
                     if ssrc == self._audio_ssrc:
                         received += 1
-                        if rtcp is not None:
-                            rtcp.on_rtp(ssrc, seq, ts, arrival)
+                        timed.append((seq, ts, arrival))
                         chunks = self._reorder.push(seq, ts, data[12:])
                         if chunks:
                             batch.extend(chunks)
                         continue
+                if timed:  # RTCP accounts in arrival order: the short path's packets first
+                    if rtcp is not None:
+                        rtcp.on_rtp_run(self._audio_ssrc or 0, timed)
+                    timed = []
                 self._arrival = arrival
                 self.datagram_received(data, addr)
                 if not self._open or self.failed is not None:
                     break
         finally:
+            if timed and rtcp is not None:
+                rtcp.on_rtp_run(self._audio_ssrc or 0, timed)
             self._arrival = None
             self._batch = None
             if received:
