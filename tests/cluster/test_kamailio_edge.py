@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from imapvm.telephony.message_summary import MessageSummary, parse_message_summary
+from imapvm.telephony.sip.errors import SipParseError
 from imapvm.telephony.sip.message import SipRequest, SipResponse
 from tests.cluster.caller import TalkingCaller, journal_bytes
 from tests.cluster.topology import Topology
@@ -29,25 +31,37 @@ SUB = "Event: message-summary\r\nAccept: application/simple-message-summary\r\nE
 
 
 class KamailioLamp:
-    """A phone subscribed to a mailbox at Kamailio: every NOTIFY, answered 200."""
+    """A phone subscribed to a mailbox at Kamailio: every NOTIFY, answered 200. A datagram
+    that is not SIP is skipped with a word (the phone keeps listening); a SUBSCRIBE refused
+    with a 5xx (Kamailio's presence database busy under load) is sent again a second later,
+    up to SUBSCRIBE_RETRIES times, as a phone retries."""
+
+    SUBSCRIBE_RETRIES = 5
 
     def __init__(self, phone: PyPhone, mailbox: str) -> None:
         self.phone = phone
         self.mailbox = mailbox
         self.states: list[tuple[float, MessageSummary | None, bool]] = []
         self.subscribe_status: int | None = None
+        self.subscribe_retries = 0
+        self.not_sip = 0
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     def subscribe(self) -> None:
         self.phone.send_request("SUBSCRIBE", f"sip:{self.mailbox}@{DOMAIN}", extra=SUB,
-                                cseq=1)
+                                cseq=1 + self.subscribe_retries)
 
     async def _run(self) -> None:
         while True:
             try:
                 msg = await self.phone.next_sip(within=3600)
             except TimeoutError:
+                continue
+            except SipParseError as exc:
+                self.not_sip += 1
+                print(f"lamp {self.mailbox}: a datagram that is not SIP, ignored ({exc})",
+                      file=sys.stderr)
                 continue
             if isinstance(msg, SipRequest) and msg.method == "NOTIFY":
                 self.phone.respond(msg, 200)
@@ -56,8 +70,13 @@ class KamailioLamp:
                     self.states.append((time.monotonic(), voice, waiting))
                     self._changed.set()
             elif (isinstance(msg, SipResponse) and self.subscribe_status is None
-                  and msg.status >= 200):
-                self.subscribe_status = msg.status
+                  and msg.status >= 200
+                  and msg.cseq == (1 + self.subscribe_retries, "SUBSCRIBE")):
+                if msg.status >= 500 and self.subscribe_retries < self.SUBSCRIBE_RETRIES:
+                    self.subscribe_retries += 1
+                    asyncio.get_running_loop().call_later(1.0, self.subscribe)
+                else:
+                    self.subscribe_status = msg.status
 
     async def wait_for(self, predicate, within: float = 20.0) -> float:  # type: ignore[no-untyped-def]
         start = time.monotonic()
