@@ -34,6 +34,18 @@ def test_exposition_format() -> None:
         calls.inc(-1)
 
 
+def test_counter_read_from_a_component_at_each_scrape() -> None:
+    reg = Registry()
+    counts = {"received": 2, "refused": 0}
+    reg.counter("imapvm_mwi_pushes_total", "Pushes",
+                callback=lambda: {(("result", k),): float(v) for k, v in counts.items()})
+    assert 'imapvm_mwi_pushes_total{result="received"} 2' in reg.render()
+    counts["refused"] = 1
+    text = reg.render()
+    assert 'imapvm_mwi_pushes_total{result="refused"} 1' in text
+    assert "# TYPE imapvm_mwi_pushes_total counter" in text
+
+
 async def _get(port: int, raw: bytes) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)

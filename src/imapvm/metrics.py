@@ -38,6 +38,8 @@ class Counter:
     name: str
     help: str
     values: dict[Labels, float] = field(default_factory=dict)
+    #: Counts kept elsewhere (a component's own totals), read at each scrape, by labels.
+    callback: Callable[[], dict[Labels, float]] | None = None
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -51,7 +53,10 @@ class Counter:
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        for labels, v in sorted(self.values.items()):
+        values = dict(self.values)
+        if self.callback is not None:
+            values.update(self.callback())
+        for labels, v in sorted(values.items()):
             yield f"{self.name}{_fmt_labels(labels)} {_num(v)}"
 
 
@@ -109,8 +114,9 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, Counter | Gauge | Histogram] = {}
 
-    def counter(self, name: str, help: str) -> Counter:
-        return self._add(Counter(name, help))  # type: ignore[return-value]
+    def counter(self, name: str, help: str,
+                callback: Callable[[], dict[Labels, float]] | None = None) -> Counter:
+        return self._add(Counter(name, help, callback=callback))  # type: ignore[return-value]
 
     def gauge(self, name: str, help: str, callback: Callable[[], float] | None = None) -> Gauge:
         return self._add(Gauge(name, help, callback=callback))  # type: ignore[return-value]

@@ -164,6 +164,11 @@ class VoicemailServer:
             self.push_hub = PushHub(PushOptions(connections=mwi.push_connections,
                                                 safety_recount=float(mwi.push_safety_recount)))
             self.store.imap.push = self.push_hub
+            self.metrics.registry.counter(
+                "imapvm_mwi_pushes_total",
+                "MWI pushes on /mwi/push by result: received (accepted), unknown (no watched "
+                "box of that name), refused (missing or wrong token), malformed",
+                callback=self._push_counts)
         self.prompts = PromptLoader(paths.sounds, loaded.voicemail.general.prompt)
         self.deposit_flow = deposit_flow
         self.check_flow = check_flow
@@ -332,6 +337,13 @@ class VoicemailServer:
             boxes = len(self.loaded.voicemail.all_effective())
             log.info("imapvm %s serving %d mailbox(es), SIP on %s:%d", __version__, boxes,
                      host, port)
+
+    def _push_counts(self) -> dict[tuple[tuple[str, str], ...], float]:
+        hub, http = self.push_hub, self.http
+        counts = {"received": hub.received if hub else 0, "unknown": hub.unknown if hub else 0,
+                  "refused": http.push_refused if http else 0,
+                  "malformed": http.push_malformed if http else 0}
+        return {(("result", name),): float(n) for name, n in counts.items()}
 
     def health(self) -> dict[str, object]:
         return {"ok": self.sip is not None and not self._draining, "version": __version__,

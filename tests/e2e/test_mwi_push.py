@@ -4,6 +4,7 @@ for its lamp, and a plain IMAP client as the mail user."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,13 @@ async def test_the_lamp_follows_a_mail_client_by_push(
         assert isinstance(push, dict)
         assert push["received"] >= 1, dovecot.log_path.read_text()[-3000:]
         assert push["refused"] == 0
+        metrics = await serve.metrics()  # the same counts for Prometheus
+        assert "# TYPE imapvm_mwi_pushes_total counter" in metrics
+        received = re.search(r'^imapvm_mwi_pushes_total\{result="received"\} (\d+)$', metrics,
+                             re.MULTILINE)
+        assert received is not None
+        assert int(received.group(1)) >= int(push["received"])  # counted since, maybe more
+        assert 'imapvm_mwi_pushes_total{result="refused"} 0' in metrics
         assert TOKEN not in serve.log
         assert "MWI pushes on /mwi/push" in serve.log
     finally:
