@@ -122,6 +122,8 @@ def pool_password(name: str) -> str:
 _EXTRA_MECHANISMS = {"oauth": " xoauth2 oauthbearer", "gssapi": " gssapi"}
 
 _FINISHED = re.compile(r"Debug: Command finished: (.*)$")
+_LOG_SENTINEL = "imapvm-log-sentinel"
+_SENTINEL_END = re.compile(rf"imap\({_LOG_SENTINEL}\)<[^>]*><[^>]*>: Info: Disconnected")
 
 
 def unoffered_commands(commands: list[str], capability: str) -> list[str]:
@@ -342,8 +344,34 @@ class DovecotServer:
         """
         if self.variant != "restricted":
             raise RuntimeError("only the restricted variant logs commands")
+        self._settle_log()
         lines = self.log_path.read_text(errors="replace").splitlines()[since:]
-        return [m.group(1).strip() for line in lines if (m := _FINISHED.search(line))]
+        return [m.group(1).strip() for line in lines
+                if (m := _FINISHED.search(line)) and f"imap({_LOG_SENTINEL})" not in line]
+
+    def _settle_log(self) -> None:
+        """Wait until every session that ended before this call has its lines in the log.
+
+        Dovecot's imap processes hand their log lines to the log process, which writes them
+        when it is next scheduled: on a busy machine a session's last commands reach the file
+        after its client has logged out (CI once read the log too early and missed them). A
+        sentinel session that logs in and out afterwards is a barrier: its own "Disconnected"
+        line is written after the lines that were handed over before it began.
+        """
+        import imaplib
+
+        def ends() -> int:
+            return len(_SENTINEL_END.findall(self.log_path.read_text(errors="replace")))
+
+        before = ends()
+        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        conn.login(_LOG_SENTINEL, pool_password(_LOG_SENTINEL))
+        conn.logout()
+        deadline = time.monotonic() + 30
+        while ends() <= before:
+            if time.monotonic() > deadline:
+                raise RuntimeError("dovecot never logged the sentinel session's end")
+            time.sleep(0.02)
 
     def command_mark(self) -> int:
         """A position in the command log, for `commands(since=...)`."""
