@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -150,7 +152,10 @@ async def test_server_notifies_subscribers_and_configured_phones() -> None:
             listener.close()
 
 
-async def test_publish_to_presence_server_refresh_and_412() -> None:
+@contextlib.asynccontextmanager
+async def presence_and_server() -> AsyncIterator[tuple[PyPhone, SipServer]]:
+    """A presence server (a PyPhone that answers PUBLISH by hand) and a SipServer that
+    publishes message-summary to it for the domain vm.example."""
     async def no_calls(channel: object) -> None:
         raise AssertionError("no call expected")
 
@@ -162,32 +167,37 @@ async def test_publish_to_presence_server_refresh_and_412() -> None:
     async with SipServer(settings, no_calls) as server:
         presence.server = server.address  # responses go back to the server
         try:
-            assert server.publish_mwi("1234", MessageSummary(2, 1)) == 1
-            first = await presence.next_sip()
-            assert isinstance(first, SipRequest)
-            assert (first.method, first.uri) == ("PUBLISH", "sip:1234@vm.example")
-            assert first.headers.get("Event") == "message-summary"
-            assert "SIP-If-Match" not in first.headers
-            assert parse_message_summary(first.body)[2] == MessageSummary(2, 1)
-            presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 1"))
-            refresh = await presence.next_sip(within=3)  # refreshed before it expires
-            assert isinstance(refresh, SipRequest)
-            assert refresh.headers.get("SIP-If-Match") == "e1"
-            assert refresh.body == b""
-            presence.respond(refresh, 412, "Conditional Request Failed")
-            again = await presence.next_sip()
-            assert isinstance(again, SipRequest)
-            assert "SIP-If-Match" not in again.headers
-            assert parse_message_summary(again.body)[2] == MessageSummary(2, 1)
-            presence.respond(again, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
-            await asyncio.sleep(0.05)
-            server.publish_mwi("1234", MessageSummary(0, 3))
-            modify = await presence.next_sip()
-            assert isinstance(modify, SipRequest)
-            assert modify.headers.get("SIP-If-Match") == "e2"
-            assert parse_message_summary(modify.body)[2] == MessageSummary(0, 3)
+            yield presence, server
         finally:
             presence.close()
+
+
+async def test_publish_to_presence_server_refresh_and_412() -> None:
+    async with presence_and_server() as (presence, server):
+        assert server.publish_mwi("1234", MessageSummary(2, 1)) == 1
+        first = await presence.next_sip()
+        assert isinstance(first, SipRequest)
+        assert (first.method, first.uri) == ("PUBLISH", "sip:1234@vm.example")
+        assert first.headers.get("Event") == "message-summary"
+        assert "SIP-If-Match" not in first.headers
+        assert parse_message_summary(first.body)[2] == MessageSummary(2, 1)
+        presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 1"))
+        refresh = await presence.next_sip(within=3)  # refreshed before it expires
+        assert isinstance(refresh, SipRequest)
+        assert refresh.headers.get("SIP-If-Match") == "e1"
+        assert refresh.body == b""
+        presence.respond(refresh, 412, "Conditional Request Failed")
+        again = await presence.next_sip()
+        assert isinstance(again, SipRequest)
+        assert "SIP-If-Match" not in again.headers
+        assert parse_message_summary(again.body)[2] == MessageSummary(2, 1)
+        presence.respond(again, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
+        await asyncio.sleep(0.05)
+        server.publish_mwi("1234", MessageSummary(0, 3))
+        modify = await presence.next_sip()
+        assert isinstance(modify, SipRequest)
+        assert modify.headers.get("SIP-If-Match") == "e2"
+        assert parse_message_summary(modify.body)[2] == MessageSummary(0, 3)
 
 
 async def test_one_publish_at_a_time_and_the_newest_state_follows_with_the_new_etag(
@@ -197,30 +207,18 @@ async def test_one_publish_at_a_time_and_the_newest_state_follows_with_the_new_e
     state raced the older one at the presence server: Kamailio (several workers) answered the
     newer one 500 and the older one 200 afterwards, that 200 cancelled the retry, and the
     phones kept the older state until the next change (bench/failover.py --drains)."""
-    async def no_calls(channel: object) -> None:
-        raise AssertionError("no call expected")
-
-    presence = PyPhone("127.0.0.1", ("127.0.0.1", 9))
-    await presence.open()
-    host, port = presence.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-    settings = SipSettings(port=0, mwi_presence_server=f"sip:{host}:{port}",
-                           mwi_publish_domain="vm.example")
-    async with SipServer(settings, no_calls) as server:
-        presence.server = server.address
-        try:
-            server.publish_mwi("1234", MessageSummary(1, 0))
-            first = await presence.next_sip()
-            assert isinstance(first, SipRequest)
-            server.publish_mwi("1234", MessageSummary(2, 0))  # while the first is unanswered
-            server.publish_mwi("1234", MessageSummary(3, 0))
-            presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
-            second = await presence.next_sip()
-            assert isinstance(second, SipRequest)
-            assert second.headers.get("SIP-If-Match") == "e1"
-            assert parse_message_summary(second.body)[2] == MessageSummary(3, 0)
-            presence.respond(second, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
-        finally:
-            presence.close()
+    async with presence_and_server() as (presence, server):
+        server.publish_mwi("1234", MessageSummary(1, 0))
+        first = await presence.next_sip()
+        assert isinstance(first, SipRequest)
+        server.publish_mwi("1234", MessageSummary(2, 0))  # while the first is unanswered
+        server.publish_mwi("1234", MessageSummary(3, 0))
+        presence.respond(first, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
+        second = await presence.next_sip()
+        assert isinstance(second, SipRequest)
+        assert second.headers.get("SIP-If-Match") == "e1"
+        assert parse_message_summary(second.body)[2] == MessageSummary(3, 0)
+        presence.respond(second, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
 
 
 async def test_publish_retried_until_the_presence_server_takes_it(
@@ -233,29 +231,17 @@ async def test_publish_retried_until_the_presence_server_takes_it(
 
     monkeypatch.setattr(mwi_sink, "PUBLISH_RETRY_MAX", 0.05, raising=False)
 
-    async def no_calls(channel: object) -> None:
-        raise AssertionError("no call expected")
-
-    presence = PyPhone("127.0.0.1", ("127.0.0.1", 9))
-    await presence.open()
-    host, port = presence.sip.transport.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
-    settings = SipSettings(port=0, mwi_presence_server=f"sip:{host}:{port}",
-                           mwi_publish_domain="vm.example")
-    async with SipServer(settings, no_calls) as server:
-        presence.server = server.address
-        try:
-            server.publish_mwi("1234", MessageSummary(1, 0))
-            for attempt in range(2 * mwi_sink.PUBLISH_RETRIES):
-                request = await presence.next_sip(within=5)
-                assert isinstance(request, SipRequest)
-                assert parse_message_summary(request.body)[2] == MessageSummary(1, 0), attempt
-                presence.respond(request, 500, "Server Internal Error")
-            last = await presence.next_sip(within=5)
-            assert isinstance(last, SipRequest)
-            assert parse_message_summary(last.body)[2] == MessageSummary(1, 0)
-            presence.respond(last, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
-        finally:
-            presence.close()
+    async with presence_and_server() as (presence, server):
+        server.publish_mwi("1234", MessageSummary(1, 0))
+        for attempt in range(2 * mwi_sink.PUBLISH_RETRIES):
+            request = await presence.next_sip(within=5)
+            assert isinstance(request, SipRequest)
+            assert parse_message_summary(request.body)[2] == MessageSummary(1, 0), attempt
+            presence.respond(request, 500, "Server Internal Error")
+        last = await presence.next_sip(within=5)
+        assert isinstance(last, SipRequest)
+        assert parse_message_summary(last.body)[2] == MessageSummary(1, 0)
+        presence.respond(last, 200, extra=("SIP-ETag: e1", "Expires: 3600"))
 
 
 async def test_shutdown_ends_subscriptions_with_deactivated() -> None:
