@@ -45,13 +45,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import _common  # sets sys.path
+import numpy as np
+from tests.support.net import free_port, free_udp_block
 
-import numpy as np  # noqa: E402
+from imapvm.telephony.channel import SipChannel
+from imapvm.telephony.server import SipServer, SipSettings
 
-from imapvm.telephony.channel import SipChannel  # noqa: E402
-from imapvm.telephony.server import SipServer, SipSettings  # noqa: E402
+ROOT = _common.ROOT
 
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="load call">
@@ -111,32 +112,6 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 def percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_rtp_base() -> int:
-    """sipp's media base port (it uses this one and the next three): free ones, so that two
-    benches on one machine do not share a fixed port."""
-    for _ in range(100):
-        base = free_udp_port() & ~3
-        socks = []
-        try:
-            for p in range(base, base + 4):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise SystemExit("no four free UDP ports in a row for sipp's media")
 
 
 RUNNING = ("offered", "answered", "prompt", "recording")
@@ -283,8 +258,10 @@ async def run_level(
     else:
         sipp = await asyncio.create_subprocess_exec(
             "sipp", "-sf", str(scenario), "-s", "1234", "-i", "127.0.0.1", "-mi",
-            "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_rtp_base()), "-cp",
-            str(free_udp_port()), "-m", str(calls), "-l", str(calls), "-r", str(rate),
+            "127.0.0.1", "-p", str(free_port(kind=socket.SOCK_DGRAM)),
+            "-mp", str(free_udp_block(4)),  # sipp's media: this port and the next three
+            "-cp", str(free_port(kind=socket.SOCK_DGRAM)),
+            "-m", str(calls), "-l", str(calls), "-r", str(rate),
             "-nostdin", "-timeout", str(int(deadline_s)), "-trace_err", "-error_file",
             str(work / "sipp.err"), f"{host}:{port}",
             cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

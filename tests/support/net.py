@@ -53,6 +53,26 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
 _random = random.Random()  # seeded from the OS: parallel test sessions pick apart
 
 
+def free_udp_block(count: int, host: str = "127.0.0.1") -> int:
+    """An even port free as `free_port` picks it, whose ``count - 1`` successors are free UDP
+    ports too right now (sipp's media base: audio and video RTP/RTCP on it and the next ports)."""
+    for _ in range(200):
+        base = free_port(host, socket.SOCK_DGRAM) & ~1
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no block of {count} free UDP ports on {host}")
+
+
 def wait_for_greeting(
     host: str,
     port: int,

@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .net import free_port
+from .net import free_port, free_udp_block
 
 
 def require_sipp() -> str:
@@ -46,7 +46,7 @@ async def run_sipp(
     exe = require_sipp()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port = free_port(kind=socket.SOCK_DGRAM)
-    media = _free_udp_block(4)  # sipp binds audio and video RTP/RTCP: media .. media+3
+    media = free_udp_block(4)  # sipp binds audio and video RTP/RTCP: media .. media+3
     args = [
         exe, "-sf", str(scenario), "-s", service, "-i", "127.0.0.1", "-mi", "127.0.0.1",
         "-p", str(port), "-mp", str(media), "-m", "1", "-nostdin", "-trace_err",
@@ -64,25 +64,6 @@ async def run_sipp(
         out, _ = await proc.communicate()
     errors = await asyncio.to_thread(_read_errors, workdir)
     return SippResult(proc.returncode or 0, out.decode(errors="replace")[-3000:], errors)
-
-
-def _free_udp_block(count: int) -> int:
-    """An even port whose ``count`` successors are all free UDP ports right now."""
-    for _ in range(200):
-        base = free_port(kind=socket.SOCK_DGRAM) & ~1
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free block of UDP ports")
 
 
 def _read_errors(workdir: Path) -> str:
