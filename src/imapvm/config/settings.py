@@ -299,12 +299,18 @@ class _Checker:
             return default
         return value
 
-    def port(self, table: Mapping[str, object], key: str, default: int) -> int:
+    def integer(self, table: Mapping[str, object], key: str, default: int, low: int, high: int,
+                what: str = "a number") -> int:
+        """An integer from `low` to `high` (TOML's true and false are not numbers here); the
+        error reads "must be <what> from <low> to <high>"."""
         value = table.get(key.rsplit(".", 1)[-1], default)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.error(key, f"must be a port number from 1 to 65535, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.error(key, f"must be {what} from {low} to {high}, not {value!r}")
             return default
         return value
+
+    def port(self, table: Mapping[str, object], key: str, default: int) -> int:
+        return self.integer(table, key, default, 1, 65535, "a port number")
 
     def endpoint(self, value: object, key: str, default_port: int) -> Endpoint | None:
         if not isinstance(value, str):
@@ -482,20 +488,9 @@ def _mwi_watch(check: _Checker, mwi: Mapping[str, object], settings: MwiSettings
                                            for c in token)):
         check.error("mwi.push_token", "must be at least 16 printable ASCII characters without "
                     f'spaces, e.g. "{secrets.token_urlsafe(24)}"')
-    period = mwi.get("push_safety_recount", 300)
-    if isinstance(period, bool) or not isinstance(period, int) or not 10 <= period <= 86400:
-        check.error("mwi.push_safety_recount",
-                    f"must be seconds from 10 to 86400, not {period!r}")
-        period = 300
-    conns = mwi.get("push_connections", 8)
-    if isinstance(conns, bool) or not isinstance(conns, int) or not 1 <= conns <= 64:
-        check.error("mwi.push_connections", f"must be a number from 1 to 64, not {conns!r}")
-        conns = 8
-    limit = mwi.get("watch_connections", 10000)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
-        check.error("mwi.watch_connections",
-                    f"must be a number from 1 to 1000000, not {limit!r}")
-        limit = 10000
+    period = check.integer(mwi, "mwi.push_safety_recount", 300, 10, 86400, "seconds")
+    conns = check.integer(mwi, "mwi.push_connections", 8, 1, 64)
+    limit = check.integer(mwi, "mwi.watch_connections", 10000, 1, 1_000_000)
     rate = mwi.get("watch_login_rate", 100.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 100000:
         check.error("mwi.watch_login_rate",
@@ -504,14 +499,6 @@ def _mwi_watch(check: _Checker, mwi: Mapping[str, object], settings: MwiSettings
     return replace(settings, watch=watch, push_token=token, push_safety_recount=period,
                    push_connections=conns, watch_connections=limit,
                    watch_login_rate=float(rate))
-
-
-def _seconds(check: _Checker, table: Mapping[str, object], key: str, default: int) -> int:
-    value = table.get(key.rsplit(".", 1)[-1], default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
-        check.error(key, f"must be a number of seconds from 0 to 86400, not {value!r}")
-        return default
-    return value
 
 
 def _sip_tls(check: _Checker, sip: Mapping[str, object]
@@ -607,8 +594,10 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
     sip_settings = replace(sip_settings,
                            srtp=cast(Literal["optional", "required", "off"], srtp),
                            sdes_in_clear=check.boolean(sip, "sip.sdes_in_clear", False),
-                           session_expires=_seconds(check, sip, "sip.session_expires", 1800),
-                           min_se=_seconds(check, sip, "sip.min_se", 90))
+                           session_expires=check.integer(sip, "sip.session_expires", 1800,
+                                                         0, 86400, "a number of seconds"),
+                           min_se=check.integer(sip, "sip.min_se", 90, 0, 86400,
+                                                "a number of seconds"))
     tls_listen, tls_files, tls_verify = _sip_tls(check, sip)
     sip_settings = replace(sip_settings, tls_listen=tls_listen,
                            tls_certificate=tls_files["tls_certificate"],
@@ -664,10 +653,7 @@ def _validate(raw: Mapping[str, object], diags: Diagnostics, where: _Where) -> S
         check.error("mwi.presence_server",
                     f"'{presence}' must be a SIP URI with an IP address (no DNS lookups)")
         presence = None
-    expires = mwi.get("publish_expires", 600)
-    if isinstance(expires, bool) or not isinstance(expires, int) or not 60 <= expires <= 86400:
-        check.error("mwi.publish_expires", f"must be seconds from 60 to 86400, not {expires!r}")
-        expires = 600
+    expires = check.integer(mwi, "mwi.publish_expires", 600, 60, 86400, "seconds")
     mwi_settings = MwiSettings(
         sip_notify=check.boolean(mwi, "mwi.sip_notify", True), webhook_url=webhook, ami=ami,
         unsolicited=unsolicited, presence_server=presence,
