@@ -1,4 +1,4 @@
-"""Shared pieces of the MWI tests: a recording sink and store construction."""
+"""Shared pieces of the MWI tests: a recording sink, watcher settings and store construction."""
 
 from __future__ import annotations
 
@@ -52,12 +52,15 @@ class Recorder:
         assert not extra, f"unexpected updates: {extra}"
 
 
+def settings_for(acct: Account, box: MailboxRef, **overrides: object) -> ImapSettings:
+    """How a watcher reaches `box` in `acct`, with short timeouts."""
+    base: dict[str, object] = dict(
+        host=acct.host, port=acct.port, user=acct.user, password=acct.password,
+        vm_tag=box.mailbox, context=box.context, timeouts=Timeouts(open=2, read=5, close=2),
+    )
+    base.update(overrides)
+    return ImapSettings(**base)  # type: ignore[arg-type]
+
+
 def make_store(acct: Account, **overrides: object) -> ImapStore:
-    def resolve(box: MailboxRef) -> ImapSettings:
-        base: dict[str, object] = dict(
-            host=acct.host, port=acct.port, user=acct.user, password=acct.password,
-            vm_tag=box.mailbox, context=box.context, timeouts=Timeouts(open=2, read=5, close=2),
-        )
-        base.update(overrides)
-        return ImapSettings(**base)  # type: ignore[arg-type]
-    return ImapStore(resolve)
+    return ImapStore(lambda box: settings_for(acct, box, **overrides))

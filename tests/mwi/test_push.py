@@ -17,12 +17,11 @@ from imapvm.httpd import HealthServer, PushEndpoint
 from imapvm.mwi.engine import MwiEngine
 from imapvm.storage.base import MailboxRef
 from imapvm.storage.imap.account import ImapSettings
-from imapvm.storage.imap.connection import Timeouts
 from imapvm.storage.imap.push import PushHub, PushOptions, PushWatcher, parse_push
 from imapvm.storage.imap.store import ImapStore
 from imapvm.storage.watching import WatchMode, WatchOptions
 from tests.conftest import Account, make_account
-from tests.mwi.helpers import Recorder, make_store
+from tests.mwi.helpers import Recorder, make_store, settings_for
 from tests.support.dovecot import DovecotServer
 from tests.support.dovecot_push import push_config
 from tests.support.mailclient import AsyncMailClient, simple_message
@@ -173,10 +172,7 @@ async def test_boxes_of_many_logins_share_one_watcher(push_dovecot: PushDovecot)
     boxes = list(accounts)
 
     def resolve(box: MailboxRef) -> ImapSettings:
-        a = accounts[box]
-        return ImapSettings(host=a.host, port=a.port, user=a.user, password=a.password,
-                            vm_tag=box.mailbox, context=box.context,
-                            timeouts=Timeouts(open=2, read=5, close=2))
+        return settings_for(accounts[box], box)
 
     hub = PushHub()
     store = ImapStore(resolve, push=hub)  # one store for all, as the server has
@@ -321,10 +317,7 @@ async def test_a_push_is_counted_before_queued_routine_recounts(
     pushed_box = next(iter(accounts))
 
     def resolve(box: MailboxRef) -> ImapSettings:
-        a = accounts[box]
-        return ImapSettings(host=a.host, port=a.port, user=a.user, password=a.password,
-                            vm_tag=box.mailbox, context=box.context,
-                            timeouts=Timeouts(open=2, read=5, close=2))
+        return settings_for(accounts[box], box)
 
     hub = PushHub(PushOptions(connections=1))
     store = ImapStore(resolve, push=hub)
