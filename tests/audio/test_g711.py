@@ -1,11 +1,13 @@
-"""G.711 tables must be bit-exact with the ITU-T G.191 reference algorithm (the plain oracles in
-test_formats.py); stdlib audioop agrees on the decoders and A-law, not on µ-law encoding."""
+"""G.711 must be bit-exact with the ITU-T G.191 reference algorithm (the plain oracles here and
+in test_formats.py); stdlib audioop agrees on the decoders and A-law, not on µ-law encoding."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from imapvm.audio import g711
@@ -33,16 +35,38 @@ def test_audioop_differs_only_where_expected() -> None:
     assert (differ < 0).all()
 
 
-def test_ulaw_decode_matches_audioop_for_every_byte() -> None:
-    data = bytes(range(256))
-    expected = np.frombuffer(audioop.ulaw2lin(data, 2), dtype=np.int16)
-    np.testing.assert_array_equal(g711.ulaw_decode(data), expected)
+def _g191_ulaw_expand(code: int) -> int:
+    """G.191 ``ulaw_expand`` for one code: complemented, segment and mantissa, bias removed."""
+    u = ~code & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return 0x84 - t if u & 0x80 else t - 0x84
 
 
-def test_alaw_decode_matches_audioop_for_every_byte() -> None:
-    data = bytes(range(256))
-    expected = np.frombuffer(audioop.alaw2lin(data, 2), dtype=np.int16)
-    np.testing.assert_array_equal(g711.alaw_decode(data), expected)
+def _g191_alaw_expand(code: int) -> int:
+    """G.191 ``alaw_expand`` for one code: even bits inverted, segment, half-step added."""
+    a = code ^ 0x55
+    seg = (a & 0x70) >> 4
+    t = ((a & 0x0F) << 4) + (8 if seg == 0 else 0x108)
+    if seg > 1:
+        t <<= seg - 1
+    return t if a & 0x80 else -t
+
+
+@pytest.mark.parametrize(("decode", "expand", "theirs"), [
+    (g711.ulaw_decode, _g191_ulaw_expand, audioop.ulaw2lin),
+    (g711.alaw_decode, _g191_alaw_expand, audioop.alaw2lin),
+])
+def test_decoders_match_itu_g191_and_audioop_for_every_code(
+    decode: Callable[[bytes], npt.NDArray[np.int16]], expand: Callable[[int], int],
+    theirs: Callable[[bytes, int], bytes],
+) -> None:
+    data = bytes(range(256)) * 3  # a frame-sized run, each code three times
+    ours = decode(data)
+    np.testing.assert_array_equal(ours, [expand(c) for c in data])
+    np.testing.assert_array_equal(ours, np.frombuffer(theirs(data, 2), dtype=np.int16))
+    assert ours.dtype == np.int16
+    assert ours.flags.writeable  # a recording may scale it in place
+    assert len(decode(b"")) == 0
 
 
 @pytest.mark.parametrize("encoding", ["PCMU", "PCMA"])
