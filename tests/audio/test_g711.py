@@ -65,7 +65,9 @@ def test_decoders_match_itu_g191_and_audioop_for_every_code(
     np.testing.assert_array_equal(ours, [expand(c) for c in data])
     np.testing.assert_array_equal(ours, np.frombuffer(theirs(data, 2), dtype=np.int16))
     assert ours.dtype == np.int16
-    assert ours.flags.writeable  # a recording may scale it in place
+    assert not ours.flags.writeable  # a view of audioop's bytes: a write raises, never corrupts
+    with pytest.raises(ValueError, match="read-only"):
+        ours[0] = 1
     assert len(decode(b"")) == 0
 
 
