@@ -197,8 +197,9 @@ def test_what_we_build_we_parse_back(seqs: list[int]) -> None:
 def test_a_run_of_packets_is_accounted_as_one_by_one(
     start: int, steps: list[tuple[int, float]], split: int
 ) -> None:
-    """``on_rtp_run`` (the RTP session's short path, once per read) leaves exactly the state
-    that ``on_rtp`` per packet leaves: sequence wrap, reordering, jumps and jitter."""
+    """Packets accounted in runs of any length (the RTP session's short path, once per read)
+    leave exactly the state that one packet at a time leaves (the slow path, ``on_rtp``):
+    sequence wrap, reordering, jumps and jitter."""
     packets, seq, ts, at = [], start, 1000, 0.0
     for jump, gap in steps:
         seq = (seq + jump) & 0xFFFF

@@ -55,37 +55,20 @@ class RtcpState:
         """Account one received RTP packet (``arrival`` in seconds, one clock for the call).
         ``timing=False`` (RFC 4733 events, whose timestamp is the event's start): counted for
         loss, left out of the jitter."""
-        if self.remote_ssrc != ssrc:
-            self.remote_ssrc = ssrc
-            self._base_seq = self._max_seq = seq
-            self._cycles = self._received = self._expected_prior = self._received_prior = 0
-            self._jitter, self._transit = 0.0, None
-        else:
-            delta = (seq - self._max_seq) % RTP_SEQ_MOD
-            if 0 < delta < 3000:
-                if seq < self._max_seq:
-                    self._cycles += RTP_SEQ_MOD
-                self._max_seq = seq
-        self._received += 1
-        if not timing:
-            return
-        transit = arrival * self.clock - timestamp
-        if self._transit is not None:
-            # the difference modulo 2**32: the RTP timestamp may wrap within the call
-            d = abs((transit - self._transit + RTP_TS_HALF) % (2 * RTP_TS_HALF) - RTP_TS_HALF)
-            self._jitter += (d - self._jitter) / 16
-        self._transit = transit
+        self.on_rtp_run(ssrc, [(seq, timestamp, arrival)], timing)
 
-    def on_rtp_run(self, ssrc: int, packets: list[tuple[int, int, float]]) -> None:
-        """``on_rtp`` for several timed packets of one source, in arrival order, each
-        ``(sequence, timestamp, arrival)``: the same accounting with one call per read
-        instead of one per packet (at 500 calls, 25,000 calls a second cost 2 % of a core)."""
+    def on_rtp_run(self, ssrc: int, packets: list[tuple[int, int, float]],
+                   timing: bool = True) -> None:
+        """Account several packets of one source, in arrival order, each ``(sequence,
+        timestamp, arrival)``: the RTP session's short path calls it once per read instead of
+        once per packet (at 500 calls, 25,000 calls a second cost 2 % of a core)."""
         if not packets:
             return
-        if self.remote_ssrc != ssrc:
-            seq, timestamp, arrival = packets[0]
-            self.on_rtp(ssrc, seq, timestamp, arrival)
-            packets = packets[1:]
+        if self.remote_ssrc != ssrc:  # a new source: its sequence numbers start here
+            self.remote_ssrc = ssrc
+            self._base_seq = self._max_seq = packets[0][0]
+            self._cycles = self._received = self._expected_prior = self._received_prior = 0
+            self._jitter, self._transit = 0.0, None
         max_seq, cycles = self._max_seq, self._cycles
         jitter, previous, clock = self._jitter, self._transit, self.clock
         for seq, timestamp, arrival in packets:
@@ -94,8 +77,11 @@ class RtcpState:
                 if seq < max_seq:
                     cycles += RTP_SEQ_MOD
                 max_seq = seq
+            if not timing:
+                continue
             transit = arrival * clock - timestamp
             if previous is not None:
+                # the difference modulo 2**32: the RTP timestamp may wrap within the call
                 d = abs((transit - previous + RTP_TS_HALF) % (2 * RTP_TS_HALF) - RTP_TS_HALF)
                 jitter += (d - jitter) / 16
             previous = transit
