@@ -10,7 +10,6 @@ import struct
 from typing import NamedTuple
 
 HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
-_HEADER = HEADER
 
 
 class RtpPacket(NamedTuple):  # a tuple: 25,000 of these a second at 500 calls
@@ -25,7 +24,7 @@ class RtpPacket(NamedTuple):  # a tuple: 25,000 of these a second at 500 calls
 def parse_rtp(data: bytes) -> RtpPacket | None:
     if len(data) < 12:
         return None
-    b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+    b0, b1, seq, ts, ssrc = HEADER.unpack_from(data)
     if b0 >> 6 != 2:
         return None
     offset = 12 + 4 * (b0 & 0x0F)
@@ -45,7 +44,7 @@ def parse_rtp(data: bytes) -> RtpPacket | None:
 
 def build_rtp(payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes,
               marker: bool = False) -> bytes:
-    return _HEADER.pack(
+    return HEADER.pack(
         0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF,
         timestamp & 0xFFFFFFFF, ssrc,
     ) + payload

@@ -44,8 +44,7 @@ from ..sdp import NegotiatedMedia
 from .codecs import StreamCodec
 from .dtmf import DtmfReceiver
 from .pacer import Pacer
-from .packet import HEADER as _HEADER
-from .packet import parse_rtp
+from .packet import HEADER, parse_rtp
 from .reorder import ReorderBuffer
 from .rtcp import RtcpState
 from .srtp import SrtpError, SrtpStream
@@ -329,11 +328,11 @@ class RtpSession:
             self.stats.withheld += 1
             return  # keep the clock running, send nothing: the peer said it won't listen
         if self._marker:
-            packet = _HEADER.pack(0x80, 0x80 | media.payload_type, self._seq, self._ts,
+            packet = HEADER.pack(0x80, 0x80 | media.payload_type, self._seq, self._ts,
                                   self._ssrc) + payload
             self._marker = False
         else:
-            packet = _HEADER.pack(0x80, media.payload_type, self._seq, self._ts,
+            packet = HEADER.pack(0x80, media.payload_type, self._seq, self._ts,
                                   self._ssrc) + payload
         if self.srtp is not None:
             packet = self.srtp.protect(packet)
