@@ -35,7 +35,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
 
-from imapvm.telephony.rtp.session import READ_EVERY, RtpSession, open_rtp_session  # noqa: E402
+from imapvm.telephony.rtp.session import (  # noqa: E402
+    READ_EVERY,
+    SO_TIMESTAMPNS,
+    RtpSession,
+    open_rtp_session,
+)
 from imapvm.telephony.sdp import NegotiatedMedia  # noqa: E402
 
 
@@ -43,6 +48,16 @@ def cpu() -> tuple[float, float]:
     r = resource.getrusage(resource.RUSAGE_THREAD)
     return r.ru_utime, r.ru_stime
 
+
+
+def bare_session(loop: asyncio.AbstractEventLoop, measure: bool = False) -> RtpSession:
+    """A session on a loopback socket of its own, without the RTCP socket that
+    ``open_rtp_session`` adds (SO_TIMESTAMPNS set as it sets it)."""
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.setblocking(False)
+    rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    rtp.bind(("127.0.0.1", 0))
+    return RtpSession(loop, rtp, measure)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,11 +91,7 @@ def main() -> int:
     sessions: list[RtpSession] = []
     recorded: list[list[np.ndarray]] = []
     for _ in range(args.calls):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.setblocking(False)
-        rtp.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS, as open_rtp_session does
-        rtp.bind(("127.0.0.1", 0))
-        session = RtpSession(loop, rtp)
+        session = bare_session(loop)
         session.set_media(NegotiatedMedia("127.0.0.1", sink_port, 0, "PCMU", 101, 20,
                                           "sendrecv"))
         session._unpace()  # driven by hand below, not by the loop's pacer
@@ -203,11 +214,7 @@ def paced(calls: int, seconds: float, measure: bool, rtcp: bool, drain: bool) ->
             if rtcp:
                 session = await open_rtp_session("127.0.0.1", None, measure)
             else:
-                rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                rtp.setblocking(False)
-                rtp.setsockopt(socket.SOL_SOCKET, 35, 1)
-                rtp.bind(("127.0.0.1", 0))
-                session = RtpSession(loop, rtp, measure)
+                session = bare_session(loop, measure)
             session.set_media(NegotiatedMedia("127.0.0.1", port, 0, "PCMU", 101, 20,
                                               "sendrecv"))
             frames: list[np.ndarray] = []
