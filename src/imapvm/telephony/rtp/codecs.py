@@ -30,7 +30,7 @@ class StreamCodec:
         self.wideband = self.rate > 8000
         self._encoder = g722.G722Encoder() if self.wideband else None
         self._decoder = g722.G722Decoder() if self.wideband else None
-        # G.711: the table lookups chosen once, not by name for every packet
+        # G.711: the encoder and decoder chosen once, not by name for every packet
         self._g711_encode = g711.alaw_encode if self.encoding == "PCMA" else g711.ulaw_encode
         self._g711_decode = g711.alaw_decode if self.encoding == "PCMA" else g711.ulaw_decode
 

@@ -531,7 +531,7 @@ class RtpSession:
         if (sink is None and wide is None and not codec.wideband) or media is None or not chunks:
             return
         if not codec.wideband and len(chunks) > 1:
-            chunks = _joined(chunks)  # G.711 is stateless: one table lookup for the batch
+            chunks = _joined(chunks)  # G.711 is stateless: one decode for the batch
         for chunk in chunks:
             if isinstance(chunk, int):  # lost: silence for that many 8 kHz clock ticks
                 line = np.zeros(chunk * codec.rate // SAMPLE_RATE, dtype=np.int16)
