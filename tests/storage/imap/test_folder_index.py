@@ -38,11 +38,37 @@ def test_index_round_trips_through_json() -> None:
     assert back.views[who] == index.views[who]
 
 
+def test_index_of_two_boxes_round_trips_and_types_only_name_matches() -> None:
+    index = FolderIndex()
+    a, b = ("1234", "default"), ("1234", "other")
+    index.keys = {1: Key(*a, "", ""), 2: Key(*b, "Busy", ""), 5: Key(*a, "Unavail", "")}
+    index.checked = {a: 6, b: 6}
+    index.matches = {a: {1, 5}, b: {2}}
+    data = index.to_json()
+    back = FolderIndex.from_json(data)
+    assert back.matches == {a: {1, 5}, b: {2}}
+    assert {u: (k.ext, k.ctx, k.mtype) for u, k in back.keys.items()} == {
+        1: (*a, ""), 2: (*b, "Busy"), 5: (*a, "Unavail")}
+    # a type for a UID the box never matched names nothing (and takes no other box's UID)
+    boxes = data["boxes"]
+    assert isinstance(boxes, list)
+    assert boxes[0]["types"] == {"Unavail": [5]}
+    boxes[1]["types"]["Busy"].append(1)
+    assert FolderIndex.from_json(data).keys[1].mtype == ""
+    boxes[1]["types"] = ["Busy"]
+    with pytest.raises(TypeError):
+        FolderIndex.from_json(data)
+
+
 def test_unusable_index_files_are_ignored(tmp_path: Path) -> None:
     files = IndexFiles(tmp_path)
     path = files._path("acct", "INBOX", 5)
     assert path is not None
     path.write_text('{"version": 99}')
+    assert files.load("acct", "INBOX", 5).checked == {}
+    # version 3 (types one by one) is read again in the new layout
+    path.write_text('{"version": 3, "boxes": [{"ext": "1234", "ctx": "default", "checked": 9,'
+                    ' "matches": [1, 2], "types": {"1": "Message"}, "view": null}]}')
     assert files.load("acct", "INBOX", 5).checked == {}
     # version 2 indexes may lack a voicemail for good (the scan took NOTIFY's reports of other
     # messages for answers): rebuilt
@@ -102,6 +128,18 @@ async def test_unchanged_folder_is_answered_from_the_view_and_changes_are_seen(
         assert counter.searches > searches
         listed = await store.list(BOX, Folder.OLD)
         assert [m.ref.uid for m in listed] == [ours[0]]
+        # each view is worked out once per change and reused while nothing changes: a change
+        # moves a message between the views of every kind of open, never leaves one behind
+        await client.store([ours[2]], "+FLAGS", "\\Flagged")
+        for _ in range(2):  # the second open reuses the first one's answer
+            urgent = await store.counts(BOX)
+            assert (urgent.new, urgent.old, urgent.urgent) == (1, 1, 1)
+            assert [m.ref.uid for m in await store.list(BOX, Folder.URGENT)] == [ours[2]]
+            assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX)] == [ours[1]]
+            assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX, limit=0)] == []
+        await client.store([ours[2]], "-FLAGS", "\\Flagged")
+        assert (await store.counts(BOX)).urgent == 0
+        assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX)] == ours[1:]
         await store.aclose()
 
         # a new process: the saved index and view are used, and what changed while it was
@@ -138,3 +176,18 @@ async def test_restricted_server_without_condstore_always_scans(
     finally:
         await client.close()
     dovecot_restricted.assert_only_offered(since=mark)
+
+
+@pytest.mark.parametrize("folder", list(Folder))
+def test_a_scans_folder_views_are_the_flag_rule_of_each_folder(folder: Folder) -> None:
+    """``_Scan.in_folder`` (set operations, once per view) keeps ``_in_view``'s rule (the
+    one the listing applies to fetched flags): new is neither seen nor flagged, old is seen,
+    urgent is flagged and not seen, a real folder is everything."""
+    from imapvm.storage.imap.store import _in_view, _Scan
+
+    uids = list(range(1, 41))
+    seen, flagged = {u for u in uids if u % 2}, {u for u in uids if u % 3 == 0}
+    scan = _Scan(7, uids, seen, flagged)
+    expected = [u for u in uids if _in_view(folder, u in seen, u in flagged)]
+    assert scan.in_folder(folder) == expected
+    assert scan.in_folder(folder) is scan.in_folder(folder)  # worked out once

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -83,10 +83,30 @@ def _lockout_entry(box: MailboxRef) -> bytes:
 
 @dataclass(frozen=True)
 class _Scan:
+    """One view's answer, shared by every caller while the folder is unchanged: read-only."""
+
     validity: int
     uids: list[int]  # exactly this box's undeleted messages of the wanted kind, oldest first
     seen: set[int]
     flagged: set[int]
+    _folders: dict[Folder, list[int]] = field(default_factory=dict, compare=False, repr=False)
+
+    def in_folder(self, folder: Folder) -> list[int]:
+        """The UIDs of ``folder``'s view (INBOX new, Old, Urgent), oldest first; worked out
+        once per scan, so an unchanged folder of any size is counted and listed in O(1)."""
+        got = self._folders.get(folder)
+        if got is None:  # as _in_view, in set operations (a call per message took 3 ms)
+            uids, seen, flagged = self.uids, self.seen, self.flagged
+            if folder is Folder.INBOX:
+                got = [u for u in uids if u not in seen and u not in flagged]
+            elif folder is Folder.OLD:
+                got = [u for u in uids if u in seen]
+            elif folder is Folder.URGENT:
+                got = [u for u in uids if u in flagged and u not in seen]
+            else:
+                got = list(uids)
+            self._folders[folder] = got
+        return got
 
 
 @dataclass(frozen=True)
@@ -355,13 +375,22 @@ class ImapStore:
     @staticmethod
     def _result(cache: FolderIndex, who: tuple[str, str], validity: int, view: View,
                 greetings: GreetingKind | None) -> _Scan:
+        """The scan answered by ``view``: worked out once per view object (a new one after
+        every change), so opening an unchanged folder costs the same at 100 messages as at
+        10,000 (sorting and filtering 5,000 voicemails took ~3 ms per open)."""
         want = greetings.value if greetings else None
-        uids = []
-        for uid in sorted(view.present & cache.matches.get(who, set())):
-            mtype = cache.keys[uid].mtype.lower()
-            if mtype == want if want else mtype not in _GREETING_TYPES:
-                uids.append(uid)
-        return _Scan(validity, uids, view.seen, view.flagged)
+        known = cache.answers.get((who, want))
+        if known is not None and known[0] is view and isinstance(known[1], _Scan):
+            return known[1]
+        keys, ours = cache.keys, sorted(view.present & cache.matches.get(who, set()))
+        # one lower() per type, not per message: 5,000 voicemails share a few Keys' types
+        kinds = {k.mtype for k in map(keys.__getitem__, ours)}
+        wanted = {m for m in kinds if (m.lower() == want if want else
+                                       m.lower() not in _GREETING_TYPES)}
+        uids = ours if wanted == kinds else [u for u in ours if keys[u].mtype in wanted]
+        scan = _Scan(validity, uids, view.seen, view.flagged)
+        cache.answers[(who, want)] = (view, scan)
+        return scan
 
     async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
                               name: str, *, greetings: GreetingKind | None = None) -> list[int]:
@@ -394,14 +423,8 @@ class ImapStore:
             if not await acct.folder_exists(conn, name):
                 return Counts(folders={"INBOX": 0, "Old": 0, "Urgent": 0})
             scan = await self._scan(conn, acct, s, name, reuse=reuse)
-            new = old = urgent = 0
-            for uid in scan.uids:
-                if uid in scan.seen:
-                    old += 1
-                elif uid in scan.flagged:
-                    urgent += 1
-                else:
-                    new += 1
+            new, old = len(scan.in_folder(Folder.INBOX)), len(scan.in_folder(Folder.OLD))
+            urgent = len(scan.in_folder(Folder.URGENT))
             return Counts(new=new, old=old, urgent=urgent,
                           folders={"INBOX": new, "Old": old, "Urgent": urgent})
 
@@ -427,9 +450,8 @@ class ImapStore:
                 return []
             scan = await self._scan(conn, acct, s, name)
             validity = scan.validity
-            uids = [u for u in scan.uids if _in_view(folder, u in scan.seen, u in scan.flagged)]
-            if limit is not None:
-                uids = uids[:limit]
+            uids = scan.in_folder(folder)
+            uids = uids[:limit] if limit is not None else list(uids)
             if not uids:
                 return []
             res = await conn.execute(
