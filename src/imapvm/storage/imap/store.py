@@ -389,7 +389,8 @@ class ImapStore:
                                        m.lower() not in _GREETING_TYPES)}
         uids = ours if wanted == kinds else [u for u in ours if keys[u].mtype in wanted]
         scan = _Scan(validity, uids, view.seen, view.flagged)
-        cache.answers[(who, want)] = (view, scan)
+        if cache.views.get(who) is view:  # a view kept for the next open (CONDSTORE): so is
+            cache.answers[(who, want)] = (view, scan)  # its answer; none held otherwise
         return scan
 
     async def _voicemail_uids(self, conn: ImapConnection, acct: Account, s: ImapSettings,
