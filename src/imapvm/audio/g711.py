@@ -11,9 +11,10 @@ first widens every index to 64 bits in a temporary array (at 500 calls, decoding
 the media loop). The samples are a read-only view of ``audioop``'s bytes: copying them into
 a writable buffer added a fifth (1.16 against 1.44 µs per 1280 bytes; numpy ``take`` 2.58),
 and with the copy ``bench/sip_load.py --calls 500`` showed RTP send p99 of 10-44 ms in 7 of 11
-runs (cause not found; none in the runs without it). Nothing writes received audio in place (a
-recording is a concatenation, a copy); a caller that must, copies. ``audioop`` is in the
-standard library to 3.12 and ``audioop-lts`` after.
+runs, none in 9 without it taken turn about (cause not found; at a slower hour, later, runs
+without it showed such p99 too, so the copy may only have made a busy loop busier). Nothing
+writes received audio in place (a recording is a concatenation, a copy); a caller that must,
+copies. ``audioop`` is in the standard library to 3.12 and ``audioop-lts`` after.
 One implementation serves RTP and the ``.ulaw``/``.alaw`` files (``audio.formats``).
 """
 
