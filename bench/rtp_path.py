@@ -49,7 +49,6 @@ def cpu() -> tuple[float, float]:
     return r.ru_utime, r.ru_stime
 
 
-
 def bare_session(loop: asyncio.AbstractEventLoop, measure: bool = False) -> RtpSession:
     """A session on a loopback socket of its own, without the RTCP socket that
     ``open_rtp_session`` adds (SO_TIMESTAMPNS set as it sets it)."""
@@ -58,6 +57,7 @@ def bare_session(loop: asyncio.AbstractEventLoop, measure: bool = False) -> RtpS
     rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     rtp.bind(("127.0.0.1", 0))
     return RtpSession(loop, rtp, measure)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

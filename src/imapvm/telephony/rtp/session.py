@@ -329,11 +329,11 @@ class RtpSession:
             return  # keep the clock running, send nothing: the peer said it won't listen
         if self._marker:
             packet = HEADER.pack(0x80, 0x80 | media.payload_type, self._seq, self._ts,
-                                  self._ssrc) + payload
+                                 self._ssrc) + payload
             self._marker = False
         else:
             packet = HEADER.pack(0x80, media.payload_type, self._seq, self._ts,
-                                  self._ssrc) + payload
+                                 self._ssrc) + payload
         if self.srtp is not None:
             packet = self.srtp.protect(packet)
         try:
