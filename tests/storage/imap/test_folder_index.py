@@ -11,7 +11,7 @@ import pytest
 from imapvm.storage.base import Folder, MailboxRef
 from imapvm.storage.imap.connection import ImapConnection
 from imapvm.storage.imap.folder_index import FolderIndex, IndexFiles, Key, View
-from imapvm.storage.imap.store import ImapStore
+from imapvm.storage.imap.store import ImapStore, _in_view, _Scan
 from tests.conftest import Account, make_account
 from tests.support.dovecot import DovecotServer
 from tests.support.mailclient import AsyncMailClient, simple_message
@@ -131,12 +131,14 @@ async def test_unchanged_folder_is_answered_from_the_view_and_changes_are_seen(
         # each view is worked out once per change and reused while nothing changes: a change
         # moves a message between the views of every kind of open, never leaves one behind
         await client.store([ours[2]], "+FLAGS", "\\Flagged")
-        for _ in range(2):  # the second open reuses the first one's answer
+        for second in (False, True):  # the second time, the first one's answer is reused
+            searches = counter.searches
             urgent = await store.counts(BOX)
             assert (urgent.new, urgent.old, urgent.urgent) == (1, 1, 1)
             assert [m.ref.uid for m in await store.list(BOX, Folder.URGENT)] == [ours[2]]
             assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX)] == [ours[1]]
             assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX, limit=0)] == []
+            assert (counter.searches == searches) == second  # nothing changed meanwhile
         await client.store([ours[2]], "-FLAGS", "\\Flagged")
         assert (await store.counts(BOX)).urgent == 0
         assert [m.ref.uid for m in await store.list(BOX, Folder.INBOX)] == ours[1:]
@@ -183,8 +185,6 @@ def test_a_scans_folder_views_are_the_flag_rule_of_each_folder(folder: Folder) -
     """``_Scan.in_folder`` (set operations, once per view) keeps ``_in_view``'s rule (the
     one the listing applies to fetched flags): new is neither seen nor flagged, old is seen,
     urgent is flagged and not seen, a real folder is everything."""
-    from imapvm.storage.imap.store import _in_view, _Scan
-
     uids = list(range(1, 41))
     seen, flagged = {u for u in uids if u % 2}, {u for u in uids if u % 3 == 0}
     scan = _Scan(7, uids, seen, flagged)
