@@ -18,6 +18,7 @@ from tests.conftest import Account, make_account
 from tests.support.dovecot import DovecotServer
 from tests.support.mailclient import MailClient
 from tests.support.vmmail import message_id, voicemail
+from tests.support.waiting import until
 
 BOX = MailboxRef("1234", "default")
 
@@ -67,7 +68,9 @@ async def test_deposits_survive_a_server_outage_without_loss_or_duplicates(
         await asyncio.wait_for(outbox.delivered(i), 20)
     await asyncio.to_thread(private_dovecot.pause)  # the IMAP server goes away mid-stream
     ids += [await outbox.submit(BOX, e) for e in emails[3:]]
-    await asyncio.sleep(1.0)  # the worker tries and fails meanwhile
+    # the worker tries while the server is away, and fails (the mailbox's lane waits on it)
+    await until(lambda: any(i.last_error for i in outbox.pending()), 60,
+                "a pending deposit tried and failed")
     assert outbox.depth() == 6
     await asyncio.to_thread(private_dovecot.resume)
     assert await outbox.flush(30)

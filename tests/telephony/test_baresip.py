@@ -12,10 +12,18 @@ from imapvm.audio import g711
 from imapvm.telephony.channel import SipChannel
 from imapvm.telephony.server import SipServer, SipSettings
 from tests.support.baresip import start_baresip
+from tests.support.waiting import until
 
 from .conftest import best_correlation, dominant_frequency, read_pcm, tone
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+
+def heard_frames(results: dict[str, object]) -> int:
+    """RTP packets the server has received from the caller so far (0 before the answer)."""
+    channel = results.get("channel")
+    rtp = channel.rtp if isinstance(channel, SipChannel) else None
+    return rtp.stats.received if rtp is not None else 0
 
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
@@ -27,6 +35,7 @@ async def test_baresip_call_audio_digits_and_what_it_hears(
 
     async def handler(channel: SipChannel) -> None:
         await channel.answer()
+        results["channel"] = channel
         results["target"] = channel.target
         results["caller"] = channel.caller
         results["codec"] = channel.media.encoding if channel.media else None
@@ -43,7 +52,9 @@ async def test_baresip_call_audio_digits_and_what_it_hears(
                                     dial=f"sip:1234@{host}:{port}", codec=codec)
         try:
             await phone.wait_event("CALL_ESTABLISHED")
-            await asyncio.sleep(5.6)  # the caller's file plays for 4.95 s
+            # the caller's file (4.95 s) has reached us, and 0.6 s of its padding after it
+            await until(lambda: heard_frames(results) >= (4.95 + 0.6) / 0.02, 30,
+                        "the caller's audio received")
             await phone.send_digit("#")
             await asyncio.wait_for(recorded.wait(), 5)
             for digit in "123":
@@ -131,6 +142,7 @@ async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path,
 
     async def handler(channel: SipChannel) -> None:
         await channel.answer()
+        results["channel"] = channel
         results["codec"] = channel.media.encoding if channel.media else None
         results["srtp"] = channel.media.srtp is not None if channel.media else None
         results["transport"] = channel.request.headers.get("Via")
@@ -162,7 +174,9 @@ async def test_baresip_g722_wideband_call(tmp_path: Path, caller_wav: Path,
                                     extra_config=extra)
         try:
             await phone.wait_event("CALL_ESTABLISHED")
-            await asyncio.sleep(len(source) / 16000 + 0.7)  # the caller's audio plays out
+            # the caller's audio has reached us, and 0.7 s of its padding after it
+            await until(lambda: heard_frames(results) >= (len(source) / 16000 + 0.7) / 0.02,
+                        30, "the caller's audio received")
             await phone.send_digit("#")
             await asyncio.wait_for(recorded.wait(), 5)
             await phone.wait_event("CALL_CLOSED", within=15)

@@ -192,7 +192,8 @@ async def test_publish_to_presence_server_refresh_and_412() -> None:
         assert "SIP-If-Match" not in again.headers
         assert parse_message_summary(again.body)[2] == MessageSummary(2, 1)
         presence.respond(again, 200, extra=("SIP-ETag: e2", "Expires: 3600"))
-        await asyncio.sleep(0.05)
+        # published at once: whether or not the 200 has arrived yet, the change goes with the
+        # tag it brings (one PUBLISH at a time, see the next test)
         server.publish_mwi("1234", MessageSummary(0, 3))
         modify = await presence.next_sip()
         assert isinstance(modify, SipRequest)
