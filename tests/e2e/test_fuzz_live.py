@@ -17,11 +17,15 @@ from typing import cast
 
 import pytest
 
+from imapvm.telephony.sip.errors import SipParseError
 from imapvm.telephony.sip.message import SipResponse, parse_message
 from tests.e2e.serve import start_serve
 from tests.telephony.torture import SDP, corpus, options
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+SEED = int(os.environ.get("IMAPVM_FUZZ_SEED", "4475"))
+SECONDS = float(os.environ.get("IMAPVM_FUZZ_SECONDS", "5"))
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + SECONDS)]
 
 TOKENS = [b"\r\n", b":", b";", b",", b"<", b">", b'"', b"@", b" ", b"\t", b"\x00", b"\xff",
           b"SIP/2.0", b";tag=", b";branch=z9hG4bK", b"\r\n\r\n", b"Content-Length: 99999\r\n",
@@ -76,7 +80,10 @@ async def _alive(sock: _Socket, server: tuple[str, int], n: int) -> bool:
     try:
         async with asyncio.timeout(5):
             while True:
-                msg = parse_message(await sock.answers.get())
+                try:
+                    msg = parse_message(await sock.answers.get())
+                except SipParseError:  # e.g. a 400 that copied a mutated header too long
+                    continue  # for our own limits: an answer to the storm, not to us
                 if isinstance(msg, SipResponse) and msg.call_id == call_id:
                     return msg.status == 200
     except TimeoutError:
@@ -111,8 +118,8 @@ async def _tcp_storm(rng: random.Random, seeds: list[bytes], server: tuple[str, 
 
 
 async def test_live_server_survives_a_mutation_storm(tmp_path: Path) -> None:
-    seed = int(os.environ.get("IMAPVM_FUZZ_SEED", "4475"))
-    seconds = float(os.environ.get("IMAPVM_FUZZ_SECONDS", "5"))
+    seed, seconds = SEED, SECONDS
+    print(f"fuzz seed {seed}, {seconds:g} s")  # shown with any failure, to replay it
     rng = random.Random(seed)
     conf = tmp_path / "voicemail.conf"
     conf.write_text("[general]\nformat=wav\n[default]\n1234 => 4242,Alice\n")
@@ -137,7 +144,7 @@ async def test_live_server_survives_a_mutation_storm(tmp_path: Path) -> None:
     sent = 0
     try:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and sent < 20_000:
+        while time.monotonic() < deadline:  # at most 2,500 datagrams a second (below)
             for _ in range(50):
                 sock = rng.choice(sockets)
                 assert sock.transport is not None
