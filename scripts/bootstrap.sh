@@ -7,15 +7,16 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PROFILE=${1:-server}
 
-# Debian packages. The server needs Python, the prompts and espeak-ng (for prompts the set lacks);
-# the tests also need the real IMAP servers and SIP peers they start.
-PKGS=(python3 python3-venv python3-pip ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
+# Debian packages. The server needs Python (and gcc with Python's headers for its one C module,
+# the RTP fast path), the prompts and espeak-ng (for prompts the set lacks); the tests also need
+# the real IMAP servers and SIP peers they start.
+PKGS=(python3 python3-venv python3-pip python3-dev gcc ca-certificates openssl asterisk-core-sounds-en-wav espeak-ng sox)
 PKGS+=(asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav
        asterisk-core-sounds-ru-wav)  # issue 16: the menus in Spanish, French, Italian, Russian
 PKGS+=(asterisk-core-sounds-en-g722)  # issue 15: wideband prompts for G.722 calls
 if [ "$PROFILE" = test ]; then
   PKGS+=(dovecot-imapd cyrus-common sasl2-bin cyrus-clients baresip sip-tester libgsm-tools
-         krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi gcc python3-dev)
+         krb5-kdc krb5-admin-server krb5-user libkrb5-dev dovecot-gssapi)
   PKGS+=(fail2ban)  # issue 12: fail2ban-regex checks contrib/fail2ban's filter on real log lines
   PKGS+=(kamailio kamailio-presence-modules kamailio-sqlite-modules sqlite3)  # issue 14: the SIP edge of several nodes (dispatcher, presence_mwi)
 fi
@@ -42,13 +43,13 @@ if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/cyrus/usr/lib/cyrus/bin/imapd" 
   dpkg-deb -x "$ROOT"/.cache/cyrus-deb/cyrus-imapd_*.deb "$ROOT/.cache/cyrus"
 fi
 
-# Python: a venv with the package (editable) and, for tests, the test extra. Reinstalled only
-# when pyproject.toml changes.
+# Python: a venv with the package (editable, its C module built in place) and, for tests, the
+# test extra. Reinstalled only when pyproject.toml, setup.py or the C source changes.
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-HASH=$(sha256sum pyproject.toml | cut -c1-16)
+HASH=$(cat pyproject.toml setup.py src/imapvm/telephony/rtp/_fastpath.c | sha256sum | cut -c1-16)
 STAMP=.venv/.imapvm-$PROFILE-$HASH
 # The test profile installs everything the server profile does.
 if [ ! -f "$STAMP" ] && ! { [ "$PROFILE" = server ] && [ -f ".venv/.imapvm-test-$HASH" ]; }; then

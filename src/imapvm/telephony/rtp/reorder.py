@@ -62,6 +62,21 @@ class ReorderBuffer:
         self._pending[offset] = (timestamp, payload)
         return self._release(force=False)
 
+    @property
+    def next_in_order(self) -> tuple[int, int] | None:
+        """(sequence, timestamp) of the packet that ``push`` would release at once with no gap
+        before it; None while packets are held or before the first one."""
+        if self._pending or self._next_seq is None:
+            return None
+        return self._next_seq, self._next_ts
+
+    def advance(self, count: int, next_seq: int, next_ts: int) -> None:
+        """``count`` packets, each the ``next_in_order`` one, were taken without ``push`` (the
+        RTP session's C read path): the state ``push`` would have left."""
+        self.stats.received += count
+        self._strays = 0
+        self._next_seq, self._next_ts = next_seq, next_ts
+
     def flush(self) -> list[Chunk]:
         return self._release(force=True)
 

@@ -89,6 +89,16 @@ class RtcpState:
         self._jitter, self._transit = jitter, previous
         self._received += len(packets)
 
+    def run_state(self) -> tuple[int, int, float, float | None, int]:
+        """What ``on_rtp_run`` advances for the current source: (max_seq, cycles, jitter,
+        transit, clock), for the RTP session's C read path to advance in its place."""
+        return self._max_seq, self._cycles, self._jitter, self._transit, self.clock
+
+    def set_run_state(self, state: tuple[int, int, float, float | None], count: int) -> None:
+        """The state after ``count`` more packets of the current source (see ``run_state``)."""
+        self._max_seq, self._cycles, self._jitter, self._transit = state
+        self._received += count
+
     @property
     def expected(self) -> int:
         if self.remote_ssrc is None:
