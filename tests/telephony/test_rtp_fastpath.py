@@ -292,3 +292,23 @@ def test_read_run_jitter_is_rtcp_arithmetic() -> None:
     finally:
         receiver.close()
         sender.close()
+
+
+async def test_a_read_drains_up_to_its_limit_past_one_batch_and_close_drains_the_rest() -> None:
+    """One recvmmsg takes at most READ_BATCH datagrams: a backlog read drains ``limit`` of them
+    in several, and closing the call reads everything the caller sent before it hung up."""
+    pair = await open_pair()
+    try:
+        for seq in range(200):  # what a socket's default buffer holds
+            pair.send(build_rtp(0, seq, seq * 160, 42, bytes([seq % 256]) * 160))
+        pair.read(1)  # the first packet latches (the general path)
+        pair.read(100)
+        assert pair.fast.stats.received == pair.general.stats.received == 101
+        pair.check()
+        for s in (pair.fast, pair.general):
+            s.close()
+        pair.check()
+        assert pair.fast.stats.received == 200
+        assert sum(len(a) for a in pair.heard[True]) == 200 * 160
+    finally:
+        close_pair(pair)

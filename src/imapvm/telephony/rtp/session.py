@@ -67,6 +67,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lac
 READ_EVERY = 8  # frames between reads of a stream's socket: 160 ms at 20 ms ptime (4 cost
 # 5 points more of a core at 500 calls: twice the reads, decodes and empty reads)
 CLOSE_READ_LIMIT = 1024  # packets read at close: 20 s at 20 ms, more than a socket holds
+READ_BATCH = 64  # datagrams one recvmmsg reads at most (_fastpath.c's MAX_BATCH)
 
 
 @dataclass
@@ -377,18 +378,36 @@ class RtpSession:
         after a stall drains at up to ``limit`` per read, so no tick grows long enough to
         delay the next one's sends (the kernel buffer holds a few seconds meanwhile).
 
-        One ``read_run`` (C, ``_fastpath.c``) reads the socket with one recvmmsg and handles
-        the leading run of usual packets (plain RTP of the call's audio codec from the latched
-        host and source, each the next in sequence with no gap): their payloads joined, the
-        reorder buffer's expectation and RTCP's sequence and jitter accounting advanced.
-        Everything after the run (SRTP, DTMF events, another source or codec, reordering,
-        gaps) goes through ``datagram_received`` in arrival order."""
+        Each ``read_run`` (C, ``_fastpath.c``) reads up to READ_BATCH datagrams with one
+        recvmmsg and handles their leading run of usual packets (plain RTP of the call's audio
+        codec from the latched host and source, each the next in sequence with no gap): the
+        payloads joined, the reorder buffer's expectation and RTCP's sequence and jitter
+        accounting advanced. Everything after the run (SRTP, DTMF events, another source or
+        codec, reordering, gaps) goes through ``datagram_received`` in arrival order."""
         if not self._open or self.failed is not None:
             return
         # Packets read in a batch arrived at different times: the kernel's receive time
         # (SO_TIMESTAMPNS, wall clock) is moved onto the loop's clock for RTCP jitter.
         loop_now = self._loop.time()
         to_loop = loop_now - time.time()
+        batch: list[bytes | int] = []
+        self._batch = batch
+        try:
+            while limit > 0 and self._open and self.failed is None:
+                want = min(limit, READ_BATCH)
+                read = self._read_batch(want, batch, to_loop, loop_now)
+                if read < want:
+                    break  # the socket is empty (or failed)
+                limit -= read
+        finally:
+            self._arrival = None
+            self._batch = None
+        if batch and self.failed is None:
+            self._emit_audio(batch)
+
+    def _read_batch(self, want: int, batch: list[bytes | int], to_loop: float,
+                    loop_now: float) -> int:
+        """One ``read_run`` of up to ``want`` datagrams; returns how many it read."""
         media, rtcp, reorder, ssrc = self.media, self.rtcp, self._reorder, self._audio_ssrc
         remote = self._remote
         if remote is not self._packed_for:  # latched, or set anew: its address packed once
@@ -402,11 +421,10 @@ class RtpSession:
         else:  # nothing is usual: every packet comes back for datagram_received
             host, audio_pt, source, seq, ts = b"", -1, -1, -1, 0
         state = rtcp.run_state() if rtcp is not None and audio_pt >= 0 else None
-        payload, count, next_seq, next_ts, after, rest, _, error = read_run(
-            self._fileno, limit, host, audio_pt, source, seq, ts, state, to_loop, loop_now)
-        if error:  # ICMP unreachable before the peer listens
+        payload, count, next_seq, next_ts, after, rest, read, error = read_run(
+            self._fileno, want, host, audio_pt, source, seq, ts, state, to_loop, loop_now)
+        if error:  # e.g. an ICMP error queued on the socket
             log.debug("RTP socket error: %s", os.strerror(error))
-        batch: list[bytes | int] = []
         if count:
             reorder.advance(count, next_seq, next_ts)
             if rtcp is not None and after is not None:
@@ -414,19 +432,12 @@ class RtpSession:
             self.stats.received += count
             self._rx_seen = True
             batch.append(payload)
-        if rest:
-            self._batch = batch
-            try:
-                for data, arrival, addr in rest:
-                    self._arrival = arrival
-                    self.datagram_received(data, addr)
-                    if not self._open or self.failed is not None:
-                        break
-            finally:
-                self._arrival = None
-                self._batch = None
-        if batch and self.failed is None:
-            self._emit_audio(batch)
+        for data, arrival, addr in rest:
+            self._arrival = arrival
+            self.datagram_received(data, addr)
+            if not self._open or self.failed is not None:
+                break
+        return read
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if self.failed is not None:
