@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import struct
 
@@ -27,7 +28,7 @@ from imapvm.telephony.rtp.packet import HEADER, build_rtp
 from imapvm.telephony.rtp.session import RtpSession, open_rtp_session
 from imapvm.telephony.sdp import NegotiatedMedia
 
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("IMAPVM_RTP_EXAMPLES", "200"))  # longer: 5000
 
 
 class Pair:
