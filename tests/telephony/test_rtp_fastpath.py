@@ -313,3 +313,16 @@ async def test_a_read_drains_up_to_its_limit_past_one_batch_and_close_drains_the
         assert sum(len(a) for a in pair.heard[True]) == 200 * 160
     finally:
         close_pair(pair)
+
+
+def test_a_zoned_ipv6_peer_takes_the_python_path() -> None:
+    """The C path carries no IPv6 scope: a link-local peer with a zone packs to nothing, so
+    its frames go by Python's sendto (which keeps the zone) and its packets by the general
+    path; plain addresses pack as the kernel reports a source."""
+    from imapvm.telephony.rtp.session import _packed_host
+
+    assert _packed_host(("fe80::1%eth0", 5004)) == b""
+    assert _packed_host(None) == b""
+    assert _packed_host(("127.0.0.1", 5004)) == socket.inet_aton("127.0.0.1")
+    assert _packed_host(("::1", 5004)) == socket.inet_pton(socket.AF_INET6, "::1")
+    assert _packed_host(("not an address", 5004)) == b""

@@ -40,23 +40,17 @@ static PyObject *
 address(const struct sockaddr_storage *sa, socklen_t len)
 {
     char host[NI_MAXHOST];
-    if (sa->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof host, NULL, 0,
-                        NI_NUMERICHOST) != 0)
-            return PyErr_Format(PyExc_OSError, "unreadable source address");
-        return Py_BuildValue("(si)", host, ntohs(in->sin_port));
-    }
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof host, NULL, 0,
-                        NI_NUMERICHOST) != 0)
-            return PyErr_Format(PyExc_OSError, "unreadable source address");
-        return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
-                             (unsigned int)ntohl(in6->sin6_flowinfo),
-                             (unsigned int)in6->sin6_scope_id);
-    }
-    return Py_BuildValue("(si)", "", 0);
+    if (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)
+        return Py_BuildValue("(si)", "", 0);
+    if (getnameinfo((const struct sockaddr *)sa, len, host, sizeof host, NULL, 0,
+                    NI_NUMERICHOST) != 0)
+        return PyErr_Format(PyExc_OSError, "unreadable source address");
+    if (sa->ss_family == AF_INET)
+        return Py_BuildValue("(si)", host, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
+                         (unsigned int)ntohl(in6->sin6_flowinfo),
+                         (unsigned int)in6->sin6_scope_id);
 }
 
 static int

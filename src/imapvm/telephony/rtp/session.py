@@ -345,14 +345,13 @@ class RtpSession:
             second |= 0x80
             self._marker = False
         remote = self._remote
-        if remote is not self._packed_for:  # latched, or set anew: its address packed once
-            self._packed_for, self._remote_packed = remote, _packed_host(remote)
-        if self.srtp is None and self._remote_packed:  # header and send in C (_fastpath.c)
-            error = send_rtp(self._fileno, self._remote_packed, remote[1], second, self._seq,
-                             self._ts, self._ssrc, payload)
+        host = self._packed_remote()
+        if self.srtp is None and host:  # header and send in C (_fastpath.c)
+            error = send_rtp(self._fileno, host, remote[1], second, self._seq, self._ts,
+                             self._ssrc, payload)
             if error:
                 if error in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    error = 0  # the socket buffer is full: a late frame is a useless one
+                    # the socket buffer is full: a late frame is a useless one
                     self.stats.extra["send_dropped"] = (
                         self.stats.extra.get("send_dropped", 0) + 1)
                     return
@@ -405,18 +404,24 @@ class RtpSession:
         if batch and self.failed is None:
             self._emit_audio(batch)
 
+    def _packed_remote(self) -> bytes:
+        """The remote host packed for ``_fastpath.c``, worked out again only when ``_remote``
+        is set anew (latching, a re-INVITE); b"" sends and reads by the Python path."""
+        remote = self._remote
+        if remote is not self._packed_for:
+            self._packed_for, self._remote_packed = remote, _packed_host(remote)
+        return self._remote_packed
+
     def _read_batch(self, want: int, batch: list[bytes | int], to_loop: float,
                     loop_now: float) -> int:
         """One ``read_run`` of up to ``want`` datagrams; returns how many it read."""
         media, rtcp, reorder, ssrc = self.media, self.rtcp, self._reorder, self._audio_ssrc
-        remote = self._remote
-        if remote is not self._packed_for:  # latched, or set anew: its address packed once
-            self._packed_for, self._remote_packed = remote, _packed_host(remote)
+        packed = self._packed_remote()
         expected = reorder.next_in_order
         if (self.fast_path and media is not None and self.srtp is None and self._latched
-                and self._remote_packed and ssrc is not None and expected is not None
+                and packed and ssrc is not None and expected is not None
                 and (rtcp is None or rtcp.remote_ssrc == ssrc)):
-            host, audio_pt, source = self._remote_packed, media.payload_type, ssrc
+            host, audio_pt, source = packed, media.payload_type, ssrc
             seq, ts = expected
         else:  # nothing is usual: every packet comes back for datagram_received
             host, audio_pt, source, seq, ts = b"", -1, -1, -1, 0
@@ -570,10 +575,12 @@ class RtpSession:
 
 
 def _packed_host(remote: Address | None) -> bytes:
-    """The remote host as the kernel gives a source address (4 or 16 bytes); b"" for none."""
-    if remote is None:
+    """The remote host as the kernel gives a source address (4 or 16 bytes); b"" for none,
+    and for a link-local IPv6 address with a zone (``fe80::1%eth0``), whose scope the C path
+    does not carry: Python's ``sendto`` and ``datagram_received`` handle those."""
+    if remote is None or "%" in remote[0]:
         return b""
-    host = remote[0].partition("%")[0]  # an IPv6 zone is not part of the address
+    host = remote[0]
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             return socket.inet_pton(family, host)
